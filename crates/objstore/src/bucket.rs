@@ -1,0 +1,296 @@
+//! [`Bucket`]: the object storage every component reads and writes, with Thanos's operation
+//! vocabulary (get, get_range, upload, delete, iter, exists, attributes) and its metrics.
+//! Names are `/`-separated paths relative to the bucket (and its `prefix`).
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use prometheus::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::metrics::{BucketMetrics, Operation};
+use crate::{BucketError, ConfigError, ObjstoreConfig};
+
+/// Files at least this large are uploaded in parts, so memory stays bounded (chunk segment
+/// files are up to 512MiB).
+const MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
+
+/// Size and modification time of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was last written.
+    pub last_modified: SystemTime,
+}
+
+/// An instrumented bucket. Cheap to clone; clones share the store and the metrics.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    name: Arc<str>,
+    metrics: BucketMetrics,
+    part_size: u64,
+}
+
+impl Bucket {
+    /// Opens the bucket an `objstore.yml` describes, registering its metrics in `registry`.
+    pub fn from_yaml(text: &str, registry: &Registry) -> Result<Self, ConfigError> {
+        let config = ObjstoreConfig::parse(text)?;
+        let store = config.build()?;
+        let mut bucket = Self::new(store, &config.bucket_name(), registry)
+            .map_err(|e| ConfigError::Metrics(e.to_string()))?;
+        if let crate::ProviderConfig::S3(s3) = &config.provider {
+            bucket.part_size = if s3.disable_multipart {
+                u64::MAX
+            } else {
+                s3.part_size.max(5 * 1024 * 1024)
+            };
+        }
+        Ok(bucket)
+    }
+
+    /// Wraps any object store; `name` is the `bucket` label of the metrics.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        name: &str,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            store,
+            name: name.into(),
+            metrics: BucketMetrics::new(name, registry)?,
+            part_size: MULTIPART_THRESHOLD,
+        })
+    }
+
+    /// The bucket's name, as in the `bucket` metric label.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `op` on `name`, counting it. A missing object is an expected answer to a read
+    /// (meta.json and marker probes), so it is not counted as a failure; a missing bucket is.
+    async fn observe<T>(
+        &self,
+        op: Operation,
+        name: &str,
+        fut: impl Future<Output = Result<T, object_store::Error>>,
+        fetched: impl Fn(&T) -> u64,
+    ) -> Result<T, BucketError> {
+        self.metrics.started(op);
+        let start = Instant::now();
+        match fut.await {
+            Ok(value) => {
+                self.metrics
+                    .succeeded(op, start.elapsed().as_secs_f64(), fetched(&value));
+                Ok(value)
+            }
+            Err(object_store::Error::NotFound { source, .. })
+                if op.reads_object() && !is_missing_bucket(&*source) =>
+            {
+                Err(BucketError::NotFound {
+                    name: name.to_string(),
+                })
+            }
+            Err(source) => {
+                self.metrics.failed(op);
+                Err(BucketError::Store {
+                    op: op.as_str(),
+                    name: name.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, name: &str) -> Result<Bytes, BucketError> {
+        let path = Path::from(name);
+        self.observe(
+            Operation::Get,
+            name,
+            async { self.store.get(&path).await?.bytes().await },
+            |b| b.len() as u64,
+        )
+        .await
+    }
+
+    /// Reads bytes `range` of an object. A range past the end is cut at the end.
+    pub async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes, BucketError> {
+        let path = Path::from(name);
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        self.observe(
+            Operation::GetRange,
+            name,
+            self.store.get_range(&path, range),
+            |b| b.len() as u64,
+        )
+        .await
+    }
+
+    /// Writes an object whole, replacing any object of that name.
+    pub async fn upload(&self, name: &str, data: Bytes) -> Result<(), BucketError> {
+        let path = Path::from(name);
+        self.observe(
+            Operation::Upload,
+            name,
+            async {
+                self.store
+                    .put(&path, PutPayload::from(data))
+                    .await
+                    .map(|_| ())
+            },
+            |_| 0,
+        )
+        .await
+    }
+
+    /// Uploads a local file, in parts when it is large, so memory does not grow with its size.
+    pub async fn upload_file(&self, name: &str, file: &FsPath) -> Result<(), BucketError> {
+        let io_err = |source| BucketError::Local {
+            path: file.to_path_buf(),
+            source,
+        };
+        let size = tokio::fs::metadata(file).await.map_err(io_err)?.len();
+        if size < self.part_size {
+            let data = tokio::fs::read(file).await.map_err(io_err)?;
+            return self.upload(name, Bytes::from(data)).await;
+        }
+        let path = Path::from(name);
+        let part = usize::try_from(self.part_size).unwrap_or(usize::MAX);
+        let mut reader = tokio::fs::File::open(file).await.map_err(io_err)?;
+        let upload = async {
+            let mut writer =
+                WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, part);
+            let mut buf = vec![0u8; 1024 * 1024];
+            loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        writer.abort().await?;
+                        return Err(object_store::Error::Generic {
+                            store: "local file",
+                            source: Box::new(e),
+                        });
+                    }
+                };
+                if n == 0 {
+                    break;
+                }
+                // Bounds the parts in flight, so a slow bucket cannot make memory grow.
+                writer.wait_for_capacity(4).await?;
+                writer.write(&buf[..n]);
+            }
+            writer.finish().await.map(|_| ())
+        };
+        self.observe(Operation::Upload, name, upload, |_| 0).await
+    }
+
+    /// Streams an object into a local file (created or truncated), without holding it in memory.
+    pub async fn download_file(&self, name: &str, file: &FsPath) -> Result<u64, BucketError> {
+        let path = Path::from(name);
+        let target = file.to_path_buf();
+        let download = async {
+            let mut stream = self.store.get(&path).await?.into_stream();
+            let local = |e: std::io::Error| object_store::Error::Generic {
+                store: "local file",
+                source: Box::new(e),
+            };
+            let mut out = tokio::fs::File::create(&target).await.map_err(local)?;
+            let mut written = 0u64;
+            while let Some(chunk) = stream.try_next().await? {
+                out.write_all(&chunk).await.map_err(local)?;
+                written += chunk.len() as u64;
+            }
+            out.flush().await.map_err(local)?;
+            out.sync_all().await.map_err(local)?;
+            Ok(written)
+        };
+        self.observe(Operation::Get, name, download, |n| *n).await
+    }
+
+    /// Deletes an object. Deleting an object that does not exist is `NotFound`.
+    pub async fn delete(&self, name: &str) -> Result<(), BucketError> {
+        let path = Path::from(name);
+        self.observe(
+            Operation::Delete,
+            name,
+            async {
+                // Not every store reports a missing object on delete: ask first.
+                self.store.head(&path).await?;
+                self.store.delete(&path).await
+            },
+            |_| 0,
+        )
+        .await
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, BucketError> {
+        match self.attributes_as(Operation::Exists, name).await {
+            Ok(_) => Ok(true),
+            Err(BucketError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Size and modification time of an object.
+    pub async fn attributes(&self, name: &str) -> Result<ObjectAttributes, BucketError> {
+        self.attributes_as(Operation::Attributes, name).await
+    }
+
+    async fn attributes_as(
+        &self,
+        op: Operation,
+        name: &str,
+    ) -> Result<ObjectAttributes, BucketError> {
+        let path = Path::from(name);
+        let meta = self
+            .observe(op, name, self.store.head(&path), |_| 0)
+            .await?;
+        Ok(ObjectAttributes {
+            size: meta.size,
+            last_modified: meta.last_modified.into(),
+        })
+    }
+
+    /// Lists the names under `dir` (`""` for the root), sorted. Without `recursive`, only direct
+    /// children are listed, and a child "directory" is named with a trailing `/`, as Thanos's
+    /// `Iter` does (e.g. `01H.../` for each block at the root).
+    pub async fn iter(&self, dir: &str, recursive: bool) -> Result<Vec<String>, BucketError> {
+        let dir = dir.trim_end_matches('/');
+        let prefix = (!dir.is_empty()).then(|| Path::from(dir));
+        let list = async {
+            let mut names = Vec::new();
+            if recursive {
+                let mut stream = self.store.list(prefix.as_ref());
+                while let Some(meta) = stream.try_next().await? {
+                    names.push(meta.location.to_string());
+                }
+            } else {
+                let result = self.store.list_with_delimiter(prefix.as_ref()).await?;
+                names.extend(result.common_prefixes.iter().map(|p| format!("{p}/")));
+                names.extend(result.objects.iter().map(|o| o.location.to_string()));
+            }
+            names.sort();
+            Ok(names)
+        };
+        self.observe(Operation::Iter, dir, list, |_| 0).await
+    }
+}
+
+/// Whether a not-found error is about the bucket itself (S3's NoSuchBucket, Azure's
+/// ContainerNotFound) rather than the object: that is a misconfiguration, not an answer.
+fn is_missing_bucket(source: &(dyn std::error::Error + Send + Sync)) -> bool {
+    let text = source.to_string();
+    text.contains("NoSuchBucket") || text.contains("ContainerNotFound")
+}

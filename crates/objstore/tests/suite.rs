@@ -1,0 +1,377 @@
+//! One behavioural suite that every backend passes: FILESYSTEM on a temporary directory, and S3
+//! against `moto_server` (a real S3 API) started on 127.0.0.1. Set `RTHANOS_SKIP_S3=1` only on
+//! machines without moto; CI installs it.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prometheus::Registry;
+use rthanos_objstore::Bucket;
+
+/// The behaviour every backend must show.
+async fn suite(bucket: &Bucket, registry: &Registry) {
+    // Upload and get.
+    bucket
+        .upload("01A/meta.json", Bytes::from_static(b"{\"version\":1}"))
+        .await
+        .expect("upload");
+    bucket
+        .upload("01A/index", Bytes::from(vec![7u8; 1000]))
+        .await
+        .expect("upload index");
+    bucket
+        .upload("01A/chunks/000001", Bytes::from_static(b"0123456789"))
+        .await
+        .expect("upload chunks");
+    bucket
+        .upload("01B/meta.json", Bytes::from_static(b"{}"))
+        .await
+        .expect("upload b");
+    bucket
+        .upload("debug/notes", Bytes::from_static(b"x"))
+        .await
+        .expect("upload debug");
+    assert_eq!(
+        &bucket.get("01A/meta.json").await.expect("get")[..],
+        b"{\"version\":1}"
+    );
+
+    // Replacing an object.
+    bucket
+        .upload("01B/meta.json", Bytes::from_static(b"{\"v\":2}"))
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        &bucket.get("01B/meta.json").await.expect("get")[..],
+        b"{\"v\":2}"
+    );
+
+    // Ranged get, including a range running past the end and an empty range.
+    let chunks = "01A/chunks/000001";
+    assert_eq!(
+        &bucket.get_range(chunks, 2..5).await.expect("range")[..],
+        b"234"
+    );
+    assert_eq!(
+        &bucket.get_range(chunks, 8..100).await.expect("tail")[..],
+        b"89"
+    );
+    assert!(
+        bucket
+            .get_range(chunks, 4..4)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+
+    // Listing, with the delimiter (one level, directories end in '/') and without (recursive).
+    assert_eq!(
+        bucket.iter("", false).await.expect("iter root"),
+        ["01A/", "01B/", "debug/"]
+    );
+    assert_eq!(
+        bucket.iter("01A", false).await.expect("iter block"),
+        ["01A/chunks/", "01A/index", "01A/meta.json"]
+    );
+    assert_eq!(
+        bucket.iter("01A/", false).await.expect("trailing slash"),
+        bucket.iter("01A", false).await.expect("same")
+    );
+    assert_eq!(
+        bucket.iter("01A", true).await.expect("iter recursive"),
+        ["01A/chunks/000001", "01A/index", "01A/meta.json"]
+    );
+    assert!(
+        bucket
+            .iter("missing", false)
+            .await
+            .expect("iter missing")
+            .is_empty()
+    );
+
+    // Exists and attributes.
+    assert!(bucket.exists("01A/index").await.expect("exists"));
+    assert!(
+        !bucket
+            .exists("01A/deletion-mark.json")
+            .await
+            .expect("not exists")
+    );
+    assert_eq!(
+        bucket
+            .attributes("01A/index")
+            .await
+            .expect("attributes")
+            .size,
+        1000
+    );
+
+    // Not found, for every read.
+    assert!(
+        bucket
+            .get("nope/meta.json")
+            .await
+            .expect_err("get missing")
+            .is_not_found()
+    );
+    assert!(
+        bucket
+            .get_range("nope/index", 0..4)
+            .await
+            .expect_err("range missing")
+            .is_not_found()
+    );
+    assert!(
+        bucket
+            .attributes("nope/index")
+            .await
+            .expect_err("attrs missing")
+            .is_not_found()
+    );
+    assert!(
+        bucket
+            .delete("nope/index")
+            .await
+            .expect_err("delete missing")
+            .is_not_found()
+    );
+
+    // Large files go up in parts and come back whole.
+    let dir = tempfile::tempdir().expect("tmp");
+    let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let src = dir.path().join("big");
+    std::fs::write(&src, &big).expect("write big");
+    bucket
+        .upload_file("01C/chunks/000001", &src)
+        .await
+        .expect("upload file");
+    let dst = dir.path().join("back");
+    let n = bucket
+        .download_file("01C/chunks/000001", &dst)
+        .await
+        .expect("download");
+    assert_eq!(n, big.len() as u64);
+    assert!(
+        std::fs::read(&dst).expect("read back") == big,
+        "round trip differs"
+    );
+    assert_eq!(
+        &bucket
+            .get_range("01C/chunks/000001", 5_000_000..5_000_004)
+            .await
+            .expect("range big")[..],
+        &big[5_000_000..5_000_004]
+    );
+
+    // Delete: meta.json first, as Thanos does; the block disappears from listings once empty.
+    for name in ["01A/meta.json", "01A/index", "01A/chunks/000001"] {
+        bucket.delete(name).await.expect("delete");
+    }
+    assert!(!bucket.exists("01A/index").await.expect("deleted"));
+    assert_eq!(
+        bucket.iter("", false).await.expect("iter after delete"),
+        ["01B/", "01C/", "debug/"]
+    );
+
+    // Every operation was counted under Thanos's names; not-found answers are not failures.
+    let text = {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut buf)
+            .expect("encode");
+        String::from_utf8(buf).expect("utf8")
+    };
+    for op in [
+        "get",
+        "get_range",
+        "upload",
+        "delete",
+        "iter",
+        "exists",
+        "attributes",
+    ] {
+        let line = format!("operation=\"{op}\"}} ");
+        let count = text
+            .lines()
+            .find(|l| {
+                l.starts_with("thanos_objstore_bucket_operations_total{") && l.contains(&line)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no operations_total for {op} in\n{text}"));
+        assert!(count > 0.0, "{op} not counted");
+        let failures = text
+            .lines()
+            .find(|l| {
+                l.starts_with("thanos_objstore_bucket_operation_failures_total{")
+                    && l.contains(&line)
+            })
+            .unwrap_or_else(|| panic!("no failures_total for {op}"));
+        assert!(failures.ends_with(" 0"), "unexpected failure: {failures}");
+    }
+    assert!(text.contains(&format!(
+        "thanos_objstore_bucket_last_successful_upload_time{{bucket=\"{}\"}}",
+        bucket.name()
+    )));
+}
+
+#[tokio::test]
+async fn filesystem_bucket() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("bucket");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        root.display()
+    );
+    let registry = Registry::new();
+    let bucket = Bucket::from_yaml(&yaml, &registry).expect("open");
+    assert_eq!(bucket.name(), format!("fs: {}", root.display()));
+    suite(&bucket, &registry).await;
+    // Deleted blocks leave no empty directory behind.
+    assert!(!root.join("01A").exists());
+}
+
+#[tokio::test]
+async fn filesystem_bucket_with_prefix() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\nprefix: /tenant-a/\n",
+        dir.path().display()
+    );
+    let registry = Registry::new();
+    let bucket = Bucket::from_yaml(&yaml, &registry).expect("open");
+    suite(&bucket, &registry).await;
+    assert!(dir.path().join("tenant-a/01B/meta.json").is_file());
+}
+
+/// A `moto_server` on a free loopback port, stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Option<Moto> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let child = match Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("RTHANOS_SKIP_S3").is_some() => {
+                eprintln!("moto_server not started ({e}); S3 suite skipped by RTHANOS_SKIP_S3");
+                return None;
+            }
+            Err(e) => panic!(
+                "moto_server could not be started ({e}); run scripts/test.sh, which installs it"
+            ),
+        };
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    async fn create_bucket(&self, name: &str) {
+        let res = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/{name}", self.port))
+            .send()
+            .await
+            .expect("create bucket");
+        assert!(res.status().is_success(), "create bucket: {}", res.status());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3_yaml(port: u16, bucket: &str, extra: &str) -> String {
+    format!(
+        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  secret_key: test\n  insecure: true\n  part_size: 5242880\n{extra}"
+    )
+}
+
+#[tokio::test]
+async fn s3_bucket_on_moto() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("rthanos").await;
+    let registry = Registry::new();
+    let bucket = Bucket::from_yaml(&s3_yaml(moto.port, "rthanos", ""), &registry).expect("open");
+    assert_eq!(bucket.name(), "rthanos");
+    suite(&bucket, &registry).await;
+
+    // The same bucket with a prefix sees only its own objects.
+    let registry = Registry::new();
+    let prefixed = Bucket::from_yaml(
+        &(s3_yaml(moto.port, "rthanos", "") + "prefix: tenant-b\n"),
+        &registry,
+    )
+    .expect("open prefixed");
+    suite(&prefixed, &registry).await;
+    assert!(
+        bucket
+            .exists("tenant-b/01B/meta.json")
+            .await
+            .expect("under prefix")
+    );
+}
+
+#[tokio::test]
+async fn s3_failures_are_errors_and_counted() {
+    let Some(moto) = Moto::start() else { return };
+    // The bucket was never created: every call fails, is an error, and is counted as a failure.
+    let registry = Registry::new();
+    let extra = "  max_retries: 1\n";
+    let bucket = Bucket::from_yaml(&s3_yaml(moto.port, "absent", extra), &registry).expect("open");
+    let err = bucket
+        .upload("x", Bytes::from_static(b"x"))
+        .await
+        .expect_err("no bucket");
+    assert!(err.to_string().contains("upload"), "{err}");
+    let failures = registry
+        .gather()
+        .into_iter()
+        .find(|m| m.name() == "thanos_objstore_bucket_operation_failures_total")
+        .expect("failures metric");
+    let upload_failures: f64 = failures
+        .get_metric()
+        .iter()
+        .filter(|m| m.get_label().iter().any(|l| l.value() == "upload"))
+        .map(|m| m.get_counter().value())
+        .sum();
+    assert_eq!(upload_failures, 1.0);
+}
+
+#[tokio::test]
+async fn s3_missing_bucket_is_not_a_missing_object() {
+    let Some(moto) = Moto::start() else { return };
+    let bucket = Bucket::from_yaml(
+        &s3_yaml(moto.port, "absent", "  max_retries: 1\n"),
+        &Registry::new(),
+    )
+    .expect("open");
+    let err = bucket.get("01A/meta.json").await.expect_err("no bucket");
+    assert!(
+        !err.is_not_found(),
+        "a missing bucket must not read as a missing object: {err}"
+    );
+}

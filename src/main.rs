@@ -1,0 +1,2 @@
+//! rthanos binary placeholder.
+fn main() {}
