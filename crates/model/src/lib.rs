@@ -3,6 +3,10 @@
 //! `objstore.yml` and other configuration files all parse through these types, so a value copied
 //! from a Thanos manifest means the same here.
 
+mod timestamp;
+
+pub use timestamp::TimeOrDuration;
+
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
@@ -22,6 +26,9 @@ pub enum UnitError {
     /// Not a byte size.
     #[error("not a valid size: {0:?} (examples: 512MB, 2GB, 1GiB)")]
     Size(String),
+    /// Neither an RFC 3339 time nor a relative duration.
+    #[error("not a valid time or duration: {0:?} (examples: 2024-01-31T00:00:00Z, -2w, -36h)")]
+    Time(String),
 }
 
 const DURATION_UNITS: [(&str, u64); 7] = [
@@ -59,10 +66,18 @@ impl PromDuration {
 impl FromStr for PromDuration {
     type Err = UnitError;
 
+    /// Parses Prometheus's syntax, and also Go's (`1.5h`, `300us`, `1h0m0s`), because some
+    /// Thanos flags take Go durations: every value Thanos accepts is accepted here.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_prometheus_duration(s).or_else(|e| parse_go_duration(s).ok_or(e))
+    }
+}
+
+fn parse_prometheus_duration(s: &str) -> Result<PromDuration, UnitError> {
+    {
         let err = || UnitError::Duration(s.to_string());
         if s == "0" {
-            return Ok(Self(StdDuration::ZERO));
+            return Ok(PromDuration(StdDuration::ZERO));
         }
         if s.is_empty() {
             return Err(err());
@@ -91,8 +106,43 @@ impl FromStr for PromDuration {
                 .and_then(|v| total.checked_add(v))
                 .ok_or_else(err)?;
         }
-        Ok(Self(StdDuration::from_millis(total)))
+        Ok(PromDuration(StdDuration::from_millis(total)))
     }
+}
+
+/// Go's `time.ParseDuration` for non-negative values: decimal amounts with units
+/// `ns us µs ms s m h`, in any order.
+fn parse_go_duration(s: &str) -> Option<PromDuration> {
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        let amount: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
+            .map_or(rest.len(), |(i, _)| i);
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        nanos += amount * scale;
+    }
+    (nanos.is_finite() && nanos < u64::MAX as f64)
+        .then(|| PromDuration(StdDuration::from_nanos(nanos as u64)))
 }
 
 impl TryFrom<String> for PromDuration {
@@ -229,9 +279,12 @@ mod tests {
         ] {
             assert_eq!(dur(text), Ok(ms), "{text}");
         }
-        for bad in [
-            "", "5", "1.5h", "30m1h", "1h1h", "-5m", "5 m", "5M", "h", "1hm",
-        ] {
+        // Go's syntax, which some Thanos flags take.
+        assert_eq!(dur("1.5h"), Ok(90 * 60_000));
+        assert_eq!(dur("1h0m0s"), Ok(h));
+        assert_eq!(dur("30m1h"), Ok(h + 30 * 60_000));
+        assert_eq!(dur("1500us"), Ok(1));
+        for bad in ["", "5", "1h1d", "-5m", "5 m", "5M", "h", "1hm", "1.2.3s"] {
             assert!(dur(bad).is_err(), "{bad} should not parse");
         }
     }

@@ -14,10 +14,20 @@ use rthanos_model::PromDuration;
 #[derive(Args, Clone, Debug)]
 pub struct LogFlags {
     /// Log filtering level.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(
+        id = "log.level",
+        long = "log.level",
+        value_enum,
+        default_value = "info"
+    )]
     pub level: LogLevel,
     /// Log format to use.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        id = "log.format",
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt"
+    )]
     pub format: LogFormat,
 }
 
@@ -26,6 +36,7 @@ pub struct LogFlags {
 pub struct HttpFlags {
     /// Listen host:port for HTTP endpoints.
     #[arg(
+        id = "http-address",
         long = "http-address",
         default_value = "0.0.0.0:10902",
         value_name = "\"<host>:<port>\""
@@ -33,6 +44,7 @@ pub struct HttpFlags {
     pub address: String,
     /// Time to wait after an interrupt received for HTTP Server.
     #[arg(
+        id = "http-grace-period",
         long = "http-grace-period",
         default_value = "2m",
         value_name = "DURATION"
@@ -40,7 +52,12 @@ pub struct HttpFlags {
     pub grace_period: PromDuration,
     /// [EXPERIMENTAL] Path to the configuration file that can enable TLS or authentication for
     /// all HTTP endpoints.
-    #[arg(long = "http.config", default_value = "", value_name = "FILE")]
+    #[arg(
+        id = "http.config",
+        long = "http.config",
+        default_value = "",
+        value_name = "FILE"
+    )]
     pub config: String,
 }
 
@@ -50,6 +67,7 @@ pub struct GrpcServerFlags {
     /// Listen ip:port address for gRPC endpoints (StoreAPI). Make sure this address is routable
     /// from other components.
     #[arg(
+        id = "grpc-address",
         long = "grpc-address",
         default_value = "0.0.0.0:10901",
         value_name = "\"<host>:<port>\""
@@ -57,20 +75,32 @@ pub struct GrpcServerFlags {
     pub address: String,
     /// Time to wait after an interrupt received for GRPC Server.
     #[arg(
+        id = "grpc-grace-period",
         long = "grpc-grace-period",
         default_value = "2m",
         value_name = "DURATION"
     )]
     pub grace_period: PromDuration,
     /// TLS Certificate for gRPC server, leave blank to disable TLS.
-    #[arg(long = "grpc-server-tls-cert", default_value = "", value_name = "PATH")]
+    #[arg(
+        id = "grpc-server-tls-cert",
+        long = "grpc-server-tls-cert",
+        default_value = "",
+        value_name = "PATH"
+    )]
     pub tls_cert: String,
     /// TLS Key for the gRPC server, leave blank to disable TLS.
-    #[arg(long = "grpc-server-tls-key", default_value = "", value_name = "PATH")]
+    #[arg(
+        id = "grpc-server-tls-key",
+        long = "grpc-server-tls-key",
+        default_value = "",
+        value_name = "PATH"
+    )]
     pub tls_key: String,
     /// TLS CA to verify clients against. If no client CA is specified, there is no client
     /// verification on server side (tls.NoClientCert).
     #[arg(
+        id = "grpc-server-tls-client-ca",
         long = "grpc-server-tls-client-ca",
         default_value = "",
         value_name = "PATH"
@@ -79,6 +109,7 @@ pub struct GrpcServerFlags {
     /// The grpc server max connection age. This controls how often to re-establish connections
     /// and redo TLS handshakes.
     #[arg(
+        id = "grpc-server-max-connection-age",
         long = "grpc-server-max-connection-age",
         default_value = "60m",
         value_name = "DURATION"
@@ -103,14 +134,19 @@ impl GrpcServerFlags {
 pub struct ObjstoreFlags {
     /// Path to YAML file that contains object store configuration. See format details:
     /// https://thanos.io/tip/thanos/storage.md/#configuration
-    #[arg(long = "objstore.config-file", value_name = "FILE")]
+    #[arg(
+        id = "objstore.config-file",
+        long = "objstore.config-file",
+        value_name = "FILE"
+    )]
     pub config_file: Option<PathBuf>,
     /// Alternative to 'objstore.config-file' flag (mutually exclusive). Content of YAML file that
     /// contains object store configuration.
     #[arg(
+        id = "objstore.config",
         long = "objstore.config",
         value_name = "CONTENT",
-        conflicts_with = "config_file"
+        conflicts_with = "objstore.config-file"
     )]
     pub config: Option<String>,
 }

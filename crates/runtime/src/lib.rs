@@ -75,12 +75,12 @@ pub enum RuntimeError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     /// The component's work failed.
-    #[error("{component}: {source}")]
+    #[error("{component}: {cause}")]
     Component {
         /// Which component.
         component: &'static str,
-        /// Its error.
-        source: BoxError,
+        /// Its error (already part of this error's message).
+        cause: BoxError,
     },
 }
 
@@ -256,9 +256,9 @@ impl Bound {
 
         let result = work.await;
         prober.not_ready("shutting down");
-        match &result {
-            Ok(()) => tracing::info!(component, "exiting"),
-            Err(e) => tracing::error!(component, err = %e, "exiting on error"),
+        // An error is returned to the caller, which reports it once.
+        if result.is_ok() {
+            tracing::info!(component, "exiting");
         }
         stopping.cancel();
         signals.abort();
@@ -275,7 +275,7 @@ impl Bound {
                 Err(e) => serve_error = Some(RuntimeError::Serve(format!("gRPC: {e}"))),
             }
         }
-        result.map_err(|source| RuntimeError::Component { component, source })?;
+        result.map_err(|cause| RuntimeError::Component { component, cause })?;
         serve_error.map_or(Ok(()), Err)
     }
 }

@@ -9,25 +9,22 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// `--log.level`: the lowest level that is logged.
+/// `--log.level`: the lowest level that is logged (`debug`, `info`, `warn`, `error`).
+// Variant docs would become per-value help text in --help; the names say it all.
+#[expect(missing_docs, reason = "the variant names are the flag values")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogLevel {
-    /// Everything, including debugging detail.
     Debug,
-    /// Normal operation (Thanos's default).
     Info,
-    /// Warnings and errors.
     Warn,
-    /// Errors only.
     Error,
 }
 
-/// `--log.format`: the line syntax.
+/// `--log.format`: `logfmt` (`key=value` pairs) or `json` (one object per line).
+#[expect(missing_docs, reason = "the variant names are the flag values")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// `key=value` pairs (Thanos's default).
     Logfmt,
-    /// One JSON object per line.
     Json,
 }
 

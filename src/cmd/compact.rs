@@ -1,0 +1,221 @@
+//! `rthanos compact`: flags of Thanos's compactor. The component itself lands with issue #8.
+
+use clap::Args;
+use rthanos_model::PromDuration;
+use rthanos_runtime::flags::{HttpFlags, LogFlags, ObjstoreFlags};
+
+use super::TracingFlags;
+use super::store::BlockSelectionFlags;
+
+/// Flags of `rthanos compact`.
+#[derive(Args, Debug)]
+pub(crate) struct CompactArgs {
+    #[command(flatten)]
+    pub(crate) log: LogFlags,
+    #[command(flatten)]
+    pub(crate) tracing: TracingFlags,
+    #[command(flatten)]
+    pub(crate) http: HttpFlags,
+    #[command(flatten)]
+    pub(crate) objstore: ObjstoreFlags,
+    #[command(flatten)]
+    pub(crate) selection: BlockSelectionFlags,
+
+    /// Data directory in which to cache blocks and process compactions.
+    #[arg(
+        id = "data-dir",
+        long = "data-dir",
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub(crate) data_dir: std::path::PathBuf,
+    /// Do not exit after all compactions have been processed and wait for new work.
+    #[arg(id = "wait", short = 'w', long = "wait")]
+    pub(crate) wait: bool,
+    /// Wait interval between consecutive compaction runs and bucket refreshes. Only works when
+    /// --wait flag specified.
+    #[arg(
+        id = "wait-interval",
+        long = "wait-interval",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub(crate) wait_interval: PromDuration,
+    /// Minimum age of fresh (non-compacted) blocks before they are being processed. Malformed
+    /// blocks older than the maximum of consistency-delay and 48h0m0s will be removed.
+    #[arg(
+        id = "consistency-delay",
+        long = "consistency-delay",
+        default_value = "30m",
+        value_name = "DURATION"
+    )]
+    pub(crate) consistency_delay: PromDuration,
+    /// Time before a block marked for deletion is deleted from bucket. If delete-delay is non
+    /// zero, blocks will be marked for deletion and compactor component will delete blocks
+    /// marked for deletion from the bucket. If delete-delay is 0, blocks will be deleted
+    /// straight away.
+    #[arg(
+        id = "delete-delay",
+        long = "delete-delay",
+        default_value = "48h",
+        value_name = "DURATION"
+    )]
+    pub(crate) delete_delay: PromDuration,
+    /// How long to retain raw samples in bucket. Setting this to 0d will retain samples of this
+    /// resolution forever.
+    #[arg(
+        id = "retention.resolution-raw",
+        long = "retention.resolution-raw",
+        default_value = "0d",
+        value_name = "DURATION"
+    )]
+    pub(crate) retention_raw: PromDuration,
+    /// How long to retain samples of resolution 1 (5 minutes) in bucket. Setting this to 0d
+    /// will retain samples of this resolution forever.
+    #[arg(
+        id = "retention.resolution-5m",
+        long = "retention.resolution-5m",
+        default_value = "0d",
+        value_name = "DURATION"
+    )]
+    pub(crate) retention_5m: PromDuration,
+    /// How long to retain samples of resolution 2 (1 hour) in bucket. Setting this to 0d will
+    /// retain samples of this resolution forever.
+    #[arg(
+        id = "retention.resolution-1h",
+        long = "retention.resolution-1h",
+        default_value = "0d",
+        value_name = "DURATION"
+    )]
+    pub(crate) retention_1h: PromDuration,
+    /// Number of goroutines to use when compacting groups.
+    #[arg(id = "compact.concurrency", long = "compact.concurrency", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) compact_concurrency: u32,
+    /// Number of goroutines to use when download block during compaction.
+    #[arg(
+        id = "compact.blocks-fetch-concurrency",
+        long = "compact.blocks-fetch-concurrency",
+        default_value_t = 1
+    )]
+    pub(crate) blocks_fetch_concurrency: u32,
+    /// How often we should clean up partially uploaded blocks and blocks with deletion mark in
+    /// the background when --wait has been enabled. Setting it to "0s" disables it - the
+    /// cleaning will only happen at the end of an iteration.
+    #[arg(
+        id = "compact.cleanup-interval",
+        long = "compact.cleanup-interval",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub(crate) cleanup_interval: PromDuration,
+    /// Frequency of calculating the compaction progress in the background when --wait has been
+    /// enabled. Setting it to "0s" disables it.
+    #[arg(
+        id = "compact.progress-interval",
+        long = "compact.progress-interval",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub(crate) progress_interval: PromDuration,
+    /// Enable vertical compaction: blocks that overlap in time are merged, deduplicating
+    /// samples (needed for --deduplication.replica-label).
+    #[arg(
+        id = "compact.enable-vertical-compaction",
+        long = "compact.enable-vertical-compaction"
+    )]
+    pub(crate) enable_vertical_compaction: bool,
+    /// Number of goroutines to use when downsampling blocks.
+    #[arg(id = "downsample.concurrency", long = "downsample.concurrency", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) downsample_concurrency: u32,
+    /// Disables downsampling. This is not recommended as querying long time ranges without
+    /// non-downsampled data is not efficient and useful e.g it is not possible to render all
+    /// samples for a human eye anyway.
+    #[arg(id = "downsampling.disable", long = "downsampling.disable")]
+    pub(crate) downsampling_disable: bool,
+    /// Number of goroutines to use when fetching/uploading block files from object storage.
+    #[arg(id = "block-files-concurrency", long = "block-files-concurrency", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) block_files_concurrency: u32,
+    /// Number of goroutines to use when fetching block metadata from object storage.
+    #[arg(
+        id = "block-meta-fetch-concurrency",
+        long = "block-meta-fetch-concurrency",
+        default_value_t = 32
+    )]
+    pub(crate) block_meta_fetch_concurrency: u32,
+    /// Repeat interval for syncing the blocks between local and remote view for /global Block
+    /// Viewer UI.
+    #[arg(
+        id = "block-viewer.global.sync-block-interval",
+        long = "block-viewer.global.sync-block-interval",
+        default_value = "1m",
+        value_name = "DURATION"
+    )]
+    pub(crate) block_viewer_sync_interval: PromDuration,
+    /// Maximum time for syncing the blocks between local and remote view for /global Block
+    /// Viewer UI.
+    #[arg(
+        id = "block-viewer.global.sync-block-timeout",
+        long = "block-viewer.global.sync-block-timeout",
+        default_value = "5m",
+        value_name = "DURATION"
+    )]
+    pub(crate) block_viewer_sync_timeout: PromDuration,
+    /// Label to treat as a replica indicator of blocks that can be deduplicated (repeated
+    /// flag). This will merge multiple replica blocks into one. This process is irreversible.
+    #[arg(
+        id = "deduplication.replica-label",
+        long = "deduplication.replica-label",
+        value_name = "LABEL"
+    )]
+    pub(crate) deduplication_replica_labels: Vec<String>,
+    /// Experimental. Deduplication algorithm for merging overlapping blocks. Possible values
+    /// are: "", "penalty".
+    #[arg(id = "deduplication.func", long = "deduplication.func", default_value = "", value_parser = ["", "penalty"])]
+    pub(crate) deduplication_func: String,
+    /// Specify which hash function to use when calculating the hashes of produced files.
+    #[arg(id = "hash-func", long = "hash-func", default_value = "", value_parser = ["", "SHA256"])]
+    pub(crate) hash_func: String,
+    /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
+    #[arg(id = "disable-admin-operations", long = "disable-admin-operations")]
+    pub(crate) disable_admin_operations: bool,
+    /// Disable Block Viewer UI.
+    #[arg(id = "web.disable", long = "web.disable")]
+    pub(crate) web_disable: bool,
+    /// Whether to disable CORS headers to be set by Thanos.
+    #[arg(id = "web.disable-cors", long = "web.disable-cors")]
+    pub(crate) web_disable_cors: bool,
+    /// Prefix for API and UI endpoints.
+    #[arg(id = "web.route-prefix", long = "web.route-prefix", default_value = "")]
+    pub(crate) web_route_prefix: String,
+    /// Static prefix for all HTML links and redirect URLs in the bucket web UI interface.
+    #[arg(
+        id = "web.external-prefix",
+        long = "web.external-prefix",
+        default_value = ""
+    )]
+    pub(crate) web_external_prefix: String,
+    /// Name of HTTP request header used for dynamic prefixing of UI links and redirects.
+    #[arg(
+        id = "web.prefix-header",
+        long = "web.prefix-header",
+        default_value = ""
+    )]
+    pub(crate) web_prefix_header: String,
+    /// External block label to use as group title in the bucket web UI.
+    #[arg(
+        id = "bucket-web-label",
+        long = "bucket-web-label",
+        value_name = "LABEL"
+    )]
+    pub(crate) bucket_web_label: Option<String>,
+}
+
+/// Runs the compactor.
+pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
+    super::validate_common(&args.log, &args.http, Some(&args.objstore))?;
+    args.tracing.check()?;
+    super::serve("compact", &args.http, None, |_| {
+        Box::pin(async { Err(super::not_built("compact", 8)) })
+    })
+    .await
+}

@@ -1,0 +1,149 @@
+//! One module per subcommand: its flags (named and defaulted as Thanos's) and the wiring that
+//! turns them into a running component.
+
+pub(crate) mod compact;
+pub(crate) mod query;
+pub(crate) mod sidecar;
+pub(crate) mod store;
+pub(crate) mod tools;
+
+use anyhow::{Context, bail};
+use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags, ObjstoreFlags};
+use rthanos_runtime::{BoxError, GrpcOptions, HttpOptions, Runtime};
+
+/// Flags of Thanos that rthanos accepts in argv but does not act on; giving one a value is a
+/// start-up error that names it, rather than a setting silently ignored.
+pub(crate) fn reject_unsupported(flags: &[(&str, bool)]) -> anyhow::Result<()> {
+    if let Some((name, _)) = flags.iter().find(|(_, set)| *set) {
+        bail!("--{name} is not supported by rthanos");
+    }
+    Ok(())
+}
+
+/// Checks what every component checks before it starts: logging, the HTTP server's address
+/// and web config, and the bucket configuration when the component has one.
+pub(crate) fn validate_common(
+    log: &LogFlags,
+    http: &HttpFlags,
+    objstore: Option<&ObjstoreFlags>,
+) -> anyhow::Result<()> {
+    rthanos_runtime::logging::init(log.level, log.format);
+    rthanos_runtime::HttpOptions::from_flags(http)?;
+    if let Some(objstore) = objstore
+        && let Some(yaml) = objstore.content()?
+    {
+        rthanos_objstore::ObjstoreConfig::parse(&yaml).context("--objstore.config")?;
+    }
+    Ok(())
+}
+
+/// The answer of a component whose implementation has not landed yet: it must not pretend to run.
+pub(crate) fn not_built(component: &str, issue: u32) -> BoxError {
+    format!(
+        "the {component} component is not built yet in this version of rthanos (tracked in issue #{issue}); refusing to start"
+    )
+    .into()
+}
+
+/// Runs a component the way every component runs: its HTTP server (and gRPC server, when it has
+/// one) are bound first, then `work` runs until it returns or a signal stops the process.
+pub(crate) async fn serve(
+    component: &'static str,
+    http: &HttpFlags,
+    grpc: Option<&GrpcServerFlags>,
+    work: impl FnOnce(&Runtime) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
+) -> anyhow::Result<()> {
+    let runtime = Runtime::new(component, &crate::BUILD)?;
+    let http = HttpOptions::from_flags(http)?;
+    let grpc = grpc.map(GrpcOptions::from_flags).transpose()?;
+    let work = work(&runtime);
+    let bound = runtime.bind(http, grpc, axum::Router::new(), None).await?;
+    bound.run(work).await?;
+    Ok(())
+}
+
+/// Thanos's tracing flags: accepted, and refused when set (rthanos exports no traces yet).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct TracingFlags {
+    /// Path to YAML file with tracing configuration (not supported by rthanos).
+    #[arg(
+        id = "tracing.config-file",
+        long = "tracing.config-file",
+        value_name = "FILE"
+    )]
+    pub(crate) config_file: Option<String>,
+    /// Alternative to 'tracing.config-file' flag (not supported by rthanos).
+    #[arg(id = "tracing.config", long = "tracing.config", value_name = "CONTENT")]
+    pub(crate) config: Option<String>,
+}
+
+impl TracingFlags {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        reject_unsupported(&[
+            (
+                "tracing.config-file",
+                self.config_file.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+            (
+                "tracing.config",
+                self.config.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+        ])
+    }
+}
+
+/// Thanos's request logging flags: accepted, and refused when set.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct RequestLoggingFlags {
+    /// Path to a YAML file with request logging configuration (not supported by rthanos).
+    #[arg(
+        id = "request.logging-config-file",
+        long = "request.logging-config-file",
+        value_name = "FILE"
+    )]
+    pub(crate) config_file: Option<String>,
+    /// Alternative to 'request.logging-config-file' flag (not supported by rthanos).
+    #[arg(
+        id = "request.logging-config",
+        long = "request.logging-config",
+        value_name = "CONTENT"
+    )]
+    pub(crate) config: Option<String>,
+}
+
+impl RequestLoggingFlags {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        reject_unsupported(&[
+            (
+                "request.logging-config-file",
+                self.config_file.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+            (
+                "request.logging-config",
+                self.config.as_deref().is_some_and(|s| !s.is_empty()),
+            ),
+        ])
+    }
+}
+
+/// Store limits, shared by sidecar, store and query.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct StoreLimitFlags {
+    /// The maximum series allowed for a single Series request. The Series call fails if this
+    /// limit is exceeded. 0 means no limit.
+    #[arg(
+        id = "store.limits.request-series",
+        long = "store.limits.request-series",
+        default_value_t = 0
+    )]
+    pub(crate) request_series: u64,
+    /// The maximum samples allowed for a single Series request, The Series call fails if this
+    /// limit is exceeded. 0 means no limit. NOTE: For efficiency the limit is internally
+    /// implemented as 'chunks limit' considering each chunk contains a maximum of 120 samples.
+    #[arg(
+        id = "store.limits.request-samples",
+        long = "store.limits.request-samples",
+        default_value_t = 0
+    )]
+    pub(crate) request_samples: u64,
+}
