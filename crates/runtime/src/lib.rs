@@ -251,7 +251,7 @@ impl Bound {
         let grpc_task = self.grpc.map(|(server, grace)| {
             tokio::spawn(server.serve(prober.clone(), stopping.clone().cancelled_owned(), grace))
         });
-        let signals = tokio::spawn(wait_for_signal(stopping.clone()));
+        let signals = tokio::spawn(wait_for_signal(stopping.clone(), prober.clone()));
         tracing::info!(component, "starting");
 
         let result = work.await;
@@ -280,8 +280,8 @@ impl Bound {
     }
 }
 
-/// Cancels `token` on the first SIGTERM or SIGINT.
-async fn wait_for_signal(token: CancellationToken) {
+/// On the first SIGTERM or SIGINT: not ready any more, and `token` cancelled.
+async fn wait_for_signal(token: CancellationToken, prober: Prober) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -296,5 +296,6 @@ async fn wait_for_signal(token: CancellationToken) {
         () = token.cancelled() => return,
     };
     tracing::info!(signal = name, "caught signal, exiting gracefully");
+    prober.not_ready("shutting down");
     token.cancel();
 }

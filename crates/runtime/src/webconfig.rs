@@ -144,7 +144,7 @@ impl WebConfig {
                 field: "tls_server_config.key_file",
                 reason: format!("{}: {e}", tls.key_file.display()),
             })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&tls.versions()?)
             .map_err(|e| WebConfigError::Invalid {
