@@ -44,14 +44,14 @@ pub(crate) struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Sidecar for Prometheus server.
-    Sidecar(cmd::sidecar::SidecarArgs),
+    Sidecar(Box<cmd::sidecar::SidecarArgs>),
     /// Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.
-    Query(cmd::query::QueryArgs),
+    Query(Box<cmd::query::QueryArgs>),
     /// Store node giving access to blocks in a bucket provider. Now supported GCS, S3, Azure,
     /// and Filesystem.
-    Store(cmd::store::StoreArgs),
+    Store(Box<cmd::store::StoreArgs>),
     /// Continuously compacts blocks in an object store bucket.
-    Compact(cmd::compact::CompactArgs),
+    Compact(Box<cmd::compact::CompactArgs>),
     /// Tools utility commands.
     Tools(cmd::tools::ToolsArgs),
 }
@@ -71,10 +71,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sidecar(args) => cmd::sidecar::run(args).await,
-            Command::Query(args) => cmd::query::run(args).await,
-            Command::Store(args) => cmd::store::run(args).await,
-            Command::Compact(args) => cmd::compact::run(args).await,
+            Command::Sidecar(args) => cmd::sidecar::run(*args).await,
+            Command::Query(args) => cmd::query::run(*args).await,
+            Command::Store(args) => cmd::store::run(*args).await,
+            Command::Compact(args) => cmd::compact::run(*args).await,
             Command::Tools(args) => cmd::tools::run(args).await,
         }
     });

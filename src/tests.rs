@@ -182,7 +182,7 @@ fn kingpin_style_negations() {
     let Command::Query(q) = parse(&["query", "--no-query.partial-response"]).command else {
         panic!()
     };
-    assert!(!!q.no_partial_response);
+    assert!(q.no_partial_response);
     let Command::Query(q) = parse(&[
         "query",
         "--no-query.partial-response",

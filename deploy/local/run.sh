@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The local HA stack on one machine, on a FILESYSTEM bucket under deploy/local/data/:
+#   - two Prometheus 2.42 replicas (Debian's package), external labels cluster=local and
+#     replica=0 / 1, 2h blocks (min = max block duration, as Thanos requires), each scraping
+#     itself and the other;
+#   - the rthanos components as they land: sidecar (issue #4), query (#6), store (#7),
+#     compact (#8); see deploy/local/README.md.
+# Ctrl-C stops everything; data is kept, and a second start continues where the first stopped.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+data="${RTHANOS_LOCAL_DATA:-$here/data}"
+mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1"
+
+if ! command -v prometheus >/dev/null; then
+  echo "installing Debian's prometheus package (2.42)…"
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  as_root rm -f /usr/sbin/policy-rc.d
+fi
+
+cat > "$data/objstore.yml" <<YAML
+type: FILESYSTEM
+config:
+  directory: $data/bucket
+YAML
+
+pids=()
+stopped=0
+stop() {
+  [ "$stopped" = 1 ] && return
+  stopped=1
+  echo "stopping…"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait || true
+}
+trap stop INT TERM EXIT
+
+for i in 0 1; do
+  port=$((9090 + i))
+  other=$((9091 - i))
+  cat > "$data/prometheus-$i.yml" <<YAML
+global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+  external_labels:
+    cluster: local
+    replica: "$i"
+scrape_configs:
+  - job_name: prometheus
+    static_configs:
+      - targets: ["127.0.0.1:$port", "127.0.0.1:$other"]
+YAML
+  prometheus \
+    --config.file="$data/prometheus-$i.yml" \
+    --storage.tsdb.path="$data/prometheus-$i" \
+    --storage.tsdb.min-block-duration=2h \
+    --storage.tsdb.max-block-duration=2h \
+    --web.listen-address="127.0.0.1:$port" \
+    --web.enable-lifecycle \
+    >"$data/prometheus-$i.log" 2>&1 &
+  pids+=($!)
+done
+
+echo "Prometheus replica 0: http://127.0.0.1:9090  (log: $data/prometheus-0.log)"
+echo "Prometheus replica 1: http://127.0.0.1:9091  (log: $data/prometheus-1.log)"
+echo "Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)"
+echo "rthanos components join this stack as they are built (deploy/local/README.md). Ctrl-C stops."
+wait
