@@ -22,7 +22,13 @@ fn every_subcommand_has_help() {
         assert!(help.contains("Usage: rthanos"), "{help}");
     }
     let help = String::from_utf8_lossy(&rthanos(&["store", "--help"]).stdout).into_owned();
-    for flag in ["--objstore.config-file", "--index-cache-size", "--http-address", "--grpc-address", "--data-dir"] {
+    for flag in [
+        "--objstore.config-file",
+        "--index-cache-size",
+        "--http-address",
+        "--grpc-address",
+        "--data-dir",
+    ] {
         assert!(help.contains(flag), "store --help lacks {flag}");
     }
 }
@@ -40,7 +46,11 @@ fn version_names_revision() {
 fn unknown_flag_exits_2_naming_it() {
     let out = rthanos(&["sidecar", "--prometheus.urll=http://x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--prometheus.urll"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--prometheus.urll"),
+        "{}",
+        stderr(&out)
+    );
     let out = rthanos(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("frobnicate"));
@@ -50,7 +60,11 @@ fn unknown_flag_exits_2_naming_it() {
 fn bad_flag_value_exits_2_naming_it() {
     let out = rthanos(&["compact", "--retention.resolution-raw=30 days"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--retention.resolution-raw"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--retention.resolution-raw"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Loopback addresses on free ports, so tests never collide with each other or a real Thanos.
@@ -60,11 +74,20 @@ const LOCAL: [&str; 2] = ["--http-address=127.0.0.1:0", "--grpc-address=127.0.0.
 fn bad_objstore_config_stops_startup_naming_the_field() {
     let dir = tempfile::tempdir().expect("tmp");
     let cases = [
-        ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  acess_key: typo\n", "acess_key"),
+        (
+            "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  acess_key: typo\n",
+            "acess_key",
+        ),
         ("type: S3\nconfig:\n  bucket: b\n", "config.endpoint"),
-        ("type: S3\nconfig:\n  bucket: b\n  endpoint: s3.amazonaws.com\n  sse_config:\n    type: SSE-X\n", "config.sse_config.type"),
+        (
+            "type: S3\nconfig:\n  bucket: b\n  endpoint: s3.amazonaws.com\n  sse_config:\n    type: SSE-X\n",
+            "config.sse_config.type",
+        ),
         ("type: GCS\nconfig: {}\n", "config.bucket"),
-        ("type: AZURE\nconfig:\n  storage_account: a\n", "config.container"),
+        (
+            "type: AZURE\nconfig:\n  storage_account: a\n",
+            "config.container",
+        ),
         ("type: FILESYSTEM\nconfig:\n  dir: /tmp/x\n", "dir"),
         ("type: SWIFT\nconfig: {}\n", "type"),
         ("typ: S3\n", "typ"),
@@ -76,13 +99,27 @@ fn bad_objstore_config_stops_startup_naming_the_field() {
         let out = rthanos(&["store", &flag, LOCAL[0], LOCAL[1]]);
         assert_eq!(out.status.code(), Some(1), "{yaml}");
         let err = stderr(&out);
-        assert!(err.contains(field), "error for {yaml:?} does not name {field}: {err}");
-        assert!(!err.contains("not built yet"), "validation must come first: {err}");
+        assert!(
+            err.contains(field),
+            "error for {yaml:?} does not name {field}: {err}"
+        );
+        assert!(
+            !err.contains("not built yet"),
+            "validation must come first: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
-    let missing = rthanos(&["compact", "--objstore.config-file=/nonexistent/objstore.yml", LOCAL[0]]);
+    let missing = rthanos(&[
+        "compact",
+        "--objstore.config-file=/nonexistent/objstore.yml",
+        LOCAL[0],
+    ]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(stderr(&missing).contains("/nonexistent/objstore.yml"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent/objstore.yml"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
@@ -93,7 +130,11 @@ fn bad_web_config_stops_startup() {
     let flag = format!("--http.config={}", file.display());
     let out = rthanos(&["query", &flag, LOCAL[0], LOCAL[1]]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("basic_auth_users"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("basic_auth_users"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Until its issue lands, a component validates its flags and configuration, then says plainly
@@ -101,11 +142,41 @@ fn bad_web_config_stops_startup() {
 #[test]
 fn unbuilt_components_refuse_to_run() {
     let dir = tempfile::tempdir().expect("tmp");
-    let objstore = format!("--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n", dir.path().display());
+    let objstore = format!(
+        "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.path().display()
+    );
     for (argv, issue) in [
-        (vec!["sidecar", "--tsdb.path=/prometheus", objstore.as_str(), LOCAL[0], LOCAL[1]], 4),
-        (vec!["query", "--query.replica-label=replica", "--endpoint=127.0.0.1:1", LOCAL[0], LOCAL[1]], 6),
-        (vec!["store", objstore.as_str(), "--index-cache-size=2GB", LOCAL[0], LOCAL[1]], 7),
+        (
+            vec![
+                "sidecar",
+                "--tsdb.path=/prometheus",
+                objstore.as_str(),
+                LOCAL[0],
+                LOCAL[1],
+            ],
+            4,
+        ),
+        (
+            vec![
+                "query",
+                "--query.replica-label=replica",
+                "--endpoint=127.0.0.1:1",
+                LOCAL[0],
+                LOCAL[1],
+            ],
+            6,
+        ),
+        (
+            vec![
+                "store",
+                objstore.as_str(),
+                "--index-cache-size=2GB",
+                LOCAL[0],
+                LOCAL[1],
+            ],
+            7,
+        ),
         (vec!["compact", objstore.as_str(), "--wait", LOCAL[0]], 8),
         (vec!["tools", "bucket", "ls"], 8),
         (vec!["tools", "tsdb", "dump"], 3),
@@ -113,7 +184,10 @@ fn unbuilt_components_refuse_to_run() {
         let out = rthanos(&argv);
         assert_eq!(out.status.code(), Some(1), "{argv:?}");
         let err = stderr(&out);
-        assert!(err.contains("not built yet") && err.contains(&format!("issue #{issue}")), "{argv:?}: {err}");
+        assert!(
+            err.contains("not built yet") && err.contains(&format!("issue #{issue}")),
+            "{argv:?}: {err}"
+        );
     }
 }
 
@@ -121,13 +195,20 @@ fn unbuilt_components_refuse_to_run() {
 fn logs_in_json_when_asked() {
     let out = rthanos(&["compact", "--log.format=json", LOCAL[0]]);
     let err = stderr(&out);
-    let line = err.lines().find(|l| l.contains("not built yet")).expect("error line");
+    let line = err
+        .lines()
+        .find(|l| l.contains("not built yet"))
+        .expect("error line");
     let value: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
     assert_eq!(value["level"], "error");
     assert!(value["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
     let out = rthanos(&["compact", "--log.format=logfmt", LOCAL[0]]);
     let err = stderr(&out);
-    assert!(err.lines().any(|l| l.starts_with("ts=") && l.contains(" level=error ")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("ts=") && l.contains(" level=error ")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -137,5 +218,9 @@ fn taken_port_is_reported() {
     let flag = format!("--http-address={addr}");
     let out = rthanos(&["compact", &flag]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("listen HTTP on {addr}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("listen HTTP on {addr}")),
+        "{}",
+        stderr(&out)
+    );
 }

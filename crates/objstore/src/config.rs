@@ -59,7 +59,11 @@ fn provider_config<T: DeserializeOwned>(
     // The path makes a type error name its field (`config.http_config.idle_conn_timeout`).
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." { "config".to_string() } else { format!("config.{path}") };
+        let at = if path == "." {
+            "config".to_string()
+        } else {
+            format!("config.{path}")
+        };
         ConfigError::Yaml {
             provider,
             message: format!("{at}: {}", e.into_inner()),
@@ -131,7 +135,9 @@ mod tests {
     use super::*;
 
     fn field_error(yaml: &str) -> String {
-        ObjstoreConfig::parse(yaml).expect_err("must be refused").to_string()
+        ObjstoreConfig::parse(yaml)
+            .expect_err("must be refused")
+            .to_string()
     }
 
     #[test]
@@ -140,7 +146,10 @@ mod tests {
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).expect("config dir") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.starts_with("objstore-") && name.ends_with(".yml") {
                 let text = std::fs::read_to_string(&path).expect("read");
                 ObjstoreConfig::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -155,18 +164,25 @@ mod tests {
         let s3 = "type: S3\nconfig:\n  bucket: \"prometheus-metrics\"\n  endpoint: \"s3.amazonaws.com\"\n  region: \"us-east-1\"\n  access_key: \"YOUR_ACCESS_KEY\"\n  secret_key: \"YOUR_SECRET_KEY\"\n";
         let config = ObjstoreConfig::parse(s3).expect("s3");
         assert_eq!(config.bucket_name(), "prometheus-metrics");
-        let ProviderConfig::S3(c) = &config.provider else { panic!("not S3") };
+        let ProviderConfig::S3(c) = &config.provider else {
+            panic!("not S3")
+        };
         assert_eq!(c.part_size, 64 << 20, "Thanos's default part size");
         assert_eq!(c.http_config.idle_conn_timeout.to_string(), "1m30s");
         let gcs = "type: GCS\nconfig:\n  bucket: \"prometheus-metrics\"\n  service_account: |-\n    {\n      \"type\": \"service_account\",\n      \"project_id\": \"your-project\"\n    }\n";
         let config = ObjstoreConfig::parse(gcs).expect("gcs");
-        let ProviderConfig::Gcs(c) = &config.provider else { panic!("not GCS") };
+        let ProviderConfig::Gcs(c) = &config.provider else {
+            panic!("not GCS")
+        };
         assert!(c.service_account.contains("service_account"));
     }
 
     #[test]
     fn type_is_case_insensitive_and_prefix_trimmed() {
-        let config = ObjstoreConfig::parse("type: filesystem\nconfig:\n  directory: /tmp/b\nprefix: /a/b/\n").expect("parse");
+        let config = ObjstoreConfig::parse(
+            "type: filesystem\nconfig:\n  directory: /tmp/b\nprefix: /a/b/\n",
+        )
+        .expect("parse");
         assert_eq!(config.prefix, "a/b");
         assert_eq!(config.bucket_name(), "fs: /tmp/b");
     }
@@ -174,21 +190,60 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         for (yaml, field) in [
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  secret_ky: x\n", "secret_ky"),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  secret_ky: x\n",
+                "secret_ky",
+            ),
             ("type: S3\nconfig:\n  endpoint: e\n", "config.bucket"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: https://s3.amazonaws.com\n", "config.endpoint"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  access_key: a\n", "config.access_key"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  insecure: maybe\n", "insecure"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  signature_version2: true\n", "config.signature_version2"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  bucket_lookup_type: dns\n", "config.bucket_lookup_type"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  sse_config:\n    type: SSE-KMS\n", "config.sse_config.kms_key_id"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  http_config:\n    idle_conn_timeout: soon\n", "idle_conn_timeout"),
-            ("type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  http_config:\n    tls_config:\n      cert_file: c.pem\n", "config.http_config.tls_config.cert_file"),
-            ("type: GCS\nconfig:\n  bucket: b\n  use_grpc: true\n", "config.use_grpc"),
-            ("type: AZURE\nconfig:\n  container: c\n", "config.storage_account"),
-            ("type: AZURE\nconfig:\n  storage_account: a\n  container: c\n  storage_connection_string: x\n", "config.storage_connection_string"),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: https://s3.amazonaws.com\n",
+                "config.endpoint",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  access_key: a\n",
+                "config.access_key",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  insecure: maybe\n",
+                "insecure",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  signature_version2: true\n",
+                "config.signature_version2",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  bucket_lookup_type: dns\n",
+                "config.bucket_lookup_type",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  sse_config:\n    type: SSE-KMS\n",
+                "config.sse_config.kms_key_id",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  http_config:\n    idle_conn_timeout: soon\n",
+                "idle_conn_timeout",
+            ),
+            (
+                "type: S3\nconfig:\n  bucket: b\n  endpoint: e\n  http_config:\n    tls_config:\n      cert_file: c.pem\n",
+                "config.http_config.tls_config.cert_file",
+            ),
+            (
+                "type: GCS\nconfig:\n  bucket: b\n  use_grpc: true\n",
+                "config.use_grpc",
+            ),
+            (
+                "type: AZURE\nconfig:\n  container: c\n",
+                "config.storage_account",
+            ),
+            (
+                "type: AZURE\nconfig:\n  storage_account: a\n  container: c\n  storage_connection_string: x\n",
+                "config.storage_connection_string",
+            ),
             ("type: FILESYSTEM\n", "config.directory"),
-            ("type: FILESYSTEM\nconfig:\n  directory: /x\n  extra: 1\n", "extra"),
+            (
+                "type: FILESYSTEM\nconfig:\n  directory: /x\n  extra: 1\n",
+                "extra",
+            ),
             ("type: COS\nconfig: {}\n", "type"),
             ("type: S3\nconfig: {}\nprefixx: a\n", "prefixx"),
             ("not: [valid", "objstore.yml"),
@@ -201,6 +256,9 @@ mod tests {
     #[test]
     fn s3_builds_for_plain_http_endpoints() {
         let yaml = "type: S3\nconfig:\n  bucket: b\n  endpoint: 127.0.0.1:9000\n  insecure: true\n  access_key: a\n  secret_key: s\n";
-        ObjstoreConfig::parse(yaml).expect("parse").build().expect("build");
+        ObjstoreConfig::parse(yaml)
+            .expect("parse")
+            .build()
+            .expect("build");
     }
 }
