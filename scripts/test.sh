@@ -34,8 +34,8 @@ echo "--- cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "--- tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
   cargo test --workspace --locked --doc
+  cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
