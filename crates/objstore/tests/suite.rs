@@ -375,3 +375,77 @@ async fn s3_missing_bucket_is_not_a_missing_object() {
         "a missing bucket must not read as a missing object: {err}"
     );
 }
+
+/// A loopback proxy in front of moto that answers the first `failures` requests with
+/// 503 Service Unavailable, then forwards everything: transient errors must be retried.
+async fn flaky_proxy(
+    moto_port: u16,
+    failures: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&refused);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if counter.load(Ordering::SeqCst) < failures {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 16 * 1024];
+                    let _ = client.read(&mut buf).await;
+                    let _ = client
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                });
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut upstream) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", moto_port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (port, refused)
+}
+
+#[tokio::test]
+async fn s3_transient_errors_are_retried() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("flaky").await;
+    let (port, refused) = flaky_proxy(moto.port, 2).await;
+    let registry = Registry::new();
+    let bucket = Bucket::from_yaml(&s3_yaml(port, "flaky", ""), &registry).expect("open");
+    bucket
+        .upload("01A/meta.json", Bytes::from_static(b"{}"))
+        .await
+        .expect("upload succeeds after retries");
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "both failures were seen"
+    );
+    assert_eq!(&bucket.get("01A/meta.json").await.expect("get")[..], b"{}");
+    let failures: f64 = registry
+        .gather()
+        .into_iter()
+        .filter(|m| m.name() == "thanos_objstore_bucket_operation_failures_total")
+        .flat_map(|m| {
+            m.get_metric()
+                .iter()
+                .map(|x| x.get_counter().value())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert_eq!(
+        failures, 0.0,
+        "a retried operation that succeeds is not a failure"
+    );
+}
