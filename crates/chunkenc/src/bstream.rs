@@ -4,11 +4,17 @@
 use crate::ChunkError;
 
 /// Appends bits to a byte vector. Bits not yet forming a whole byte wait in `acc`.
+///
+/// Byte-identical output needs one quirk of Prometheus's `bstream`: its `writeByte` always
+/// appends a fresh byte after the one it fills, so a stream whose last write was a whole byte
+/// at a byte boundary ends with an extra zero byte (`writeBits` writes whole bytes first, then
+/// single bits). `last_write_was_byte` tracks that.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     acc: u64,
     pending: u32,
+    last_write_was_byte: bool,
 }
 
 impl BitWriter {
@@ -17,6 +23,7 @@ impl BitWriter {
             bytes,
             acc: 0,
             pending: 0,
+            last_write_was_byte: false,
         }
     }
 
@@ -41,16 +48,21 @@ impl BitWriter {
             self.write_small(value, 32);
         } else if n > 0 {
             self.write_small(value, n);
+        } else {
+            return;
         }
+        self.last_write_was_byte = n % 8 == 0;
     }
 
     #[inline]
     pub(crate) fn write_bit(&mut self, bit: bool) {
         self.write_small(u64::from(bit), 1);
+        self.last_write_was_byte = false;
     }
 
     pub(crate) fn write_byte(&mut self, byte: u8) {
         self.write_small(u64::from(byte), 8);
+        self.last_write_was_byte = true;
     }
 
     /// Appends `value` as Go's `binary.PutUvarint` does, at the current bit position.
@@ -73,6 +85,8 @@ impl BitWriter {
         out.extend_from_slice(&self.bytes);
         if self.pending > 0 {
             out.push((self.acc << (8 - self.pending)) as u8);
+        } else if self.last_write_was_byte {
+            out.push(0);
         }
         out
     }

@@ -397,6 +397,18 @@ mod tests {
         assert_eq!(decode_all(&bytes)[1].1, crate::STALE_NAN_BITS);
     }
 
+    /// Prometheus's bstream leaves a zero byte after a whole byte written at a byte boundary:
+    /// a one-sample chunk (varint time, 64-bit value) ends with one.
+    #[test]
+    fn one_sample_chunk_ends_with_prometheus_padding_byte() {
+        let bytes = encode([(1000, 1.0)]).expect("encode");
+        assert_eq!(
+            bytes,
+            vec![0, 1, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(decode_all(&bytes), vec![(1000, 1f64.to_bits())]);
+    }
+
     #[test]
     fn empty_chunk_is_two_zero_bytes() {
         assert_eq!(XorEncoder::new().finish(), vec![0, 0]);

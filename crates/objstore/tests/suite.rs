@@ -1,14 +1,10 @@
 //! One behavioural suite that every backend passes: FILESYSTEM on a temporary directory, and S3
-//! against `moto_server` (a real S3 API) started on 127.0.0.1. Set `RTHANOS_SKIP_S3=1` only on
-//! machines without moto; CI installs it.
-
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! against `moto_server` (a real S3 API) started on 127.0.0.1.
 
 use bytes::Bytes;
 use prometheus::Registry;
 use rthanos_objstore::Bucket;
+use rthanos_testkit::Moto;
 
 /// The behaviour every backend must show.
 async fn suite(bucket: &Bucket, registry: &Registry) {
@@ -247,63 +243,6 @@ async fn filesystem_bucket_with_prefix() {
     assert!(dir.path().join("tenant-a/01B/meta.json").is_file());
 }
 
-/// A `moto_server` on a free loopback port, stopped when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Option<Moto> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) if std::env::var_os("RTHANOS_SKIP_S3").is_some() => {
-                eprintln!("moto_server not started ({e}); S3 suite skipped by RTHANOS_SKIP_S3");
-                return None;
-            }
-            Err(e) => panic!(
-                "moto_server could not be started ({e}); run scripts/test.sh, which installs it"
-            ),
-        };
-        let moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen within 30s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(moto)
-    }
-
-    async fn create_bucket(&self, name: &str) {
-        let res = reqwest::Client::new()
-            .put(format!("http://127.0.0.1:{}/{name}", self.port))
-            .send()
-            .await
-            .expect("create bucket");
-        assert!(res.status().is_success(), "create bucket: {}", res.status());
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn s3_yaml(port: u16, bucket: &str, extra: &str) -> String {
     format!(
         "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  secret_key: test\n  insecure: true\n  part_size: 5242880\n{extra}"
@@ -312,8 +251,8 @@ fn s3_yaml(port: u16, bucket: &str, extra: &str) -> String {
 
 #[tokio::test]
 async fn s3_bucket_on_moto() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("rthanos").await;
+    let moto = Moto::start();
+    moto.create_bucket("rthanos");
     let registry = Registry::new();
     let bucket = Bucket::from_yaml(&s3_yaml(moto.port, "rthanos", ""), &registry).expect("open");
     assert_eq!(bucket.name(), "rthanos");
@@ -337,7 +276,7 @@ async fn s3_bucket_on_moto() {
 
 #[tokio::test]
 async fn s3_failures_are_errors_and_counted() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     // The bucket was never created: every call fails, is an error, and is counted as a failure.
     let registry = Registry::new();
     let extra = "  max_retries: 1\n";
@@ -363,7 +302,7 @@ async fn s3_failures_are_errors_and_counted() {
 
 #[tokio::test]
 async fn s3_missing_bucket_is_not_a_missing_object() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     let bucket = Bucket::from_yaml(
         &s3_yaml(moto.port, "absent", "  max_retries: 1\n"),
         &Registry::new(),
@@ -418,8 +357,8 @@ async fn flaky_proxy(
 
 #[tokio::test]
 async fn s3_transient_errors_are_retried() {
-    let Some(moto) = Moto::start() else { return };
-    moto.create_bucket("flaky").await;
+    let moto = Moto::start();
+    moto.create_bucket("flaky");
     let (port, refused) = flaky_proxy(moto.port, 2).await;
     let registry = Registry::new();
     let bucket = Bucket::from_yaml(&s3_yaml(port, "flaky", ""), &registry).expect("open");
