@@ -5,7 +5,8 @@
 //! through as bytes; decoding them is refused with [`ChunkError::Unsupported`], never a panic.
 //!
 //! Every decoder takes untrusted bytes: a malformed chunk is an error, and no length read from
-//! the input sizes an allocation unchecked. Byte layouts are documented in `FORMAT.md`.
+//! the input sizes an allocation unchecked. Byte layouts are documented in `FORMAT.md`, beside
+//! this crate.
 //!
 //! ```
 //! use rthanos_chunkenc::{xor, Chunk, Encoding};
