@@ -97,94 +97,81 @@ impl BitWriter {
     }
 }
 
-/// Reads bits from a byte slice through a 64-bit window.
-#[derive(Debug, Clone)]
+/// Reads bits from a byte slice. Position is a bit offset; every read is one unaligned 64-bit
+/// big-endian load shifted into place, so decoding has no refill state and few branches. Bits
+/// past the end read as zeros; [`BitReader::check`] turns having read past the end into an
+/// error, so a truncated chunk is reported, never decoded from invented bits.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
-    /// Next byte of `data` to load into the window.
     pos: usize,
-    /// Window: the next `valid` bits of the stream, left-aligned.
-    window: u64,
-    valid: u32,
 }
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
-        Self {
-            data,
-            pos: 0,
-            window: 0,
-            valid: 0,
-        }
+        Self { data, pos: 0 }
     }
 
-    #[inline]
-    fn refill(&mut self) {
-        if let Some(word) = self.data.get(self.pos..self.pos + 8) {
-            // Fast path: load 8 bytes at once and keep as many whole bytes as fit.
-            let word = u64::from_be_bytes([
-                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-            ]);
-            let take = (64 - self.valid) / 8;
-            if take > 0 {
-                self.window |= word >> self.valid;
-                // Bits of `word` beyond the whole bytes taken must not leak into the window.
-                let kept = self.valid + take * 8;
-                if kept < 64 {
-                    self.window &= !(u64::MAX >> kept);
-                }
-                self.valid = kept;
-                self.pos += take as usize;
-            }
+    /// The next 64 bits from the current position, of which at least 57 are the stream's.
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> u64 {
+        let byte = self.pos >> 3;
+        let word = match self.data.get(byte..byte + 8) {
+            Some(w) => u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]),
+            None => self.tail_word(byte),
+        };
+        word << (self.pos & 7)
+    }
+
+    #[cold]
+    fn tail_word(&self, byte: usize) -> u64 {
+        let mut buf = [0u8; 8];
+        if let Some(rest) = self.data.get(byte..) {
+            buf[..rest.len()].copy_from_slice(rest);
+        }
+        u64::from_be_bytes(buf)
+    }
+
+    #[inline(always)]
+    pub(crate) fn consume(&mut self, n: u32) {
+        self.pos += n as usize;
+    }
+
+    /// Errors if reads went past the end of the data.
+    #[inline(always)]
+    pub(crate) fn check(&self) -> Result<(), ChunkError> {
+        if self.pos > self.data.len() * 8 {
+            Err(ChunkError::Truncated)
         } else {
-            while self.valid <= 56 && self.pos < self.data.len() {
-                self.window |= u64::from(self.data[self.pos]) << (56 - self.valid);
-                self.valid += 8;
-                self.pos += 1;
-            }
+            Ok(())
         }
-    }
-
-    /// Reads `n` bits (1 ≤ n ≤ 56).
-    #[inline]
-    fn read_small(&mut self, n: u32) -> Result<u64, ChunkError> {
-        debug_assert!((1..=56).contains(&n));
-        if self.valid < n {
-            self.refill();
-            if self.valid < n {
-                return Err(ChunkError::Truncated);
-            }
-        }
-        let value = self.window >> (64 - n);
-        self.window <<= n;
-        self.valid -= n;
-        Ok(value)
     }
 
     /// Reads `n` bits (0 ≤ n ≤ 64).
-    #[inline]
-    pub(crate) fn read_bits(&mut self, n: u32) -> Result<u64, ChunkError> {
-        match n {
-            0 => Ok(0),
-            1..=56 => self.read_small(n),
-            _ => {
-                let high = self.read_small(n - 32)?;
-                let low = self.read_small(32)?;
-                Ok((high << 32) | low)
-            }
+    #[inline(always)]
+    pub(crate) fn read_bits(&mut self, n: u32) -> u64 {
+        if n == 0 {
+            return 0;
         }
-    }
-
-    #[inline]
-    pub(crate) fn read_bit(&mut self) -> Result<bool, ChunkError> {
-        self.read_small(1).map(|b| b == 1)
+        if n <= 57 {
+            let v = self.peek() >> (64 - n);
+            self.consume(n);
+            v
+        } else {
+            let high = self.peek() >> (64 - (n - 32));
+            self.consume(n - 32);
+            let low = self.peek() >> 32;
+            self.consume(32);
+            (high << 32) | low
+        }
     }
 
     /// Reads a Go `binary.Uvarint` at the current bit position.
     pub(crate) fn read_uvarint(&mut self) -> Result<u64, ChunkError> {
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
-            let byte = self.read_small(8)?;
+            let byte = self.read_bits(8);
+            self.check()?;
             if shift == 63 && byte > 1 {
                 return Err(ChunkError::Corrupt("varint overflows 64 bits"));
             }
@@ -225,8 +212,9 @@ mod tests {
         let bytes = w.to_bytes();
         let mut r = BitReader::new(&bytes);
         for &(v, n) in &items {
-            assert_eq!(r.read_bits(n).expect("bits"), v, "{n} bits");
+            assert_eq!(r.read_bits(n), v, "{n} bits");
         }
+        r.check().expect("within the data");
         assert_eq!(r.read_varint().expect("varint"), -123_456_789);
         assert_eq!(r.read_uvarint().expect("uvarint"), u64::MAX);
     }
@@ -234,7 +222,9 @@ mod tests {
     #[test]
     fn reading_past_the_end_is_an_error() {
         let mut r = BitReader::new(&[0xff]);
-        assert_eq!(r.read_bits(8).expect("8 bits"), 0xff);
-        assert!(matches!(r.read_bit(), Err(ChunkError::Truncated)));
+        assert_eq!(r.read_bits(8), 0xff);
+        r.check().expect("exactly the data");
+        assert_eq!(r.read_bits(1), 0, "past the end reads zeros");
+        assert!(matches!(r.check(), Err(ChunkError::Truncated)));
     }
 }

@@ -155,17 +155,87 @@ pub fn encode(samples: impl IntoIterator<Item = (i64, f64)>) -> Result<Vec<u8>, 
     Ok(enc.finish())
 }
 
+/// The decoder's state between samples.
+#[derive(Debug, Clone, Copy, Default)]
+struct DecodeState {
+    t: i64,
+    t_delta: u64,
+    v_bits: u64,
+    leading: u32,
+    trailing: u32,
+}
+
+impl DecodeState {
+    /// Decodes a sample after the second one: a delta of deltas, then a value. Returns false
+    /// if the stream holds an impossible XOR window (the state stays usable: it is clamped).
+    #[inline(always)]
+    fn step(&mut self, bits: &mut BitReader<'_>) -> bool {
+        let w = bits.peek();
+        let dod = match w.leading_ones() {
+            0 => {
+                bits.consume(1);
+                0
+            }
+            1 => dod_field::<2, 14>(bits, w),
+            2 => dod_field::<3, 17>(bits, w),
+            3 => dod_field::<4, 20>(bits, w),
+            _ => {
+                bits.consume(4);
+                bits.read_bits(64) as i64
+            }
+        };
+        self.t_delta = self.t_delta.wrapping_add(dod as u64);
+        self.t = self.t.wrapping_add(self.t_delta as i64);
+        self.read_value(bits)
+    }
+
+    /// Reads a value's XOR with the previous one into `v_bits`; false if the window is invalid.
+    #[inline(always)]
+    fn read_value(&mut self, bits: &mut BitReader<'_>) -> bool {
+        let w = bits.peek();
+        if w >> 63 == 0 {
+            bits.consume(1);
+            return true;
+        }
+        let mut valid = true;
+        if (w >> 62) & 1 == 1 {
+            // New window: 5 bits of leading zeros, 6 bits of meaningful bit count (0 means 64).
+            self.leading = ((w >> 57) & 0x1f) as u32;
+            let mut sig = ((w >> 51) & 0x3f) as u32;
+            if sig == 0 {
+                sig = 64;
+            }
+            valid = self.leading + sig <= 64;
+            self.trailing = 64u32.saturating_sub(self.leading + sig);
+            bits.consume(13);
+        } else {
+            bits.consume(2);
+        }
+        let sig = 64 - self.leading - self.trailing;
+        self.v_bits ^= bits.read_bits(sig) << self.trailing;
+        valid
+    }
+}
+
+/// A delta of deltas of `SIZE` bits after `CONTROL` control bits, from the peeked word `w`.
+/// Values above 2^(SIZE-1) are negative, in SIZE-bit two's complement (Prometheus's rule).
+#[inline(always)]
+fn dod_field<const CONTROL: u32, const SIZE: u32>(bits: &mut BitReader<'_>, w: u64) -> i64 {
+    let raw = (w << CONTROL) >> (64 - SIZE);
+    bits.consume(CONTROL + SIZE);
+    let negative = u64::from(raw > (1 << (SIZE - 1)));
+    raw.wrapping_sub(negative << SIZE) as i64
+}
+
+const WIDE_WINDOW: ChunkError = ChunkError::Corrupt("XOR window wider than 64 bits");
+
 /// Iterates the samples of an XOR chunk; also decodes them in batches into caller-owned slices.
 #[derive(Debug, Clone)]
 pub struct XorIterator<'a> {
     bits: BitReader<'a>,
     total: u16,
     read: u16,
-    t: i64,
-    t_delta: u64,
-    v_bits: u64,
-    leading: u32,
-    trailing: u32,
+    state: DecodeState,
     /// Set once a sample is current (after the first `next` or `seek`).
     current: bool,
 }
@@ -180,11 +250,7 @@ impl<'a> XorIterator<'a> {
             bits: BitReader::new(stream),
             total: u16::from_be_bytes(*header),
             read: 0,
-            t: 0,
-            t_delta: 0,
-            v_bits: 0,
-            leading: 0,
-            trailing: 0,
+            state: DecodeState::default(),
             current: false,
         })
     }
@@ -196,29 +262,8 @@ impl<'a> XorIterator<'a> {
 
     /// The current sample, after a successful `next_sample` or `seek`.
     pub fn at(&self) -> Option<(i64, f64)> {
-        self.current.then(|| (self.t, f64::from_bits(self.v_bits)))
-    }
-
-    #[inline]
-    fn read_value(&mut self) -> Result<(), ChunkError> {
-        if !self.bits.read_bit()? {
-            return Ok(());
-        }
-        if self.bits.read_bit()? {
-            self.leading = self.bits.read_bits(5)? as u32;
-            let mut sig = self.bits.read_bits(6)? as u32;
-            if sig == 0 {
-                sig = 64;
-            }
-            if self.leading + sig > 64 {
-                return Err(ChunkError::Corrupt("XOR window wider than 64 bits"));
-            }
-            self.trailing = 64 - self.leading - sig;
-        }
-        let sig = 64 - self.leading - self.trailing;
-        let bits = self.bits.read_bits(sig)?;
-        self.v_bits ^= bits << self.trailing;
-        Ok(())
+        self.current
+            .then(|| (self.state.t, f64::from_bits(self.state.v_bits)))
     }
 
     /// Decodes the next sample.
@@ -228,53 +273,32 @@ impl<'a> XorIterator<'a> {
             self.current = false;
             return Ok(None);
         }
-        match self.read {
+        let st = &mut self.state;
+        let valid = match self.read {
             0 => {
-                self.t = self.bits.read_varint()?;
-                self.v_bits = self.bits.read_bits(64)?;
+                st.t = self.bits.read_varint()?;
+                st.v_bits = self.bits.read_bits(64);
+                true
             }
             1 => {
-                self.t_delta = self.bits.read_uvarint()?;
-                self.t = self.t.wrapping_add(self.t_delta as i64);
-                self.read_value()?;
+                st.t_delta = self.bits.read_uvarint()?;
+                st.t = st.t.wrapping_add(st.t_delta as i64);
+                st.read_value(&mut self.bits)
             }
-            _ => {
-                let dod = self.read_dod()?;
-                self.t_delta = self.t_delta.wrapping_add(dod as u64);
-                self.t = self.t.wrapping_add(self.t_delta as i64);
-                self.read_value()?;
-            }
+            _ => st.step(&mut self.bits),
+        };
+        if !valid {
+            return Err(WIDE_WINDOW);
         }
+        self.bits.check()?;
         self.read += 1;
         self.current = true;
-        Ok(Some((self.t, f64::from_bits(self.v_bits))))
-    }
-
-    #[inline]
-    fn read_dod(&mut self) -> Result<i64, ChunkError> {
-        // Up to four control bits: 0, 10, 110, 1110, 1111.
-        let mut ones = 0;
-        while ones < 4 && self.bits.read_bit()? {
-            ones += 1;
-        }
-        let size = match ones {
-            0 => return Ok(0),
-            1 => 14,
-            2 => 17,
-            3 => 20,
-            _ => return Ok(self.bits.read_bits(64)? as i64),
-        };
-        let mut bits = self.bits.read_bits(size)?;
-        // Values above 2^(size-1) are negative, in `size`-bit two's complement.
-        if bits > (1 << (size - 1)) {
-            bits = bits.wrapping_sub(1 << size);
-        }
-        Ok(bits as i64)
+        Ok(self.at())
     }
 
     /// Advances to the first sample at or after `t`; stays if the current sample qualifies.
     pub fn seek(&mut self, t: i64) -> Result<Option<(i64, f64)>, ChunkError> {
-        if self.current && self.t >= t {
+        if self.current && self.state.t >= t {
             return Ok(self.at());
         }
         while let Some((ts, v)) = self.next_sample()? {
@@ -286,21 +310,41 @@ impl<'a> XorIterator<'a> {
     }
 
     /// Decodes up to `ts.len().min(vs.len())` next samples into the slices; returns how many.
-    /// The hot path of queries: no allocation, no per-sample dispatch.
+    /// The hot path of queries: no allocation, no per-sample dispatch, state kept in locals.
     pub fn decode_batch(&mut self, ts: &mut [i64], vs: &mut [f64]) -> Result<usize, ChunkError> {
-        let n = ts.len().min(vs.len());
-        let mut i = 0;
-        while i < n {
-            match self.next_sample()? {
-                Some((t, v)) => {
-                    ts[i] = t;
-                    vs[i] = v;
-                    i += 1;
-                }
-                None => break,
-            }
+        let n = ts
+            .len()
+            .min(vs.len())
+            .min(usize::from(self.total - self.read));
+        let mut done = 0;
+        // The first two samples carry varints: the general path.
+        while done < n && self.read < 2 {
+            let Some((t, v)) = self.next_sample()? else {
+                break;
+            };
+            ts[done] = t;
+            vs[done] = v;
+            done += 1;
         }
-        Ok(i)
+        if done == n {
+            return Ok(done);
+        }
+        let (mut bits, mut st) = (self.bits, self.state);
+        let mut valid = true;
+        for (t_out, v_out) in ts[done..n].iter_mut().zip(&mut vs[done..n]) {
+            valid &= st.step(&mut bits);
+            *t_out = st.t;
+            *v_out = f64::from_bits(st.v_bits);
+        }
+        if !valid {
+            return Err(WIDE_WINDOW);
+        }
+        // Bits past the end read as zeros: a truncated chunk shows up here, once per batch.
+        bits.check()?;
+        (self.bits, self.state) = (bits, st);
+        self.read += (n - done) as u16;
+        self.current = true;
+        Ok(n)
     }
 }
 
