@@ -7,6 +7,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rthanos_chunkenc::{XorIterator, xor};
 
+#[path = "common/shapes.rs"]
 mod shapes;
 
 use shapes::{SAMPLES, shapes};

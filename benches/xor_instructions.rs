@@ -6,6 +6,7 @@ use std::hint::black_box;
 
 use rthanos_chunkenc::{XorIterator, xor};
 
+#[path = "common/shapes.rs"]
 mod shapes;
 
 fn main() {

@@ -179,7 +179,6 @@ fn unbuilt_components_refuse_to_run() {
         ),
         (vec!["compact", objstore.as_str(), "--wait", LOCAL[0]], 8),
         (vec!["tools", "bucket", "ls"], 8),
-        (vec!["tools", "tsdb", "dump"], 3),
     ] {
         let out = rthanos(&argv);
         assert_eq!(out.status.code(), Some(1), "{argv:?}");

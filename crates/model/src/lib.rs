@@ -1,10 +1,13 @@
-//! Value syntaxes of the Prometheus/Thanos "model": durations as Prometheus writes them
+//! The Prometheus/Thanos data model shared by every crate: label sets, and value syntaxes:
+//! durations as Prometheus writes them
 //! (`1h30m`, `2d`, `1y`) and byte sizes as Thanos's flags take them (`250MB`, `512MiB`). Flags,
 //! `objstore.yml` and other configuration files all parse through these types, so a value copied
 //! from a Thanos manifest means the same here.
 
+mod labels;
 mod timestamp;
 
+pub use labels::{Label, Labels, write_go_quoted};
 pub use timestamp::TimeOrDuration;
 
 use std::fmt;

@@ -145,6 +145,8 @@ impl PromtoolBlocks {
 
 /// Runs `promtool tsdb dump` on a data directory, returning its lines.
 pub fn promtool_dump(data_dir: &Path) -> String {
+    // promtool opens the directory as a database, which needs a WAL directory.
+    std::fs::create_dir_all(data_dir.join("wal")).expect("wal dir");
     let out = Command::new(promtool())
         .args(["tsdb", "dump"])
         .arg(data_dir)

@@ -2,7 +2,7 @@
 //! 15s scrapes with millisecond jitter; a counter, a gauge and a constant.
 
 /// Samples per chunk.
-pub const SAMPLES: usize = 120;
+pub(crate) const SAMPLES: usize = 120;
 
 /// SplitMix64, so the data is the same on every run.
 fn rng(state: &mut u64) -> u64 {
@@ -14,7 +14,7 @@ fn rng(state: &mut u64) -> u64 {
 }
 
 /// The three shapes, by name.
-pub fn shapes() -> Vec<(&'static str, Vec<(i64, f64)>)> {
+pub(crate) fn shapes() -> Vec<(&'static str, Vec<(i64, f64)>)> {
     let mut state = 7;
     let mut times = Vec::with_capacity(SAMPLES);
     let mut t = 1_700_000_000_000i64;

@@ -1,0 +1,365 @@
+//! Reading index v2 (see FORMAT.md): the TOC, the symbol table, the postings offset table,
+//! postings lists and series entries. The decoders work on byte slices, so the same code reads
+//! a local mmapped index and byte ranges fetched from object storage.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rthanos_model::{Label, Labels};
+
+use crate::TsdbError;
+use crate::encoding::{Decbuf, crc_section};
+
+/// Magic number at the start of an index file.
+pub const INDEX_MAGIC: u32 = 0xBAAA_D700;
+/// The index format version read and written here.
+pub const INDEX_VERSION_2: u8 = 2;
+/// Size of the TOC at the end of the file: six 8-byte offsets and a CRC32.
+pub const TOC_LEN: usize = 6 * 8 + 4;
+
+/// The table of contents: where each section starts (0 = absent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Toc {
+    /// Symbol table.
+    pub symbols: u64,
+    /// First series entry.
+    pub series: u64,
+    /// Label indices (unused since Prometheus 2.x, still written).
+    pub label_indices: u64,
+    /// Label offset table (unused, still written).
+    pub label_indices_table: u64,
+    /// First postings list.
+    pub postings: u64,
+    /// Postings offset table.
+    pub postings_table: u64,
+}
+
+impl Toc {
+    /// Reads the TOC from the last [`TOC_LEN`] bytes of an index.
+    pub fn parse(tail: &[u8]) -> Result<Self, TsdbError> {
+        let at = tail
+            .len()
+            .checked_sub(TOC_LEN)
+            .ok_or_else(|| TsdbError::corrupt("index TOC", "index shorter than its TOC"))?;
+        let toc = &tail[at..];
+        let (body, crc) = toc.split_at(6 * 8);
+        if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+            return Err(TsdbError::corrupt("index TOC", "CRC32 mismatch"));
+        }
+        let mut d = Decbuf::new(body, "index TOC");
+        Ok(Toc {
+            symbols: d.be64()?,
+            series: d.be64()?,
+            label_indices: d.be64()?,
+            label_indices_table: d.be64()?,
+            postings: d.be64()?,
+            postings_table: d.be64()?,
+        })
+    }
+}
+
+/// The symbol table: every string of the index, referenced by position.
+#[derive(Clone, Debug, Default)]
+pub struct Symbols {
+    /// Byte offset of each symbol inside `table`.
+    offsets: Vec<u32>,
+    table_start: usize,
+}
+
+impl Symbols {
+    /// Indexes the symbol table section of `index` (checked against its CRC).
+    pub fn parse(index: &[u8], offset: u64) -> Result<Self, TsdbError> {
+        let body = crc_section(index, offset, "index symbol table")?;
+        let mut d = Decbuf::new(body, "index symbol table");
+        let count = d.be32()? as usize;
+        // Each symbol takes at least one byte: a count beyond that is corrupt, not an allocation.
+        if count > d.remaining() {
+            return Err(TsdbError::corrupt(
+                "index symbol table",
+                "more symbols than bytes",
+            ));
+        }
+        let table_start = offset as usize + 4;
+        let mut offsets = Vec::with_capacity(count);
+        for _ in 0..count {
+            let at = body.len() - d.remaining();
+            offsets.push(
+                u32::try_from(at)
+                    .map_err(|_| TsdbError::corrupt("index symbol table", "table over 4GiB"))?,
+            );
+            d.uvarint_str()?;
+        }
+        Ok(Self {
+            offsets,
+            table_start,
+        })
+    }
+
+    /// The symbol at `index`, read from the index bytes the table was parsed from.
+    pub fn lookup<'a>(&self, index: &'a [u8], reference: u32) -> Result<&'a str, TsdbError> {
+        let at = *self
+            .offsets
+            .get(reference as usize)
+            .ok_or_else(|| TsdbError::corrupt("index series", "symbol reference out of range"))?;
+        let start = self.table_start + at as usize;
+        let mut d = Decbuf::new(index.get(start..).unwrap_or_default(), "index symbol table");
+        d.uvarint_str()
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+/// The postings offset table: for every label name, its values (sorted) and where each value's
+/// postings list starts. The entry `"" = ""` is the list of all series.
+#[derive(Clone, Debug, Default)]
+pub struct PostingsOffsets {
+    names: BTreeMap<String, Vec<(String, u64)>>,
+}
+
+impl PostingsOffsets {
+    /// Reads the postings offset table section of `index`.
+    pub fn parse(index: &[u8], offset: u64) -> Result<Self, TsdbError> {
+        const WHAT: &str = "index postings offset table";
+        let body = crc_section(index, offset, WHAT)?;
+        let mut d = Decbuf::new(body, WHAT);
+        let count = d.be32()? as usize;
+        let mut names: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for _ in 0..count {
+            if d.u8()? != 2 {
+                return Err(TsdbError::corrupt(WHAT, "entry is not a name/value pair"));
+            }
+            let name = d.uvarint_str()?;
+            let value = d.uvarint_str()?;
+            let postings = d.uvarint()?;
+            match names.get_mut(name) {
+                Some(values) => values.push((value.to_string(), postings)),
+                None => {
+                    names.insert(name.to_string(), vec![(value.to_string(), postings)]);
+                }
+            }
+        }
+        Ok(Self { names })
+    }
+
+    /// Label names, sorted, without the all-postings entry.
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.names
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Values of `name`, sorted, each with its postings offset.
+    pub fn values(&self, name: &str) -> &[(String, u64)] {
+        self.names.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Postings offset of `name="value"`.
+    pub fn offset(&self, name: &str, value: &str) -> Option<u64> {
+        let values = self.values(name);
+        values
+            .binary_search_by(|(v, _)| v.as_str().cmp(value))
+            .ok()
+            .map(|i| values[i].1)
+    }
+}
+
+/// Decodes a postings list (`len | #entries | refs… | CRC`) at `offset` of `index`: series IDs
+/// (series entry offset / 16), ascending.
+pub fn read_postings(index: &[u8], offset: u64) -> Result<Vec<u64>, TsdbError> {
+    const WHAT: &str = "index postings";
+    let body = crc_section(index, offset, WHAT)?;
+    let mut d = Decbuf::new(body, WHAT);
+    let count = d.be32()? as usize;
+    if count.checked_mul(4) != Some(d.remaining()) {
+        return Err(TsdbError::corrupt(
+            WHAT,
+            "entry count does not match length",
+        ));
+    }
+    let mut ids = Vec::with_capacity(count);
+    for chunk in d.rest().chunks_exact(4) {
+        ids.push(u64::from(u32::from_be_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3],
+        ])));
+    }
+    Ok(ids)
+}
+
+/// Where one chunk of a series is, and the time it spans (both ends inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkMeta {
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+    /// Segment file index (0 for `chunks/000001`) in the upper 32 bits, offset in the lower.
+    pub reference: u64,
+}
+
+/// A series entry: its labels and chunks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesEntry {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its chunks, in time order.
+    pub chunks: Vec<ChunkMeta>,
+}
+
+/// Decodes the series entry at byte `offset` of `index` (`len <uvarint> | body | CRC32`).
+pub fn read_series(index: &[u8], offset: u64, symbols: &Symbols) -> Result<SeriesEntry, TsdbError> {
+    const WHAT: &str = "index series";
+    let start =
+        usize::try_from(offset).map_err(|_| TsdbError::corrupt(WHAT, "offset out of range"))?;
+    let mut d = Decbuf::new(index.get(start..).unwrap_or_default(), WHAT);
+    let len = usize::try_from(d.uvarint()?)
+        .map_err(|_| TsdbError::corrupt(WHAT, "length out of range"))?;
+    let body = d.take(len)?;
+    let crc = d.be32()?;
+    if crc32c::crc32c(body) != crc {
+        return Err(TsdbError::corrupt(WHAT, "CRC32 mismatch"));
+    }
+    let mut d = Decbuf::new(body, WHAT);
+    let label_count = d.uvarint()? as usize;
+    if label_count > d.remaining() {
+        return Err(TsdbError::corrupt(WHAT, "more labels than bytes"));
+    }
+    let mut labels = Vec::with_capacity(label_count);
+    for _ in 0..label_count {
+        let name = symbols.lookup(index, d.uvarint32()?)?;
+        let value = symbols.lookup(index, d.uvarint32()?)?;
+        labels.push(Label {
+            name: name.to_string(),
+            value: value.to_string(),
+        });
+    }
+    if labels.windows(2).any(|w| w[0].name >= w[1].name) {
+        return Err(TsdbError::corrupt(WHAT, "labels not sorted"));
+    }
+    let chunk_count = d.uvarint()? as usize;
+    if chunk_count > d.remaining() {
+        return Err(TsdbError::corrupt(WHAT, "more chunks than bytes"));
+    }
+    let mut chunks = Vec::with_capacity(chunk_count);
+    let (mut prev_max, mut prev_ref) = (0i64, 0u64);
+    for i in 0..chunk_count {
+        // The first chunk stores mint, then deltas; later ones store deltas to the previous.
+        let min_time = if i == 0 {
+            d.varint()?
+        } else {
+            prev_max.wrapping_add(d.uvarint()? as i64)
+        };
+        let max_time = min_time.wrapping_add(d.uvarint()? as i64);
+        let reference = if i == 0 {
+            d.uvarint()?
+        } else {
+            prev_ref.wrapping_add(d.varint()? as u64)
+        };
+        chunks.push(ChunkMeta {
+            min_time,
+            max_time,
+            reference,
+        });
+        (prev_max, prev_ref) = (max_time, reference);
+    }
+    Ok(SeriesEntry {
+        labels: Labels::from_sorted(labels),
+        chunks,
+    })
+}
+
+/// An index held in memory or mmapped: symbols and postings offsets parsed, the rest read on
+/// demand.
+pub struct IndexReader<B> {
+    data: B,
+    toc: Toc,
+    symbols: Symbols,
+    postings: PostingsOffsets,
+}
+
+impl IndexReader<memmap2::Mmap> {
+    /// Maps the index file at `path`.
+    pub fn open(path: &Path) -> Result<Self, TsdbError> {
+        let file = std::fs::File::open(path).map_err(|e| TsdbError::io(path, e))?;
+        // SAFETY: block files are immutable once written (a block is complete when its
+        // meta.json exists); nothing truncates them while they are mapped.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| TsdbError::io(path, e))?;
+        Self::new(map)
+    }
+}
+
+impl<B: AsRef<[u8]>> IndexReader<B> {
+    /// Reads an index from its bytes.
+    pub fn new(data: B) -> Result<Self, TsdbError> {
+        let bytes = data.as_ref();
+        let mut d = Decbuf::new(bytes, "index header");
+        if d.be32()? != INDEX_MAGIC {
+            return Err(TsdbError::corrupt("index header", "bad magic number"));
+        }
+        let version = d.u8()?;
+        if version != INDEX_VERSION_2 {
+            return Err(TsdbError::corrupt(
+                "index header",
+                "unsupported version (only v2 is read)",
+            ));
+        }
+        let toc = Toc::parse(bytes)?;
+        let symbols = Symbols::parse(bytes, toc.symbols)?;
+        let postings = PostingsOffsets::parse(bytes, toc.postings_table)?;
+        Ok(Self {
+            data,
+            toc,
+            symbols,
+            postings,
+        })
+    }
+
+    /// The table of contents.
+    pub fn toc(&self) -> &Toc {
+        &self.toc
+    }
+
+    /// Label names, sorted.
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.postings.label_names()
+    }
+
+    /// Values of label `name`, sorted.
+    pub fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.postings.values(name).iter().map(|(v, _)| v.as_str())
+    }
+
+    /// Series IDs with `name="value"`, ascending (empty if none).
+    pub fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>, TsdbError> {
+        match self.postings.offset(name, value) {
+            Some(offset) => read_postings(self.data.as_ref(), offset),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every series ID, ascending.
+    pub fn all_postings(&self) -> Result<Vec<u64>, TsdbError> {
+        self.postings("", "")
+    }
+
+    /// The series with ID `id`.
+    pub fn series(&self, id: u64) -> Result<SeriesEntry, TsdbError> {
+        let offset = id
+            .checked_mul(16)
+            .ok_or_else(|| TsdbError::corrupt("index series", "ID out of range"))?;
+        read_series(self.data.as_ref(), offset, &self.symbols)
+    }
+
+    /// The postings offset table.
+    pub fn postings_offsets(&self) -> &PostingsOffsets {
+        &self.postings
+    }
+}
