@@ -1,13 +1,16 @@
-//! The Prometheus/Thanos data model shared by every crate: label sets, and value syntaxes:
+//! The Prometheus/Thanos data model shared by every crate: label sets and matchers, and value
+//! syntaxes:
 //! durations as Prometheus writes them
 //! (`1h30m`, `2d`, `1y`) and byte sizes as Thanos's flags take them (`250MB`, `512MiB`). Flags,
 //! `objstore.yml` and other configuration files all parse through these types, so a value copied
 //! from a Thanos manifest means the same here.
 
 mod labels;
+mod matcher;
 mod timestamp;
 
 pub use labels::{Label, Labels, write_go_quoted};
+pub use matcher::{MatchType, Matcher, MatcherError};
 pub use timestamp::TimeOrDuration;
 
 use std::fmt;

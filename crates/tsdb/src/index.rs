@@ -362,4 +362,39 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
     pub fn postings_offsets(&self) -> &PostingsOffsets {
         &self.postings
     }
+
+    /// Series IDs matching every matcher (see [`crate::postings::select`]).
+    pub fn select(&self, matchers: &[rthanos_model::Matcher]) -> Result<Vec<u64>, TsdbError> {
+        crate::postings::select(self, matchers)
+    }
+
+    /// Values of `name` among the series matching `matchers`, sorted.
+    pub fn label_values_matching(
+        &self,
+        name: &str,
+        matchers: &[rthanos_model::Matcher],
+    ) -> Result<Vec<&str>, TsdbError> {
+        if matchers.is_empty() {
+            return Ok(self.label_values(name).collect());
+        }
+        let selected = self.select(matchers)?;
+        let mut values = Vec::new();
+        for (value, offset) in self.postings.values(name) {
+            let with_value = read_postings(self.data.as_ref(), *offset)?;
+            if !crate::postings::intersect(vec![with_value, selected.clone()]).is_empty() {
+                values.push(value.as_str());
+            }
+        }
+        Ok(values)
+    }
+}
+
+impl<B: AsRef<[u8]>> crate::postings::PostingsSource for IndexReader<B> {
+    fn label_values(&self, name: &str) -> Vec<&str> {
+        IndexReader::label_values(self, name).collect()
+    }
+
+    fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>, TsdbError> {
+        IndexReader::postings(self, name, value)
+    }
 }

@@ -12,6 +12,7 @@ pub mod dump;
 mod encoding;
 pub mod index;
 pub mod meta;
+pub mod postings;
 pub mod tombstones;
 
 use std::path::{Path, PathBuf};
