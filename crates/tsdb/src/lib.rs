@@ -14,6 +14,7 @@ pub mod index;
 pub mod meta;
 pub mod postings;
 pub mod tombstones;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 
