@@ -159,3 +159,102 @@ pub fn promtool_dump(data_dir: &Path) -> String {
     );
     String::from_utf8(out.stdout).expect("utf8 dump")
 }
+
+/// A real Prometheus (Debian's 2.42) on a free loopback port, over a data directory; killed
+/// when dropped. Retention is 100y so that old test blocks are served, not deleted.
+pub struct Prometheus {
+    child: Child,
+    /// The HTTP port.
+    pub port: u16,
+    _config: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `data_dir` with `config` as its prometheus.yml, and waits until
+    /// it is ready.
+    pub fn start(data_dir: &Path, config: &str) -> Prometheus {
+        let config_dir = tempfile::tempdir().expect("tmp");
+        let config_path = config_dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args([
+                "--storage.tsdb.retention.time=100y",
+                "--storage.tsdb.min-block-duration=2h",
+                "--storage.tsdb.max-block-duration=2h",
+                "--log.level=warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("prometheus could not be started ({e}); scripts/test.sh installs Debian's prometheus"));
+        let prometheus = Prometheus {
+            child,
+            port,
+            _config: config_dir,
+        };
+        wait_for_port(port, "prometheus", Duration::from_secs(60));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !prometheus.ready() {
+            assert!(Instant::now() < deadline, "prometheus not ready within 60s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
+    }
+
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = write!(
+            conn,
+            "GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        );
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// The base URL, e.g. for `promtool query`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `promtool query <args…>` against `url`, returning its output (panics on failure).
+pub fn promtool_query(url: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(promtool());
+    cmd.arg("query").arg(args[0]).arg(url).args(&args[1..]);
+    let out = cmd.output().expect("run promtool query");
+    assert!(
+        out.status.success(),
+        "promtool query {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// Copies a directory tree (for giving a Prometheus its own writable copy of test blocks).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}

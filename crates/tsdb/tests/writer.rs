@@ -101,3 +101,43 @@ fn written_blocks_read_back_identically_in_promtool() {
         "promtool reads the written blocks differently from their sources"
     );
 }
+
+/// Prometheus 2.42 serving a written block answers queries exactly as on its source.
+#[test]
+fn prometheus_answers_the_same_on_written_blocks() {
+    use rthanos_testkit::{Prometheus, copy_dir, promtool_query};
+    let spec = Spec {
+        series: 200,
+        samples: 300,
+        interval: 30,
+        ..Spec::default()
+    };
+    let made = PromtoolBlocks::create(&generate(&spec), "2h");
+    let written = tempfile::tempdir().expect("tmp");
+    for dir in &made.blocks {
+        copy_block(&Block::open(dir).expect("open"), written.path());
+    }
+    let source_copy = tempfile::tempdir().expect("tmp");
+    copy_dir(&made.data_dir(), source_copy.path());
+    let config = "global:\n  scrape_interval: 1h\n";
+    let original = Prometheus::start(source_copy.path(), config);
+    let ours = Prometheus::start(written.path(), config);
+    let (start, end) = (
+        spec.start.to_string(),
+        (spec.start + spec.samples as i64 * spec.interval).to_string(),
+    );
+    for expr in [
+        "sum by (code) (rate(http_requests_total[5m]))",
+        "histogram_quantile(0.9, sum by (le, handler) (rate(request_duration_seconds_bucket[10m])))",
+        "max_over_time(temperature_celsius[15m])",
+        "count(up) or vector(0)",
+    ] {
+        let args = [
+            "range", expr, "--start", &start, "--end", &end, "--step", "60s",
+        ];
+        let want = promtool_query(&original.url(), &args);
+        let got = promtool_query(&ours.url(), &args);
+        assert!(!want.trim().is_empty(), "{expr}: empty answer");
+        assert_eq!(got, want, "{expr}");
+    }
+}
