@@ -162,6 +162,16 @@ impl PostingsOffsets {
         self.names.get(name).map_or(&[], Vec::as_slice)
     }
 
+    /// Postings offset of the first value of the label name after `name`.
+    pub fn next_name_offset(&self, name: &str) -> Option<u64> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.names
+            .range::<str, _>((Excluded(name), Unbounded))
+            .next()
+            .and_then(|(_, values)| values.first())
+            .map(|(_, offset)| *offset)
+    }
+
     /// Postings offset of `name="value"`.
     pub fn offset(&self, name: &str, value: &str) -> Option<u64> {
         let values = self.values(name);

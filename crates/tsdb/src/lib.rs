@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod dump;
 mod encoding;
 pub mod index;
+pub mod index_header;
 pub mod meta;
 pub mod postings;
 pub mod tombstones;
