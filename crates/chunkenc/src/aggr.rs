@@ -129,6 +129,22 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_combination_round_trips(
+            present in proptest::array::uniform5(proptest::bool::ANY),
+            values in proptest::collection::vec(proptest::num::f64::ANY, 1..200),
+        ) {
+            let chunk = crate::xor::encode(values.iter().enumerate().map(|(i, &v)| (i as i64 * 300_000, v))).expect("encode");
+            let parts = present.map(|p| p.then_some(chunk.as_slice()));
+            let payload = encode_aggr(parts);
+            let aggr = AggrChunk::parse(&payload).expect("parse");
+            for (i, kind) in AggrType::ALL.into_iter().enumerate() {
+                proptest::prop_assert_eq!(aggr.get(kind), present[i].then_some((Encoding::Xor, chunk.as_slice())));
+            }
+        }
+    }
+
     #[test]
     fn lengths_are_checked() {
         // Claims 200 bytes of data but has 3.

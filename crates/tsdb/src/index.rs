@@ -378,6 +378,25 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         crate::postings::select(self, matchers)
     }
 
+    /// Label names of the series matching `matchers`, sorted (all names when no matcher).
+    pub fn label_names_matching(
+        &self,
+        matchers: &[rthanos_model::Matcher],
+    ) -> Result<Vec<String>, TsdbError> {
+        if matchers.is_empty() {
+            return Ok(self.label_names().map(str::to_string).collect());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for id in self.select(matchers)? {
+            for label in &self.series(id)?.labels {
+                if !names.contains(&label.name) {
+                    names.insert(label.name.clone());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Values of `name` among the series matching `matchers`, sorted.
     pub fn label_values_matching(
         &self,

@@ -75,4 +75,13 @@ fn select_equals_brute_force() {
         .label_values_matching("code", &[m(Equal, "__name__", "temperature_celsius")])
         .expect("values");
     assert!(none.is_empty());
+    // Label names restricted by matchers.
+    let names = index
+        .label_names_matching(&[m(Equal, "__name__", "temperature_celsius")])
+        .expect("names");
+    assert_eq!(names, ["__name__", "room", "site"]);
+    assert_eq!(
+        index.label_names_matching(&[]).expect("all").len(),
+        index.label_names().count()
+    );
 }
