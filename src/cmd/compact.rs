@@ -15,6 +15,10 @@ pub(crate) struct CompactArgs {
     #[command(flatten)]
     pub(crate) tracing: TracingFlags,
     #[command(flatten)]
+    pub(crate) web: super::WebPrefixFlags,
+    #[command(flatten)]
+    pub(crate) bucket_web: super::BucketWebFlags,
+    #[command(flatten)]
     pub(crate) http: HttpFlags,
     #[command(flatten)]
     pub(crate) objstore: ObjstoreFlags,
@@ -178,36 +182,9 @@ pub(crate) struct CompactArgs {
     /// Disable UI/API admin operations like marking blocks for deletion and no compaction.
     #[arg(id = "disable-admin-operations", long = "disable-admin-operations")]
     pub(crate) disable_admin_operations: bool,
-    /// Disable Block Viewer UI.
-    #[arg(id = "web.disable", long = "web.disable")]
-    pub(crate) web_disable: bool,
-    /// Whether to disable CORS headers to be set by Thanos.
-    #[arg(id = "web.disable-cors", long = "web.disable-cors")]
-    pub(crate) web_disable_cors: bool,
     /// Prefix for API and UI endpoints.
     #[arg(id = "web.route-prefix", long = "web.route-prefix", default_value = "")]
     pub(crate) web_route_prefix: String,
-    /// Static prefix for all HTML links and redirect URLs in the bucket web UI interface.
-    #[arg(
-        id = "web.external-prefix",
-        long = "web.external-prefix",
-        default_value = ""
-    )]
-    pub(crate) web_external_prefix: String,
-    /// Name of HTTP request header used for dynamic prefixing of UI links and redirects.
-    #[arg(
-        id = "web.prefix-header",
-        long = "web.prefix-header",
-        default_value = ""
-    )]
-    pub(crate) web_prefix_header: String,
-    /// External block label to use as group title in the bucket web UI.
-    #[arg(
-        id = "bucket-web-label",
-        long = "bucket-web-label",
-        value_name = "LABEL"
-    )]
-    pub(crate) bucket_web_label: Option<String>,
 }
 
 /// Runs the compactor.

@@ -147,3 +147,41 @@ pub(crate) struct StoreLimitFlags {
     )]
     pub(crate) request_samples: u64,
 }
+
+/// Web UI prefixing flags (query, store, compact).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct WebPrefixFlags {
+    /// Static prefix for all HTML links and redirect URLs in the UI.
+    #[arg(
+        id = "web.external-prefix",
+        long = "web.external-prefix",
+        default_value = ""
+    )]
+    pub(crate) external_prefix: String,
+    /// Name of HTTP request header used for dynamic prefixing of UI links and redirects.
+    #[arg(
+        id = "web.prefix-header",
+        long = "web.prefix-header",
+        default_value = ""
+    )]
+    pub(crate) prefix_header: String,
+    /// Whether to disable CORS headers to be set by Thanos. By default Thanos sets CORS headers
+    /// to be allowed by all.
+    #[arg(id = "web.disable-cors", long = "web.disable-cors")]
+    pub(crate) disable_cors: bool,
+}
+
+/// The bucket block viewer's flags (store, compact).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct BucketWebFlags {
+    /// Disable Block Viewer UI.
+    #[arg(id = "web.disable", long = "web.disable")]
+    pub(crate) disable: bool,
+    /// External block label to use as group title in the bucket web UI.
+    #[arg(
+        id = "bucket-web-label",
+        long = "bucket-web-label",
+        value_name = "LABEL"
+    )]
+    pub(crate) label: Option<String>,
+}

@@ -55,31 +55,15 @@ pub(crate) struct GrpcClientFlags {
     pub(crate) compression: String,
 }
 
-/// Web UI prefixing flags.
+/// The querier's web UI flags.
 #[derive(Args, Debug)]
 pub(crate) struct WebFlags {
+    #[command(flatten)]
+    pub(crate) prefix: super::WebPrefixFlags,
     /// Prefix for API and UI endpoints. This allows thanos UI to be served on a sub-path.
     /// Defaults to the value of --web.external-prefix.
     #[arg(id = "web.route-prefix", long = "web.route-prefix", default_value = "")]
     pub(crate) route_prefix: String,
-    /// Static prefix for all HTML links and redirect URLs in the UI query web interface.
-    #[arg(
-        id = "web.external-prefix",
-        long = "web.external-prefix",
-        default_value = ""
-    )]
-    pub(crate) external_prefix: String,
-    /// Name of HTTP request header used for dynamic prefixing of UI links and redirects.
-    #[arg(
-        id = "web.prefix-header",
-        long = "web.prefix-header",
-        default_value = ""
-    )]
-    pub(crate) prefix_header: String,
-    /// Whether to disable CORS headers to be set by Thanos. By default Thanos sets CORS headers
-    /// to be allowed by all.
-    #[arg(id = "web.disable-cors", long = "web.disable-cors")]
-    pub(crate) disable_cors: bool,
 }
 
 /// Flags of `rthanos query`.

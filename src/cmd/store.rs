@@ -1,6 +1,6 @@
 //! `rthanos store`: flags of Thanos's store gateway. The component itself lands with issue #7.
 
-use clap::{ArgAction, Args};
+use clap::Args;
 use rthanos_model::{ByteSize, PromDuration, TimeOrDuration};
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags, ObjstoreFlags};
 
@@ -55,6 +55,10 @@ pub(crate) struct StoreArgs {
     pub(crate) log: LogFlags,
     #[command(flatten)]
     pub(crate) tracing: TracingFlags,
+    #[command(flatten)]
+    pub(crate) web: super::WebPrefixFlags,
+    #[command(flatten)]
+    pub(crate) bucket_web: super::BucketWebFlags,
     #[command(flatten)]
     pub(crate) http: HttpFlags,
     #[command(flatten)]
@@ -219,34 +223,6 @@ pub(crate) struct StoreArgs {
     /// during query time.
     #[arg(id = "store.index-header-lazy-download-strategy", long = "store.index-header-lazy-download-strategy", default_value = "eager", value_parser = ["eager", "lazy"])]
     pub(crate) index_header_lazy_download_strategy: String,
-    /// Disable Block Viewer UI.
-    #[arg(id = "web.disable", long = "web.disable", action = ArgAction::SetTrue)]
-    pub(crate) web_disable: bool,
-    /// Static prefix for all HTML links and redirect URLs in the bucket web UI interface.
-    #[arg(
-        id = "web.external-prefix",
-        long = "web.external-prefix",
-        default_value = ""
-    )]
-    pub(crate) web_external_prefix: String,
-    /// Name of HTTP request header used for dynamic prefixing of UI links and redirects.
-    #[arg(
-        id = "web.prefix-header",
-        long = "web.prefix-header",
-        default_value = ""
-    )]
-    pub(crate) web_prefix_header: String,
-    /// Whether to disable CORS headers to be set by Thanos. By default Thanos sets CORS headers
-    /// to be allowed by all.
-    #[arg(id = "web.disable-cors", long = "web.disable-cors")]
-    pub(crate) web_disable_cors: bool,
-    /// External block label to use as group title in the bucket web UI.
-    #[arg(
-        id = "bucket-web-label",
-        long = "bucket-web-label",
-        value_name = "LABEL"
-    )]
-    pub(crate) bucket_web_label: Option<String>,
 }
 
 /// Runs the store gateway.
