@@ -410,7 +410,7 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         let mut values = Vec::new();
         for (value, offset) in self.postings.values(name) {
             let with_value = read_postings(self.data.as_ref(), *offset)?;
-            if !crate::postings::intersect(vec![with_value, selected.clone()]).is_empty() {
+            if crate::postings::intersects(&with_value, &selected) {
                 values.push(value.as_str());
             }
         }

@@ -30,6 +30,16 @@ pub fn intersect(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
     result
 }
 
+/// Whether two ascending lists share an ID (without building their intersection).
+pub fn intersects(a: &[u64], b: &[u64]) -> bool {
+    let (short, mut long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.iter().any(|&id| {
+        let i = gallop(long, id);
+        long = &long[i..];
+        long.first() == Some(&id)
+    })
+}
+
 /// Index of the first element ≥ `target` in ascending `list`: exponential then binary search,
 /// cheap when the answer is near the front (as it is while walking two lists together).
 fn gallop(list: &[u64], target: u64) -> usize {
@@ -167,5 +177,7 @@ mod tests {
             vec![3, 29_997]
         );
         assert_eq!(subtract(long.clone(), &long), Vec::<u64>::new());
+        assert!(intersects(&long, &[4, 5, 6]));
+        assert!(!intersects(&[1, 2, 4], &long[1..2]));
     }
 }
