@@ -182,9 +182,9 @@ impl PostingsOffsets {
     }
 }
 
-/// Decodes a postings list (`len | #entries | refs… | CRC`) at `offset` of `index`: series IDs
-/// (series entry offset / 16), ascending.
-pub fn read_postings(index: &[u8], offset: u64) -> Result<Vec<u64>, TsdbError> {
+/// The postings list (`len | #entries | refs… | CRC`) at `offset` of `index`, checked and left
+/// encoded: series IDs (series entry offset / 16), ascending.
+pub fn postings_at(index: &[u8], offset: u64) -> Result<crate::postings::Postings<'_>, TsdbError> {
     const WHAT: &str = "index postings";
     let body = crc_section(index, offset, WHAT)?;
     let mut d = Decbuf::new(body, WHAT);
@@ -195,13 +195,12 @@ pub fn read_postings(index: &[u8], offset: u64) -> Result<Vec<u64>, TsdbError> {
             "entry count does not match length",
         ));
     }
-    let mut ids = Vec::with_capacity(count);
-    for chunk in d.rest().chunks_exact(4) {
-        ids.push(u64::from(u32::from_be_bytes([
-            chunk[0], chunk[1], chunk[2], chunk[3],
-        ])));
-    }
-    Ok(ids)
+    Ok(crate::postings::Postings::Encoded(d.rest()))
+}
+
+/// The postings list at `offset` of `index`, decoded.
+pub fn read_postings(index: &[u8], offset: u64) -> Result<Vec<u64>, TsdbError> {
+    postings_at(index, offset).map(crate::postings::Postings::into_vec)
 }
 
 /// Where one chunk of a series is, and the time it spans (both ends inclusive).
@@ -406,10 +405,10 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         if matchers.is_empty() {
             return Ok(self.label_values(name).collect());
         }
-        let selected = self.select(matchers)?;
+        let selected = crate::postings::Postings::Decoded(self.select(matchers)?);
         let mut values = Vec::new();
         for (value, offset) in self.postings.values(name) {
-            let with_value = read_postings(self.data.as_ref(), *offset)?;
+            let with_value = postings_at(self.data.as_ref(), *offset)?;
             if crate::postings::intersects(&with_value, &selected) {
                 values.push(value.as_str());
             }
@@ -423,7 +422,14 @@ impl<B: AsRef<[u8]>> crate::postings::PostingsSource for IndexReader<B> {
         IndexReader::label_values(self, name).collect()
     }
 
-    fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>, TsdbError> {
-        IndexReader::postings(self, name, value)
+    fn postings(
+        &self,
+        name: &str,
+        value: &str,
+    ) -> Result<crate::postings::Postings<'_>, TsdbError> {
+        match self.postings.offset(name, value) {
+            Some(offset) => postings_at(self.data.as_ref(), offset),
+            None => Ok(crate::postings::Postings::Decoded(Vec::new())),
+        }
     }
 }

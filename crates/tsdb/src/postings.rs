@@ -1,5 +1,8 @@
 //! Operations on postings lists (ascending series IDs): intersection, union, difference, and
-//! the selection of series by label matchers with Prometheus's optimisations.
+//! the selection of series by label matchers with Prometheus's optimisations. Lists read from
+//! an index stay encoded (big-endian 32-bit IDs) and are searched in place: intersecting a
+//! short list with a huge one costs the short one's length times a few seeks, not a decode of
+//! the huge one.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -8,83 +11,136 @@ use rthanos_model::{MatchType, Matcher};
 
 use crate::TsdbError;
 
-/// Series IDs in every list. Starts from the shortest list and gallops through the others,
-/// so a selective matcher keeps the cost low however long the other lists are.
-pub fn intersect(mut lists: Vec<Vec<u64>>) -> Vec<u64> {
+/// A postings list: series IDs, ascending.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Postings<'a> {
+    /// Entries as stored in an index: big-endian 32-bit IDs (CRC already checked).
+    Encoded(&'a [u8]),
+    /// Decoded IDs.
+    Decoded(Vec<u64>),
+}
+
+impl<'a> Postings<'a> {
+    /// Number of IDs.
+    pub fn len(&self) -> usize {
+        match self {
+            Postings::Encoded(b) => b.len() / 4,
+            Postings::Decoded(v) => v.len(),
+        }
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ID at position `i` (`i < len()`).
+    #[inline]
+    fn get(&self, i: usize) -> u64 {
+        match self {
+            Postings::Encoded(b) => {
+                let e = &b[i * 4..i * 4 + 4];
+                u64::from(u32::from_be_bytes([e[0], e[1], e[2], e[3]]))
+            }
+            Postings::Decoded(v) => v[i],
+        }
+    }
+
+    /// Position of the first ID ≥ `target` at or after `from`: exponential then binary
+    /// search, cheap when the answer is near `from` (as it is while walking lists together).
+    fn seek(&self, from: usize, target: u64) -> usize {
+        let len = self.len();
+        let mut step = 1;
+        let mut lo = from;
+        let mut hi = from;
+        while hi < len && self.get(hi) < target {
+            lo = hi + 1;
+            hi = from + step;
+            step *= 2;
+        }
+        let mut hi = hi.min(len);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid) < target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Whether `id` is in the list, searching from `*from` and moving it forward.
+    #[inline]
+    fn contains_from(&self, from: &mut usize, id: u64) -> bool {
+        *from = self.seek(*from, id);
+        *from < self.len() && self.get(*from) == id
+    }
+
+    /// The IDs, decoded.
+    pub fn into_vec(self) -> Vec<u64> {
+        match self {
+            Postings::Decoded(v) => v,
+            Postings::Encoded(_) => (0..self.len()).map(|i| self.get(i)).collect(),
+        }
+    }
+}
+
+/// Series IDs in every list. The shortest list drives; the others are only searched.
+pub fn intersect(mut lists: Vec<Postings<'_>>) -> Vec<u64> {
     if lists.is_empty() {
         return Vec::new();
     }
-    lists.sort_by_key(Vec::len);
-    let mut result = lists.swap_remove(0);
+    lists.sort_by_key(Postings::len);
+    let mut result = lists.swap_remove(0).into_vec();
     for other in &lists {
         if result.is_empty() {
             break;
         }
-        let mut rest: &[u64] = other;
-        result.retain(|&id| {
-            let i = gallop(rest, id);
-            rest = &rest[i..];
-            rest.first() == Some(&id)
-        });
+        let mut at = 0;
+        result.retain(|&id| other.contains_from(&mut at, id));
     }
     result
 }
 
-/// Whether two ascending lists share an ID (without building their intersection).
-pub fn intersects(a: &[u64], b: &[u64]) -> bool {
-    let (short, mut long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    short.iter().any(|&id| {
-        let i = gallop(long, id);
-        long = &long[i..];
-        long.first() == Some(&id)
-    })
+/// Whether two lists share an ID (without building their intersection).
+pub fn intersects(a: &Postings<'_>, b: &Postings<'_>) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let mut at = 0;
+    (0..short.len()).any(|i| long.contains_from(&mut at, short.get(i)))
 }
 
-/// Index of the first element ≥ `target` in ascending `list`: exponential then binary search,
-/// cheap when the answer is near the front (as it is while walking two lists together).
-fn gallop(list: &[u64], target: u64) -> usize {
-    let mut bound = 1;
-    while bound < list.len() && list[bound] < target {
-        bound *= 2;
-    }
-    let lo = bound / 2;
-    let hi = bound.min(list.len());
-    lo + list[lo..hi].partition_point(|&x| x < target)
-}
-
-/// Series IDs in any list, ascending, without duplicates (k-way merge).
-pub fn union(lists: Vec<Vec<u64>>) -> Vec<u64> {
+/// Series IDs in any list, ascending, without duplicates (k-way merge). A single list is
+/// returned as it is, still encoded.
+pub fn union(mut lists: Vec<Postings<'_>>) -> Postings<'_> {
     match lists.len() {
-        0 => return Vec::new(),
-        1 => return lists.into_iter().next().unwrap_or_default(),
+        0 => return Postings::Decoded(Vec::new()),
+        1 => return lists.swap_remove(0),
         _ => {}
     }
-    let total: usize = lists.iter().map(Vec::len).sum();
+    let total: usize = lists.iter().map(Postings::len).sum();
     let mut out = Vec::with_capacity(total);
     let mut heap: BinaryHeap<Reverse<(u64, usize, usize)>> = lists
         .iter()
         .enumerate()
-        .filter_map(|(l, list)| list.first().map(|&id| Reverse((id, l, 0))))
+        .filter(|(_, list)| !list.is_empty())
+        .map(|(l, list)| Reverse((list.get(0), l, 0)))
         .collect();
     while let Some(Reverse((id, l, i))) = heap.pop() {
         if out.last() != Some(&id) {
             out.push(id);
         }
-        if let Some(&next) = lists[l].get(i + 1) {
-            heap.push(Reverse((next, l, i + 1)));
+        if i + 1 < lists[l].len() {
+            heap.push(Reverse((lists[l].get(i + 1), l, i + 1)));
         }
     }
-    out
+    Postings::Decoded(out)
 }
 
 /// Series IDs of `from` that are not in `remove`.
-pub fn subtract(mut from: Vec<u64>, remove: &[u64]) -> Vec<u64> {
-    let mut rest = remove;
-    from.retain(|&id| {
-        let i = gallop(rest, id);
-        rest = &rest[i..];
-        rest.first() != Some(&id)
-    });
+pub fn subtract(mut from: Vec<u64>, remove: &Postings<'_>) -> Vec<u64> {
+    let mut at = 0;
+    from.retain(|&id| !remove.contains_from(&mut at, id));
     from
 }
 
@@ -93,7 +149,7 @@ pub trait PostingsSource {
     /// Values of label `name`, sorted.
     fn label_values(&self, name: &str) -> Vec<&str>;
     /// Series IDs with `name="value"`.
-    fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>, TsdbError>;
+    fn postings(&self, name: &str, value: &str) -> Result<Postings<'_>, TsdbError>;
 }
 
 /// Series IDs matching every matcher, as Prometheus's `PostingsForMatchers` selects them:
@@ -101,8 +157,8 @@ pub trait PostingsSource {
 /// selects series without the label, so it is applied by removing the series it rejects;
 /// `=~".*"` is skipped; literal alternations (`a|b|c`) are looked up, not scanned.
 pub fn select(index: &impl PostingsSource, matchers: &[Matcher]) -> Result<Vec<u64>, TsdbError> {
-    let mut keep: Vec<Vec<u64>> = Vec::new();
-    let mut remove: Vec<Vec<u64>> = Vec::new();
+    let mut keep: Vec<Postings<'_>> = Vec::new();
+    let mut remove: Vec<Postings<'_>> = Vec::new();
     for m in matchers {
         if m.matches_everything() {
             continue;
@@ -121,7 +177,7 @@ pub fn select(index: &impl PostingsSource, matchers: &[Matcher]) -> Result<Vec<u
         }
     }
     let base = if keep.is_empty() {
-        index.postings("", "")?
+        index.postings("", "")?.into_vec()
     } else {
         intersect(keep)
     };
@@ -132,7 +188,10 @@ pub fn select(index: &impl PostingsSource, matchers: &[Matcher]) -> Result<Vec<u
 }
 
 /// Series with a (non-empty) value of `m.name` that `m` accepts.
-fn postings_for(index: &impl PostingsSource, m: &Matcher) -> Result<Vec<u64>, TsdbError> {
+fn postings_for<'a>(
+    index: &'a impl PostingsSource,
+    m: &Matcher,
+) -> Result<Postings<'a>, TsdbError> {
     let values: Vec<&str> = match m.set_matches() {
         Some(set) => set,
         None => index
@@ -155,29 +214,53 @@ fn postings_for(index: &impl PostingsSource, m: &Matcher) -> Result<Vec<u64>, Ts
 mod tests {
     use super::*;
 
+    fn d(ids: &[u64]) -> Postings<'static> {
+        Postings::Decoded(ids.to_vec())
+    }
+
+    fn encoded(ids: &[u64]) -> Vec<u8> {
+        ids.iter()
+            .flat_map(|&id| (id as u32).to_be_bytes())
+            .collect()
+    }
+
     #[test]
     fn set_operations() {
         assert_eq!(
             intersect(vec![
-                vec![1, 3, 5, 7, 9],
-                vec![3, 4, 5, 9, 10],
-                vec![0, 3, 9]
+                d(&[1, 3, 5, 7, 9]),
+                d(&[3, 4, 5, 9, 10]),
+                d(&[0, 3, 9])
             ]),
             vec![3, 9]
         );
-        assert_eq!(intersect(vec![vec![1, 2], vec![]]), Vec::<u64>::new());
+        assert_eq!(intersect(vec![d(&[1, 2]), d(&[])]), Vec::<u64>::new());
         assert_eq!(
-            union(vec![vec![1, 5], vec![2, 5, 8], vec![], vec![0]]),
+            union(vec![d(&[1, 5]), d(&[2, 5, 8]), d(&[]), d(&[0])]).into_vec(),
             vec![0, 1, 2, 5, 8]
         );
-        assert_eq!(subtract(vec![1, 2, 3, 4, 5], &[2, 4, 6]), vec![1, 3, 5]);
+        assert_eq!(subtract(vec![1, 2, 3, 4, 5], &d(&[2, 4, 6])), vec![1, 3, 5]);
         let long: Vec<u64> = (0..10_000).map(|x| x * 3).collect();
+        let bytes = encoded(&long);
+        let raw = Postings::Encoded(&bytes);
+        assert_eq!(raw.len(), long.len());
         assert_eq!(
-            intersect(vec![long.clone(), vec![3, 29_997, 30_000]]),
+            intersect(vec![raw.clone(), d(&[3, 29_997, 30_000])]),
             vec![3, 29_997]
         );
-        assert_eq!(subtract(long.clone(), &long), Vec::<u64>::new());
-        assert!(intersects(&long, &[4, 5, 6]));
-        assert!(!intersects(&[1, 2, 4], &long[1..2]));
+        assert_eq!(subtract(long.clone(), &raw), Vec::<u64>::new());
+        assert!(intersects(&raw, &d(&[4, 5, 6])));
+        assert!(!intersects(&d(&[1, 2, 4]), &d(&[3])));
+        assert_eq!(union(vec![raw.clone()]), raw);
+        assert_eq!(raw.clone().into_vec(), long);
+        for target in [0, 1, 3, 4, 29_997, 29_998, 40_000] {
+            let want = long.partition_point(|&x| x < target);
+            assert_eq!(raw.seek(0, target), want, "{target}");
+            assert_eq!(
+                raw.seek(want.saturating_sub(1), target),
+                want,
+                "{target} from near"
+            );
+        }
     }
 }
