@@ -9,7 +9,9 @@ use rthanos_tsdb::tombstones::Tombstones;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Tombstones::parse(data);
-    let Ok(index) = IndexReader::new(data) else { return };
+    let Ok(index) = IndexReader::new(data) else {
+        return;
+    };
     let names: Vec<String> = index.label_names().map(str::to_string).collect();
     for name in names.iter().take(16) {
         let values: Vec<String> = index.label_values(name).map(str::to_string).collect();
