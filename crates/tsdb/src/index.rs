@@ -285,6 +285,49 @@ pub fn read_series(index: &[u8], offset: u64, symbols: &Symbols) -> Result<Serie
     })
 }
 
+/// Reads the label indices through the label offset table: every label name with its values.
+/// Prometheus no longer reads these sections (the postings offset table answers the same), but
+/// writes them; reading them checks an index whole.
+pub fn read_label_indices(
+    index: &[u8],
+    toc: &Toc,
+    symbols: &Symbols,
+) -> Result<Vec<(String, Vec<String>)>, TsdbError> {
+    const TABLE: &str = "index label offset table";
+    const SECTION: &str = "index label index";
+    if toc.label_indices_table == 0 {
+        return Ok(Vec::new());
+    }
+    let body = crc_section(index, toc.label_indices_table, TABLE)?;
+    let mut d = Decbuf::new(body, TABLE);
+    let count = d.be32()? as usize;
+    let mut out = Vec::with_capacity(count.min(d.remaining()));
+    for _ in 0..count {
+        if d.u8()? != 1 {
+            return Err(TsdbError::corrupt(
+                TABLE,
+                "entry does not index exactly one name",
+            ));
+        }
+        let name = d.uvarint_str()?.to_string();
+        let section = crc_section(index, d.uvarint()?, SECTION)?;
+        let mut s = Decbuf::new(section, SECTION);
+        let (names, entries) = (s.be32()?, s.be32()? as usize);
+        if names != 1 || entries.checked_mul(4) != Some(s.remaining()) {
+            return Err(TsdbError::corrupt(
+                SECTION,
+                "entry count does not match length",
+            ));
+        }
+        let mut values = Vec::with_capacity(entries);
+        for _ in 0..entries {
+            values.push(symbols.lookup(index, s.be32()?)?.to_string());
+        }
+        out.push((name, values));
+    }
+    Ok(out)
+}
+
 /// An index held in memory or mmapped: symbols and postings offsets parsed, the rest read on
 /// demand.
 pub struct IndexReader<B> {
@@ -334,6 +377,11 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
     /// The table of contents.
     pub fn toc(&self) -> &Toc {
         &self.toc
+    }
+
+    /// The label indices section (see [`read_label_indices`]).
+    pub fn label_indices(&self) -> Result<Vec<(String, Vec<String>)>, TsdbError> {
+        read_label_indices(self.data.as_ref(), &self.toc, &self.symbols)
     }
 
     /// Label names, sorted.
