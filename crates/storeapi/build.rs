@@ -1,0 +1,21 @@
+//! Generates the StoreAPI and remote-read code from proto/ with protox (a Rust protobuf
+//! compiler), so a fresh machine builds without a system protoc.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "thanos/types.proto",
+        "thanos/rpc.proto",
+        "thanos/info.proto",
+        "prometheus/remote.proto",
+    ];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
+    let descriptors = protox::compile(files, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
