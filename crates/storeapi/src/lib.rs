@@ -3,6 +3,8 @@
 //! Thanos and Prometheus exactly, so a real Thanos querier talks to our sidecar and store, and
 //! our sidecar talks to a real Prometheus.
 
+pub mod convert;
+
 /// Package `thanos`: StoreAPI messages and the `Store` service.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::clone_on_ref_ptr)]
 pub mod thanos {
