@@ -95,10 +95,16 @@ pub struct BlockWriter {
     index: Counted<BufWriter<File>>,
     /// Symbol → its number in the symbol table.
     symbols: HashMap<String, u32>,
-    /// (name, value) symbol numbers → series IDs having that label.
-    postings: BTreeMap<(String, String), Vec<u32>>,
+    /// Symbol numbers → symbols, for writing the tables at the end.
+    symbol_names: Vec<String>,
+    /// (name, value) symbol numbers → series IDs having that label. Symbols are numbered in
+    /// sorted order, so this map iterates in the (name, value) order the index needs.
+    postings: BTreeMap<(u32, u32), Vec<u32>>,
     all_series: Vec<u32>,
-    last_labels: Option<Labels>,
+    /// The previous series' labels as (name, value) symbol numbers, for the order check:
+    /// comparing numbers compares the strings.
+    last_refs: Vec<(u32, u32)>,
+    refs: Vec<(u32, u32)>,
     stats: BlockStats,
     min_time: i64,
     max_time: i64,
@@ -123,6 +129,7 @@ impl BlockWriter {
             put_uvarint_str(&mut body, s);
             numbers.insert(s.clone(), i as u32);
         }
+        let symbol_names: Vec<String> = symbols.iter().cloned().collect();
         index.write_crc_section(&body)?;
         Ok(Self {
             tmp_dir,
@@ -132,9 +139,11 @@ impl BlockWriter {
             segment_index: 0,
             index,
             symbols: numbers,
+            symbol_names,
             postings: BTreeMap::new(),
             all_series: Vec::new(),
-            last_labels: None,
+            last_refs: Vec::new(),
+            refs: Vec::new(),
             stats: BlockStats::default(),
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -195,7 +204,17 @@ impl BlockWriter {
         labels: &Labels,
         chunks: &[ChunkToWrite<'_>],
     ) -> Result<(), TsdbError> {
-        if self.last_labels.as_ref().is_some_and(|last| last >= labels) {
+        let mut label_refs = std::mem::take(&mut self.refs);
+        label_refs.clear();
+        for label in labels {
+            let symbol = |s: &str| {
+                self.symbols.get(s).copied().ok_or_else(|| {
+                    TsdbError::corrupt("block writer", &format!("{s:?} is not in the symbol table"))
+                })
+            };
+            label_refs.push((symbol(&label.name)?, symbol(&label.value)?));
+        }
+        if !self.all_series.is_empty() && self.last_refs >= label_refs {
             return Err(TsdbError::corrupt(
                 "block writer",
                 &format!("series {labels} out of order"),
@@ -215,15 +234,10 @@ impl BlockWriter {
             .map_err(|_| TsdbError::corrupt("index writer", "index over 64GiB"))?;
         let entry = &mut self.entry;
         entry.clear();
-        put_uvarint(entry, labels.len() as u64);
-        for label in labels {
-            let symbol = |s: &str| {
-                self.symbols.get(s).copied().ok_or_else(|| {
-                    TsdbError::corrupt("block writer", &format!("{s:?} is not in the symbol table"))
-                })
-            };
-            put_uvarint(entry, u64::from(symbol(&label.name)?));
-            put_uvarint(entry, u64::from(symbol(&label.value)?));
+        put_uvarint(entry, label_refs.len() as u64);
+        for &(name, value) in &label_refs {
+            put_uvarint(entry, u64::from(name));
+            put_uvarint(entry, u64::from(value));
         }
         put_uvarint(entry, chunks.len() as u64);
         let (mut prev_max, mut prev_ref) = (0i64, 0u64);
@@ -248,15 +262,13 @@ impl BlockWriter {
         self.index.write(&crc.to_be_bytes())?;
         self.entry = body;
 
-        for label in labels {
-            self.postings
-                .entry((label.name.clone(), label.value.clone()))
-                .or_default()
-                .push(id);
+        for &pair in &label_refs {
+            self.postings.entry(pair).or_default().push(id);
         }
         self.all_series.push(id);
         self.stats.num_series += 1;
-        self.last_labels = Some(labels.clone());
+        // Keep this series' refs for the next order check; reuse the old buffer next time.
+        self.refs = std::mem::replace(&mut self.last_refs, label_refs);
         Ok(())
     }
 
@@ -271,22 +283,22 @@ impl BlockWriter {
         }
         let index = &mut self.index;
         // Label indices (no longer read by Prometheus, still written): one per label name.
-        let mut names: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (name, value) in self.postings.keys() {
+        let symbol = |n: u32| self.symbol_names[n as usize].as_str();
+        let mut names: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(name, value) in self.postings.keys() {
             names.entry(name).or_default().push(value);
         }
         index.pad_to(4)?;
         let label_indices = index.pos;
         let mut label_offsets = Vec::with_capacity(names.len());
-        for (name, values) in &names {
+        for (&name, values) in &names {
             index.pad_to(4)?;
-            label_offsets.push((*name, index.pos));
+            label_offsets.push((symbol(name), index.pos));
             let mut body = Vec::with_capacity(8 + values.len() * 4);
             body.extend_from_slice(&1u32.to_be_bytes());
             body.extend_from_slice(&(values.len() as u32).to_be_bytes());
             for value in values {
-                let symbol = self.symbols.get(*value).copied().unwrap_or_default();
-                body.extend_from_slice(&symbol.to_be_bytes());
+                body.extend_from_slice(&value.to_be_bytes());
             }
             index.write_crc_section(&body)?;
         }
@@ -308,8 +320,8 @@ impl BlockWriter {
         index.pad_to(4)?;
         let postings_start = index.pos;
         postings_offsets.push(("", "", write_postings(index, &self.all_series)?));
-        for ((name, value), ids) in &self.postings {
-            postings_offsets.push((name, value, write_postings(index, ids)?));
+        for (&(name, value), ids) in &self.postings {
+            postings_offsets.push((symbol(name), symbol(value), write_postings(index, ids)?));
         }
         // Label offset table.
         index.pad_to(4)?;
@@ -390,5 +402,35 @@ impl BlockWriter {
         std::fs::rename(&self.tmp_dir, &self.final_dir)
             .map_err(|e| TsdbError::io(&self.final_dir, e))?;
         Ok(meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_out_of_order_or_with_unknown_symbols_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let symbols: BTreeSet<String> = ["__name__", "a", "b", "job"].map(String::from).into();
+        let mut w = BlockWriter::create(dir.path(), &symbols).expect("create");
+        w.add_series(&Labels::from_pairs([("__name__", "b")]), &[])
+            .expect("first");
+        let err = w
+            .add_series(&Labels::from_pairs([("__name__", "a")]), &[])
+            .expect_err("before the previous");
+        assert!(err.to_string().contains("out of order"), "{err}");
+        let err = w
+            .add_series(&Labels::from_pairs([("__name__", "b")]), &[])
+            .expect_err("same as previous");
+        assert!(err.to_string().contains("out of order"), "{err}");
+        w.add_series(&Labels::from_pairs([("__name__", "b"), ("job", "a")]), &[])
+            .expect("longer set sorts after");
+        let err = w
+            .add_series(&Labels::from_pairs([("zone", "x")]), &[])
+            .expect_err("unknown symbol");
+        assert!(err.to_string().contains("not in the symbol table"), "{err}");
+        let meta = w.finish(None).expect("finish");
+        assert_eq!(meta.stats.num_series, 2);
     }
 }
