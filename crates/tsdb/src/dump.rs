@@ -64,12 +64,19 @@ pub fn dump(tsdb: &Path, options: &DumpOptions, out: &mut impl Write) -> Result<
             tsdb.display()
         )));
     }
-    // Series of every block, by labels: where to find each one's chunks.
-    let mut series: BTreeMap<Labels, Vec<(usize, u64)>> = BTreeMap::new();
+    // Series of every block, by labels, with their chunk metas (read once, in the time range).
+    type Place = (usize, u64, Vec<crate::index::ChunkMeta>);
+    let mut series: BTreeMap<Labels, Vec<Place>> = BTreeMap::new();
     for (b, block) in blocks.iter().enumerate() {
         for id in block.index().all_postings()? {
-            let entry = block.index().series(id)?;
-            series.entry(entry.labels).or_default().push((b, id));
+            let mut entry = block.index().series(id)?;
+            entry
+                .chunks
+                .retain(|c| c.max_time >= options.min_time && c.min_time <= options.max_time);
+            series
+                .entry(entry.labels)
+                .or_default()
+                .push((b, id, entry.chunks));
         }
     }
     let stdout_err = |e: std::io::Error| TsdbError::io(Path::new("<output>"), e);
@@ -77,14 +84,9 @@ pub fn dump(tsdb: &Path, options: &DumpOptions, out: &mut impl Write) -> Result<
     let mut line = String::new();
     for (labels, places) in series {
         samples.clear();
-        for (b, id) in places {
+        for (b, id, chunks) in places {
             let block = &blocks[b];
-            let entry = block.index().series(id)?;
-            for meta in entry
-                .chunks
-                .iter()
-                .filter(|c| c.max_time >= options.min_time && c.min_time <= options.max_time)
-            {
+            for meta in &chunks {
                 let chunk = block.chunks().chunk(meta.reference)?;
                 let iter = chunk
                     .xor_samples()
