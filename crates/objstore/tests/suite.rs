@@ -243,9 +243,11 @@ async fn filesystem_bucket_with_prefix() {
     assert!(dir.path().join("tenant-a/01B/meta.json").is_file());
 }
 
+/// The testkit's S3 config, with 5MiB parts so the suite's 12MiB file goes up in parts.
 fn s3_yaml(port: u16, bucket: &str, extra: &str) -> String {
     format!(
-        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  secret_key: test\n  insecure: true\n  part_size: 5242880\n{extra}"
+        "{}  part_size: 5242880\n{extra}",
+        rthanos_testkit::s3_objstore_yaml(port, bucket)
     )
 }
 

@@ -74,11 +74,17 @@ impl Moto {
 
     /// An objstore.yml for `bucket` on this server.
     pub fn objstore_yaml(&self, bucket: &str) -> String {
-        format!(
-            "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: {}\n  region: us-east-1\n  access_key: test\n  secret_key: test\n  insecure: true\n",
-            self.endpoint()
-        )
+        s3_objstore_yaml(self.port, bucket)
     }
+}
+
+/// An objstore.yml for an S3 API on 127.0.0.1:`port` (moto, or a proxy in front of it), with
+/// test credentials over plain HTTP. Its `config:` keys end the text, so a caller may append
+/// more (indented two spaces) or a top-level `prefix:`.
+pub fn s3_objstore_yaml(port: u16, bucket: &str) -> String {
+    format!(
+        "type: S3\nconfig:\n  bucket: {bucket}\n  endpoint: 127.0.0.1:{port}\n  region: us-east-1\n  access_key: test\n  secret_key: test\n  insecure: true\n"
+    )
 }
 
 impl Drop for Moto {
