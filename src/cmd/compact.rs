@@ -189,10 +189,17 @@ pub(crate) struct CompactArgs {
 
 /// Runs the compactor.
 pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
-    super::validate_common(&args.log, &args.http, Some(&args.objstore))?;
-    args.tracing.check()?;
-    super::serve("compact", &args.http, None, |_| {
-        Box::pin(async { Err(super::not_built("compact", 8)) })
-    })
-    .await
+    let prepared = super::prepare(&super::CommonFlags {
+        log: &args.log,
+        tracing: &args.tracing,
+        request_logging: None,
+        http: &args.http,
+        grpc: None,
+        objstore: Some(&args.objstore),
+    })?;
+    prepared
+        .serve("compact", |_| {
+            Box::pin(async { Err(super::not_built("compact", 8)) })
+        })
+        .await
 }

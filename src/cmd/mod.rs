@@ -20,21 +20,39 @@ pub(crate) fn reject_unsupported(flags: &[(&str, bool)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks what every component checks before it starts: logging, the HTTP server's address
-/// and web config, and the bucket configuration when the component has one.
-pub(crate) fn validate_common(
-    log: &LogFlags,
-    http: &HttpFlags,
-    objstore: Option<&ObjstoreFlags>,
-) -> anyhow::Result<()> {
-    rthanos_runtime::logging::init(log.level, log.format);
-    rthanos_runtime::HttpOptions::from_flags(http)?;
-    if let Some(objstore) = objstore
+/// The flags every component reads before it starts; `None` where a component lacks the group.
+pub(crate) struct CommonFlags<'a> {
+    pub(crate) log: &'a LogFlags,
+    pub(crate) tracing: &'a TracingFlags,
+    pub(crate) request_logging: Option<&'a RequestLoggingFlags>,
+    pub(crate) http: &'a HttpFlags,
+    pub(crate) grpc: Option<&'a GrpcServerFlags>,
+    pub(crate) objstore: Option<&'a ObjstoreFlags>,
+}
+
+/// A component's shared configuration, checked and ready to serve.
+pub(crate) struct Prepared {
+    http: HttpOptions,
+    grpc: Option<GrpcOptions>,
+}
+
+/// Checks what every component checks before it starts, once: logging is set up from the flags
+/// first (so every later error is logged as asked), then unsupported flags, the servers'
+/// addresses and web config, and the bucket configuration.
+pub(crate) fn prepare(flags: &CommonFlags<'_>) -> anyhow::Result<Prepared> {
+    rthanos_runtime::logging::init(flags.log.level, flags.log.format);
+    flags.tracing.check()?;
+    if let Some(request_logging) = flags.request_logging {
+        request_logging.check()?;
+    }
+    let http = HttpOptions::from_flags(flags.http)?;
+    let grpc = flags.grpc.map(GrpcOptions::from_flags).transpose()?;
+    if let Some(objstore) = flags.objstore
         && let Some(yaml) = objstore.content()?
     {
         rthanos_objstore::ObjstoreConfig::parse(&yaml).context("--objstore.config")?;
     }
-    Ok(())
+    Ok(Prepared { http, grpc })
 }
 
 /// The answer of a component whose implementation has not landed yet: it must not pretend to run.
@@ -45,21 +63,26 @@ pub(crate) fn not_built(component: &str, issue: u32) -> BoxError {
     .into()
 }
 
-/// Runs a component the way every component runs: its HTTP server (and gRPC server, when it has
-/// one) are bound first, then `work` runs until it returns or a signal stops the process.
-pub(crate) async fn serve(
-    component: &'static str,
-    http: &HttpFlags,
-    grpc: Option<&GrpcServerFlags>,
-    work: impl FnOnce(&Runtime) -> std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
-) -> anyhow::Result<()> {
-    let runtime = Runtime::new(component, &crate::BUILD)?;
-    let http = HttpOptions::from_flags(http)?;
-    let grpc = grpc.map(GrpcOptions::from_flags).transpose()?;
-    let work = work(&runtime);
-    let bound = runtime.bind(http, grpc, axum::Router::new(), None).await?;
-    bound.run(work).await?;
-    Ok(())
+impl Prepared {
+    /// Runs a component the way every component runs: its HTTP server (and gRPC server, when
+    /// it has one) are bound first, then `work` runs until it returns or a signal stops the
+    /// process.
+    pub(crate) async fn serve(
+        self,
+        component: &'static str,
+        work: impl FnOnce(
+            &Runtime,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
+    ) -> anyhow::Result<()> {
+        let runtime = Runtime::new(component, &crate::BUILD)?;
+        let work = work(&runtime);
+        let bound = runtime
+            .bind(self.http, self.grpc, axum::Router::new(), None)
+            .await?;
+        bound.run(work).await?;
+        Ok(())
+    }
 }
 
 /// Thanos's tracing flags: accepted, and refused when set (rthanos exports no traces yet).

@@ -332,11 +332,17 @@ pub(crate) struct QueryArgs {
 
 /// Runs the querier.
 pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    super::validate_common(&args.log, &args.http, None)?;
-    args.tracing.check()?;
-    args.request_logging.check()?;
-    super::serve("query", &args.http, Some(&args.grpc), |_| {
-        Box::pin(async { Err(super::not_built("query", 6)) })
-    })
-    .await
+    let prepared = super::prepare(&super::CommonFlags {
+        log: &args.log,
+        tracing: &args.tracing,
+        request_logging: Some(&args.request_logging),
+        http: &args.http,
+        grpc: Some(&args.grpc),
+        objstore: None,
+    })?;
+    prepared
+        .serve("query", |_| {
+            Box::pin(async { Err(super::not_built("query", 6)) })
+        })
+        .await
 }

@@ -154,8 +154,6 @@ pub(crate) struct SidecarArgs {
 
 impl SidecarArgs {
     fn check_unsupported(&self) -> anyhow::Result<()> {
-        self.tracing.check()?;
-        self.request_logging.check()?;
         reject_unsupported(&[
             (
                 "reloader.config-file",
@@ -172,10 +170,18 @@ impl SidecarArgs {
 
 /// Runs the sidecar.
 pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
-    super::validate_common(&args.log, &args.http, Some(&args.objstore))?;
+    let prepared = super::prepare(&super::CommonFlags {
+        log: &args.log,
+        tracing: &args.tracing,
+        request_logging: Some(&args.request_logging),
+        http: &args.http,
+        grpc: Some(&args.grpc),
+        objstore: Some(&args.objstore),
+    })?;
     args.check_unsupported()?;
-    super::serve("sidecar", &args.http, Some(&args.grpc), |_| {
-        Box::pin(async { Err(super::not_built("sidecar", 4)) })
-    })
-    .await
+    prepared
+        .serve("sidecar", |_| {
+            Box::pin(async { Err(super::not_built("sidecar", 4)) })
+        })
+        .await
 }

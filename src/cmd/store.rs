@@ -227,11 +227,17 @@ pub(crate) struct StoreArgs {
 
 /// Runs the store gateway.
 pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
-    super::validate_common(&args.log, &args.http, Some(&args.objstore))?;
-    args.tracing.check()?;
-    args.request_logging.check()?;
-    super::serve("store", &args.http, Some(&args.grpc), |_| {
-        Box::pin(async { Err(super::not_built("store", 7)) })
-    })
-    .await
+    let prepared = super::prepare(&super::CommonFlags {
+        log: &args.log,
+        tracing: &args.tracing,
+        request_logging: Some(&args.request_logging),
+        http: &args.http,
+        grpc: Some(&args.grpc),
+        objstore: Some(&args.objstore),
+    })?;
+    prepared
+        .serve("store", |_| {
+            Box::pin(async { Err(super::not_built("store", 7)) })
+        })
+        .await
 }
