@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Chunk bytes pass from remote read or the bucket to the wire without copies.
+        .bytes(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1,10 +1,19 @@
-//! The wire protocols rthanos speaks, generated at build time from `proto/`: Thanos's StoreAPI
-//! (`thanos.Store`, `thanos.info.Info`) and Prometheus's remote read. Field numbers follow
-//! Thanos and Prometheus exactly, so a real Thanos querier talks to our sidecar and store, and
-//! our sidecar talks to a real Prometheus.
+//! The StoreAPI, the protocol every rthanos component speaks: the wire messages (Thanos's
+//! `thanos.Store` and `thanos.info.Info`, Prometheus's remote read) generated at build time from
+//! `proto/` with field numbers exactly as upstream, the [`Store`] trait that the sidecar, the
+//! store gateway and the querier implement, the gRPC server and client for it, and the
+//! streaming k-way merge of sorted series that the querier's proxy is built on.
 
+pub mod client;
 pub mod convert;
+pub mod merge;
+pub mod server;
+mod store;
 
+pub use client::{ClientOptions, ClientTls, GrpcStore};
+pub use merge::{compare_labels, merge_series};
+pub use server::StoreServer;
+pub use store::{Component, SeriesStream, Store, StoreInfo};
 /// Package `thanos`: StoreAPI messages and the `Store` service.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::clone_on_ref_ptr)]
 pub mod thanos {
