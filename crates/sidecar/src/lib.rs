@@ -1,0 +1,249 @@
+//! `rthanos sidecar`, as a library: runs next to one Prometheus, serves its data over the
+//! StoreAPI ([`PrometheusStore`]: remote read with streamed XOR chunks, chunks passed through
+//! as bytes, external labels added) and ships every block Prometheus writes to object storage
+//! ([`Shipper`]). [`Sidecar::run`] waits for Prometheus and its external labels, then keeps
+//! them fresh (the heartbeat that drives readiness and `thanos_sidecar_prometheus_up`) and
+//! syncs the shipper.
+
+mod http_client;
+mod metadata;
+pub mod prometheus;
+pub mod shipper;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::prometheus::{Gauge, IntGauge, Registry};
+use rthanos_objstore::Bucket;
+use rthanos_runtime::Prober;
+use tokio_util::sync::CancellationToken;
+
+pub use http_client::HttpClientConfig;
+pub use metadata::Metadata;
+pub use prometheus::PrometheusClient;
+pub use shipper::Shipper;
+pub use store::PrometheusStore;
+
+/// How often the shipper looks for new blocks (Thanos's sidecar: 30s).
+pub const SHIPPER_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why the sidecar cannot do something.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    /// A flag or configuration file is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// Prometheus cannot be reached, or answers with a server error.
+    #[error("Prometheus unavailable: {0}")]
+    Unavailable(String),
+    /// Prometheus refused the request.
+    #[error("Prometheus refused the request: {0}")]
+    BadRequest(String),
+    /// Prometheus answered something we cannot read.
+    #[error("Prometheus answer: {0}")]
+    Prometheus(String),
+    /// A block could not be shipped.
+    #[error("upload: {0}")]
+    Upload(String),
+}
+
+impl From<SidecarError> for tonic::Status {
+    fn from(e: SidecarError) -> Self {
+        match e {
+            SidecarError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
+            SidecarError::BadRequest(_) => tonic::Status::invalid_argument(e.to_string()),
+            _ => tonic::Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// The sidecar's settings, from its flags.
+pub struct SidecarConfig {
+    /// `--prometheus.url`.
+    pub prometheus_url: String,
+    /// `--prometheus.http-client(-file)`.
+    pub http_client: HttpClientConfig,
+    /// `--prometheus.ready_timeout`.
+    pub ready_timeout: Duration,
+    /// `--prometheus.get_config_interval`.
+    pub get_config_interval: Duration,
+    /// `--prometheus.get_config_timeout`.
+    pub get_config_timeout: Duration,
+    /// `--tsdb.path`.
+    pub tsdb_path: PathBuf,
+    /// `--shipper.upload-compacted`.
+    pub upload_compacted: bool,
+    /// `--min-time`, resolved (ms).
+    pub min_time: i64,
+    /// The bucket, when `--objstore.config` is given: uploads are on.
+    pub bucket: Option<Bucket>,
+    /// How often the shipper syncs.
+    pub shipper_interval: Duration,
+}
+
+/// A configured sidecar.
+pub struct Sidecar {
+    config: SidecarConfig,
+    prometheus: PrometheusClient,
+    metadata: Arc<Metadata>,
+    shipper: Option<Shipper>,
+    prometheus_up: IntGauge,
+    last_heartbeat: Gauge,
+}
+
+impl Sidecar {
+    /// Checks the configuration and registers the sidecar's metrics.
+    pub fn new(mut config: SidecarConfig, registry: &Registry) -> Result<Self, SidecarError> {
+        let prometheus = PrometheusClient::new(&config.prometheus_url, &config.http_client)?;
+        let metric_error = |e: ::prometheus::Error| SidecarError::Config(format!("metrics: {e}"));
+        let prometheus_up = IntGauge::new(
+            "thanos_sidecar_prometheus_up",
+            "Boolean indicator whether the sidecar can reach its Prometheus peer.",
+        )
+        .map_err(metric_error)?;
+        let last_heartbeat = Gauge::new(
+            "thanos_sidecar_last_heartbeat_success_time_seconds",
+            "Timestamp of the last successful heartbeat in seconds.",
+        )
+        .map_err(metric_error)?;
+        registry
+            .register(Box::new(prometheus_up.clone()))
+            .map_err(metric_error)?;
+        registry
+            .register(Box::new(last_heartbeat.clone()))
+            .map_err(metric_error)?;
+        let shipper = match config.bucket.take() {
+            Some(bucket) => Some(Shipper::new(
+                &config.tsdb_path,
+                bucket,
+                config.upload_compacted,
+                registry,
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            metadata: Arc::new(Metadata::new(config.min_time)),
+            config,
+            prometheus,
+            shipper,
+            prometheus_up,
+            last_heartbeat,
+        })
+    }
+
+    /// The StoreAPI face, to be served over gRPC.
+    pub fn store(&self) -> Arc<PrometheusStore> {
+        Arc::new(PrometheusStore::new(
+            self.prometheus.clone(),
+            Arc::clone(&self.metadata),
+        ))
+    }
+
+    /// Runs until `shutdown`: waits for Prometheus (at most `--prometheus.ready_timeout`), then
+    /// heartbeats every `--prometheus.get_config_interval` and ships blocks.
+    pub async fn run(self, prober: Prober, shutdown: CancellationToken) -> Result<(), SidecarError> {
+        tracing::info!(url = %self.prometheus.url(), "waiting for Prometheus and its external labels");
+        let deadline = tokio::time::Instant::now() + self.config.ready_timeout;
+        loop {
+            match self.heartbeat().await {
+                Ok(()) => break,
+                Err(e) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(SidecarError::Unavailable(format!(
+                            "Prometheus not ready within --prometheus.ready_timeout={:?}: {e}",
+                            self.config.ready_timeout
+                        )));
+                    }
+                    tracing::warn!(err = %e, "failed to fetch initial external labels; is Prometheus running? retrying");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+        let external = self.metadata.external_labels().unwrap_or_default();
+        if self.shipper.is_some() && external.is_empty() {
+            return Err(SidecarError::Config(
+                "no external labels configured on Prometheus server, uniquely identifying external labels must be configured; see https://thanos.io/tip/thanos/storage.md#external-labels for details.".into(),
+            ));
+        }
+        tracing::info!(external_labels = %external, "Prometheus is ready");
+        prober.ready();
+
+        let mut heartbeat = tokio::time::interval(self.config.get_config_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ship = tokio::time::interval(self.config.shipper_interval);
+        ship.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if let Some(shipper) = &self.shipper {
+            shipper.clean_staging();
+        } else {
+            tracing::info!("no --objstore.config: blocks are not uploaded");
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                _ = heartbeat.tick() => {
+                    match self.heartbeat().await {
+                        Ok(()) => prober.ready(),
+                        Err(e) => {
+                            tracing::warn!(err = %e, "heartbeat to Prometheus failed");
+                            prober.not_ready(format!("Prometheus unreachable: {e}"));
+                        }
+                    }
+                }
+                _ = ship.tick(), if self.shipper.is_some() => {
+                    self.ship_once(&shutdown).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the external labels and the oldest sample time; the gauge follows the outcome.
+    async fn heartbeat(&self) -> Result<(), SidecarError> {
+        let timeout = self.config.get_config_timeout;
+        let result = async {
+            let labels = self.prometheus.external_labels(timeout).await?;
+            let lowest = self.prometheus.lowest_timestamp(timeout).await?;
+            Ok::<_, SidecarError>((labels, lowest))
+        }
+        .await;
+        match result {
+            Ok((labels, lowest)) => {
+                self.metadata.set_external_labels(labels);
+                self.metadata.set_lowest_timestamp(lowest);
+                self.prometheus_up.set(1);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.last_heartbeat.set(now);
+                Ok(())
+            }
+            Err(e) => {
+                self.prometheus_up.set(0);
+                Err(e)
+            }
+        }
+    }
+
+    async fn ship_once(&self, shutdown: &CancellationToken) {
+        let (Some(shipper), Some(labels)) = (&self.shipper, self.metadata.external_labels())
+        else {
+            return;
+        };
+        tokio::select! {
+            // A stop mid-upload leaves a partial block without meta.json, completed at the
+            // next start.
+            () = shutdown.cancelled() => {}
+            result = shipper.sync(&labels) => match result {
+                Ok(report) if !report.uploaded.is_empty() => {
+                    tracing::info!(uploaded = report.uploaded.len(), "shipper sync done");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(err = %e, "shipper sync failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The sidecar's view of its Prometheus, over Prometheus's own HTTP API: readiness, external
+//! labels (from the loaded config), the oldest sample time, remote read with streamed XOR
+//! chunks, and the series / label APIs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures::{Stream, StreamExt};
+use prost::Message;
+use rthanos_model::{Labels, Matcher};
+use rthanos_storeapi::convert::matcher_to_prometheus;
+use rthanos_storeapi::prometheus::{ChunkedReadResponse, Query, ReadRequest, read_request};
+use serde::Deserialize;
+
+use crate::SidecarError;
+use crate::http_client::HttpClientConfig;
+
+/// Largest remote-read frame accepted: Prometheus cuts frames at 1 MiB of chunks, one series'
+/// chunks included, so anything far beyond is a broken stream.
+const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// A Prometheus server.
+#[derive(Clone)]
+pub struct PrometheusClient {
+    base: reqwest::Url,
+    http: reqwest::Client,
+    auth: crate::http_client::Auth,
+}
+
+impl PrometheusClient {
+    /// A client for the Prometheus at `url` (`--prometheus.url`), with the HTTP client
+    /// configuration of `--prometheus.http-client`.
+    pub fn new(url: &str, config: &HttpClientConfig) -> Result<Self, SidecarError> {
+        let mut base = reqwest::Url::parse(url)
+            .map_err(|e| SidecarError::Config(format!("--prometheus.url {url:?}: {e}")))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let (http, auth) = config.build()?;
+        Ok(Self { base, http, auth })
+    }
+
+    /// The address, for logs.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.base
+    }
+
+    fn url_for(&self, path: &str) -> Result<reqwest::Url, SidecarError> {
+        self.base
+            .join(path)
+            .map_err(|e| SidecarError::Config(format!("--prometheus.url: {e}")))
+    }
+
+    fn get(&self, path: &str) -> Result<reqwest::RequestBuilder, SidecarError> {
+        Ok(self.auth.apply(self.http.get(self.url_for(path)?)))
+    }
+
+    /// The external labels of the loaded configuration (`global.external_labels`).
+    pub async fn external_labels(&self, timeout: Duration) -> Result<Labels, SidecarError> {
+        #[derive(Deserialize)]
+        struct ConfigData {
+            yaml: String,
+        }
+        #[derive(Deserialize, Default)]
+        struct Global {
+            #[serde(default)]
+            external_labels: BTreeMap<String, String>,
+        }
+        #[derive(Deserialize)]
+        struct Config {
+            #[serde(default)]
+            global: Option<Global>,
+        }
+        let data: ConfigData = self
+            .api(self.get("api/v1/status/config")?.timeout(timeout))
+            .await?;
+        let config: Config = serde_yaml::from_str(&data.yaml).map_err(|e| {
+            SidecarError::Prometheus(format!("parsing the config Prometheus returned: {e}"))
+        })?;
+        Ok(Labels::from_pairs(
+            config.global.unwrap_or_default().external_labels,
+        ))
+    }
+
+    /// The oldest sample time Prometheus holds (ms), from its `prometheus_tsdb_lowest_timestamp`
+    /// metric; `None` while the TSDB is empty.
+    pub async fn lowest_timestamp(&self, timeout: Duration) -> Result<Option<i64>, SidecarError> {
+        let response = self
+            .get("metrics")?
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let text = checked(response).await?.text().await.map_err(unreachable)?;
+        let value = text
+            .lines()
+            .find_map(|line| line.strip_prefix("prometheus_tsdb_lowest_timestamp "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        // An empty TSDB reports MaxInt64 (as a float, so compare loosely).
+        Ok(value.filter(|v| *v < 9.0e18).map(|v| v as i64))
+    }
+
+    /// Remote read of one query, answered as streamed XOR chunks: the frames as they arrive.
+    pub async fn remote_read(
+        &self,
+        query: Query,
+    ) -> Result<impl Stream<Item = Result<ChunkedReadResponse, SidecarError>> + use<>, SidecarError>
+    {
+        let request = ReadRequest {
+            queries: vec![query],
+            accepted_response_types: vec![read_request::ResponseType::StreamedXorChunks as i32],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .map_err(|e| SidecarError::Prometheus(format!("snappy: {e}")))?;
+        let response = self
+            .auth
+            .apply(self.http.post(self.url_for("api/v1/read")?))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let response = checked(response).await?;
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        if !content_type.starts_with("application/x-streamed-protobuf") {
+            return Err(SidecarError::Prometheus(format!(
+                "remote read answered {content_type:?}, not streamed XOR chunks (Prometheus older than 2.13?)"
+            )));
+        }
+        let mut body = response.bytes_stream();
+        Ok(async_stream::try_stream! {
+            let mut buffer = BytesMut::new();
+            let mut done = false;
+            loop {
+                if let Some(frame) = next_frame(&mut buffer)? {
+                    yield frame;
+                    continue;
+                }
+                if done {
+                    if !buffer.is_empty() {
+                        Err(SidecarError::Prometheus(format!(
+                            "remote read stream ends inside a frame ({} bytes left)",
+                            buffer.len()
+                        )))?;
+                    }
+                    break;
+                }
+                match body.next().await {
+                    Some(bytes) => buffer.extend_from_slice(&bytes.map_err(unreachable)?),
+                    None => done = true,
+                }
+            }
+        })
+    }
+
+    /// Label sets of the series matching `matchers` in [start, end] (ms), from `/api/v1/series`.
+    pub async fn series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, SidecarError> {
+        let sets: Vec<BTreeMap<String, String>> = self
+            .api(self.get("api/v1/series")?.query(&time_and_match(matchers, start, end)))
+            .await?;
+        Ok(sets.into_iter().map(Labels::from_pairs).collect())
+    }
+
+    /// Label names over the series matching `matchers` (all series when empty).
+    pub async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, SidecarError> {
+        self.api(self.get("api/v1/labels")?.query(&time_and_match(matchers, start, end)))
+            .await
+    }
+
+    /// Values of `name` over the series matching `matchers` (all series when empty).
+    pub async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, SidecarError> {
+        let mut url = self.url_for("api/v1/label/")?;
+        url.path_segments_mut()
+            .map_err(|()| SidecarError::Config("--prometheus.url cannot be a base".into()))?
+            .pop_if_empty()
+            .push(name)
+            .push("values");
+        let request = self
+            .auth
+            .apply(self.http.get(url))
+            .query(&time_and_match(matchers, start, end));
+        self.api(request).await
+    }
+
+    /// Sends a Prometheus API request and returns its `data`.
+    async fn api<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, SidecarError> {
+        #[derive(Deserialize)]
+        struct Envelope<T> {
+            status: String,
+            data: Option<T>,
+            #[serde(default)]
+            error: String,
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        let envelope: Envelope<T> = serde_json::from_slice(&body).map_err(|e| {
+            if status.is_success() {
+                SidecarError::Prometheus(format!("unexpected answer: {e}"))
+            } else {
+                http_error(status, &body)
+            }
+        })?;
+        match envelope.data {
+            Some(data) if envelope.status == "success" => Ok(data),
+            _ if status.is_server_error() => Err(SidecarError::Unavailable(envelope.error)),
+            _ => Err(SidecarError::BadRequest(envelope.error)),
+        }
+    }
+}
+
+/// `start`, `end` (seconds, as the API takes them) and one `match[]` selector.
+fn time_and_match(matchers: &[Matcher], start: i64, end: i64) -> Vec<(&'static str, String)> {
+    let mut query = vec![
+        ("start", format_seconds(start)),
+        ("end", format_seconds(end)),
+    ];
+    if !matchers.is_empty() {
+        query.push(("match[]", selector(matchers)));
+    }
+    query
+}
+
+/// Milliseconds as the decimal seconds Prometheus's API parses. Clamped to ±9e15 ms (year
+/// ±287,000): Prometheus converts the seconds back to ms in an int64, which the extremes a
+/// querier sends (i64::MIN, i64::MAX) would overflow.
+fn format_seconds(ms: i64) -> String {
+    const LIMIT: i64 = 9_000_000_000_000_000;
+    let ms = ms.clamp(-LIMIT, LIMIT);
+    let sign = if ms < 0 { "-" } else { "" };
+    let abs = ms.unsigned_abs();
+    format!("{sign}{}.{:03}", abs / 1000, abs % 1000)
+}
+
+/// A PromQL selector for `matchers`: `{name="value", other=~"re"}`.
+pub fn selector(matchers: &[Matcher]) -> String {
+    let mut out = String::from("{");
+    for (i, m) in matchers.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&m.name);
+        out.push_str(match m.kind {
+            rthanos_model::MatchType::Equal => "=",
+            rthanos_model::MatchType::NotEqual => "!=",
+            rthanos_model::MatchType::Regex => "=~",
+            rthanos_model::MatchType::NotRegex => "!~",
+        });
+        // Go quoting is what PromQL string literals accept.
+        let _ = rthanos_model::write_go_quoted(&mut out, &m.value);
+    }
+    out.push('}');
+    out
+}
+
+/// A remote-read query for `matchers` over [start, end].
+pub fn read_query(matchers: &[Matcher], start: i64, end: i64) -> Query {
+    Query {
+        start_timestamp_ms: start,
+        end_timestamp_ms: end,
+        matchers: matchers.iter().map(matcher_to_prometheus).collect(),
+        hints: None,
+    }
+}
+
+/// The next whole frame in `buffer` (uvarint length, big-endian CRC-32C, message), if there
+/// is one; consumes it.
+fn next_frame(buffer: &mut BytesMut) -> Result<Option<ChunkedReadResponse>, SidecarError> {
+    let mut peek = &buffer[..];
+    let Ok(len) = prost::encoding::decode_varint(&mut peek) else {
+        // Not a varint yet (or a broken one, which more bytes will not fix beyond 10 bytes).
+        if buffer.len() >= 10 {
+            return Err(SidecarError::Prometheus(
+                "remote read frame: bad length".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let header = buffer.len() - peek.len();
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > MAX_FRAME_BYTES {
+        return Err(SidecarError::Prometheus(format!(
+            "remote read frame of {len} bytes, over the {MAX_FRAME_BYTES} limit"
+        )));
+    }
+    if peek.len() < 4 + len {
+        return Ok(None);
+    }
+    buffer.advance(header);
+    let expected = buffer.get_u32();
+    let message = buffer.split_to(len).freeze();
+    let actual = crc32c::crc32c(&message);
+    if actual != expected {
+        return Err(SidecarError::Prometheus(format!(
+            "remote read frame: CRC32C {actual:08x}, frame says {expected:08x}"
+        )));
+    }
+    ChunkedReadResponse::decode(message)
+        .map(Some)
+        .map_err(|e| SidecarError::Prometheus(format!("remote read frame: {e}")))
+}
+
+fn unreachable(e: reqwest::Error) -> SidecarError {
+    SidecarError::Unavailable(e.to_string())
+}
+
+async fn checked(response: reqwest::Response) -> Result<reqwest::Response, SidecarError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    Err(http_error(status, &body))
+}
+
+fn http_error(status: reqwest::StatusCode, body: &[u8]) -> SidecarError {
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)])
+        .trim()
+        .to_string();
+    let message = format!("Prometheus answered {status}: {text}");
+    if status.is_server_error() {
+        SidecarError::Unavailable(message)
+    } else {
+        SidecarError::BadRequest(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use rthanos_model::MatchType;
+    use rthanos_storeapi::prometheus::ChunkedSeries;
+
+    use super::*;
+
+    fn framed(message: &ChunkedReadResponse) -> Vec<u8> {
+        let body = message.encode_to_vec();
+        let mut out = Vec::new();
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.put_u32(crc32c::crc32c(&body));
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn frames_are_read_whole_and_checked() {
+        let message = ChunkedReadResponse {
+            chunked_series: vec![ChunkedSeries::default()],
+            query_index: 0,
+        };
+        let bytes = [framed(&message), framed(&message)].concat();
+        let mut buffer = BytesMut::new();
+        let mut got = 0;
+        // Byte by byte: a frame is returned only once whole.
+        for b in &bytes {
+            buffer.put_u8(*b);
+            while next_frame(&mut buffer).expect("valid").is_some() {
+                got += 1;
+            }
+        }
+        assert_eq!(got, 2);
+        assert!(buffer.is_empty());
+
+        let mut corrupt = BytesMut::from(&framed(&message)[..]);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        let err = next_frame(&mut corrupt).expect_err("bad CRC");
+        assert!(err.to_string().contains("CRC32C"), "{err}");
+    }
+
+    #[test]
+    fn selectors_quote_as_promql_reads() {
+        let matchers = [
+            Matcher::new(MatchType::Equal, "__name__", "up").expect("valid"),
+            Matcher::new(MatchType::NotRegex, "path", "/a\"b\\.*").expect("valid"),
+        ];
+        assert_eq!(
+            selector(&matchers),
+            r#"{__name__="up", path!~"/a\"b\\.*"}"#
+        );
+        assert_eq!(format_seconds(1_500), "1.500");
+        assert_eq!(format_seconds(-1), "-0.001");
+        assert_eq!(format_seconds(i64::MIN), "-9000000000000.000");
+    }
+}

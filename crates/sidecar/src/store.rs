@@ -1,0 +1,435 @@
+//! The sidecar's [`Store`]: Prometheus's data over the StoreAPI.
+//!
+//! `Series` is one remote read with streamed XOR chunks; the chunks go to the querier as the
+//! bytes Prometheus sent (never decoded), each with its xxhash64 as Thanos's sidecar sets it.
+//! External labels are set on every series (they win over a series' own label of the same
+//! name, as in Thanos), matchers on them are answered here and not sent to Prometheus.
+//!
+//! Order: Prometheus streams series sorted by their own labels; adding external labels (or
+//! removing replica labels) can move a series before another, e.g. `{__name__="up"}` and
+//! `{__name__="up", a="1"}` swap once `cluster="x"` is added to both. Such swaps only happen
+//! between series with the same first label (the metric name, in practice), so the series of
+//! one first label are sorted together before they are sent: memory is bounded by the largest
+//! metric of a query, not by the whole answer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use rthanos_model::{Labels, Matcher};
+use rthanos_storeapi::convert::matchers_from_thanos;
+use rthanos_storeapi::thanos::{
+    self, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, Series, SeriesRequest, SeriesResponse, series_response::Result as Frame,
+};
+use rthanos_storeapi::{Component, SeriesStream, Store, StoreInfo, compare_labels};
+use tonic::Status;
+
+use crate::metadata::Metadata;
+use crate::prometheus::{PrometheusClient, read_query};
+
+/// Prometheus behind the StoreAPI.
+pub struct PrometheusStore {
+    prometheus: PrometheusClient,
+    metadata: Arc<Metadata>,
+}
+
+impl PrometheusStore {
+    /// A store over `prometheus`, whose external labels and time range `metadata` tracks.
+    pub fn new(prometheus: PrometheusClient, metadata: Arc<Metadata>) -> Self {
+        Self {
+            prometheus,
+            metadata,
+        }
+    }
+
+    fn external_labels(&self) -> Result<Labels, Status> {
+        self.metadata.external_labels().ok_or_else(|| {
+            Status::unavailable("external labels of Prometheus are not known yet")
+        })
+    }
+}
+
+/// The request's matchers less those on external labels; `None` when one of those does not
+/// match the external label's value (no series of this Prometheus can match).
+fn split_matchers(
+    matchers: &[thanos::LabelMatcher],
+    external: &Labels,
+) -> Result<Option<Vec<Matcher>>, Status> {
+    let matchers =
+        matchers_from_thanos(matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut rest = Vec::with_capacity(matchers.len());
+    for m in matchers {
+        match external.get(&m.name) {
+            Some(value) if !m.matches(value) => return Ok(None),
+            Some(_) => {}
+            None => rest.push(m),
+        }
+    }
+    Ok(Some(rest))
+}
+
+/// Final labels of a series: its own, the external ones set over them, `strip` removed.
+fn final_labels(
+    own: impl IntoIterator<Item = (String, String)>,
+    external: &Labels,
+    strip: &HashSet<String>,
+) -> Vec<thanos::Label> {
+    let mut labels: Vec<thanos::Label> = own
+        .into_iter()
+        .filter(|(name, _)| external.get(name).is_none() && !strip.contains(name))
+        .map(|(name, value)| thanos::Label { name, value })
+        .collect();
+    labels.extend(
+        external
+            .iter()
+            .filter(|l| !strip.contains(&l.name))
+            .map(|l| thanos::Label {
+                name: l.name.clone(),
+                value: l.value.clone(),
+            }),
+    );
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    labels
+}
+
+/// Prometheus's chunk encoding number as Thanos's (they differ: XOR is 1 in remote read, 0 in
+/// the StoreAPI).
+fn thanos_encoding(prometheus: i32) -> Option<i32> {
+    match prometheus {
+        1 => Some(thanos::chunk::Encoding::Xor as i32),
+        2 => Some(thanos::chunk::Encoding::Histogram as i32),
+        3 => Some(thanos::chunk::Encoding::FloatHistogram as i32),
+        _ => None,
+    }
+}
+
+fn series_frame(series: Series) -> SeriesResponse {
+    SeriesResponse {
+        result: Some(Frame::Series(series)),
+    }
+}
+
+fn empty() -> SeriesStream {
+    Box::pin(futures::stream::empty())
+}
+
+/// Sorts runs of series that share their first label (see the module doc). `reorder` is false
+/// when no external label is added, so Prometheus's order stands.
+struct Reorder {
+    reorder: bool,
+    /// Names of the labels added; a series whose first label is one of them belongs to the
+    /// last run (its own labels all sort after the external ones).
+    added: HashSet<String>,
+    run: Vec<Series>,
+    run_key: Option<Option<thanos::Label>>,
+}
+
+impl Reorder {
+    fn new(added: HashSet<String>) -> Self {
+        Self {
+            reorder: !added.is_empty(),
+            added,
+            run: Vec::new(),
+            run_key: None,
+        }
+    }
+
+    /// Takes one series; returns the series now ready to go, in order.
+    fn push(&mut self, series: Series) -> Vec<Series> {
+        if !self.reorder {
+            return vec![series];
+        }
+        let key = series
+            .labels
+            .first()
+            .filter(|l| !self.added.contains(&l.name))
+            .cloned();
+        let mut ready = Vec::new();
+        if self.run_key.as_ref().is_some_and(|k| *k != key) {
+            ready = self.flush();
+        }
+        self.run_key = Some(key);
+        self.run.push(series);
+        ready
+    }
+
+    fn flush(&mut self) -> Vec<Series> {
+        // Stable: frames of one series stay in their order.
+        self.run
+            .sort_by(|a, b| compare_labels(&a.labels, &b.labels));
+        self.run_key = None;
+        std::mem::take(&mut self.run)
+    }
+}
+
+#[tonic::async_trait]
+impl Store for PrometheusStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            component: Component::Sidecar,
+            label_sets: self
+                .metadata
+                .external_labels()
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect(),
+            min_time: self.metadata.min_time(),
+            max_time: i64::MAX,
+            // Shard matching is left to the querier, which applies it to stores that do
+            // not claim it.
+            supports_sharding: false,
+            supports_without_replica_labels: true,
+        }
+    }
+
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
+        let external = self.external_labels()?;
+        let Some(matchers) = split_matchers(&request.matchers, &external)? else {
+            return Ok(empty());
+        };
+        if matchers.is_empty() {
+            return Err(Status::invalid_argument(
+                "no matchers specified (excluding external labels)",
+            ));
+        }
+        let min_time = request.min_time.max(self.metadata.min_time());
+        let max_time = request.max_time;
+        if min_time > max_time {
+            return Ok(empty());
+        }
+        let strip: HashSet<String> = request.without_replica_labels.into_iter().collect();
+        let added: HashSet<String> = external
+            .iter()
+            .filter(|l| !strip.contains(&l.name))
+            .map(|l| l.name.clone())
+            .collect();
+        let strip_own: HashSet<String> = strip
+            .iter()
+            .filter(|name| external.get(name).is_some())
+            .cloned()
+            .collect();
+
+        if request.skip_chunks {
+            let sets = self
+                .prometheus
+                .series(&matchers, min_time, max_time)
+                .await?;
+            let mut series: Vec<Series> = sets
+                .into_iter()
+                .map(|set| Series {
+                    labels: final_labels(
+                        set.iter().map(|l| (l.name.clone(), l.value.clone())),
+                        &external,
+                        &strip_own,
+                    ),
+                    chunks: Vec::new(),
+                })
+                .collect();
+            series.sort_by(|a, b| compare_labels(&a.labels, &b.labels));
+            return Ok(Box::pin(futures::stream::iter(
+                series.into_iter().map(|s| Ok(series_frame(s))),
+            )));
+        }
+
+        let frames = self
+            .prometheus
+            .remote_read(read_query(&matchers, min_time, max_time))
+            .await?;
+        Ok(Box::pin(async_stream::try_stream! {
+            let mut frames = std::pin::pin!(frames);
+            let mut reorder = Reorder::new(added);
+            while let Some(frame) = frames.next().await {
+                let frame = frame?;
+                for chunked in frame.chunked_series {
+                    let labels = final_labels(
+                        chunked.labels.into_iter().map(|l| (l.name, l.value)),
+                        &external,
+                        &strip_own,
+                    );
+                    let mut chunks = Vec::with_capacity(chunked.chunks.len());
+                    for chunk in chunked.chunks {
+                        let Some(encoding) = thanos_encoding(chunk.r#type) else {
+                            Err(Status::internal(format!(
+                                "remote read returned a chunk of unknown encoding {}",
+                                chunk.r#type
+                            )))?;
+                            continue;
+                        };
+                        chunks.push(AggrChunk {
+                            min_time: chunk.min_time_ms,
+                            max_time: chunk.max_time_ms,
+                            raw: Some(Chunk {
+                                r#type: encoding,
+                                hash: xxhash_rust::xxh64::xxh64(&chunk.data, 0),
+                                data: chunk.data,
+                            }),
+                            ..Default::default()
+                        });
+                    }
+                    for series in reorder.push(Series { labels, chunks }) {
+                        yield series_frame(series);
+                    }
+                }
+            }
+            for series in reorder.flush() {
+                yield series_frame(series);
+            }
+        }))
+    }
+
+    async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
+        let external = self.external_labels()?;
+        let Some(matchers) = split_matchers(&request.matchers, &external)? else {
+            return Ok(LabelNamesResponse::default());
+        };
+        let start = request.start.max(self.metadata.min_time());
+        let mut names = self
+            .prometheus
+            .label_names(&matchers, start, request.end)
+            .await?;
+        if !names.is_empty() {
+            names.extend(external.iter().map(|l| l.name.clone()));
+        }
+        let strip: HashSet<&String> = request.without_replica_labels.iter().collect();
+        names.retain(|n| !strip.contains(n));
+        names.sort();
+        names.dedup();
+        Ok(LabelNamesResponse {
+            names,
+            ..Default::default()
+        })
+    }
+
+    async fn label_values(
+        &self,
+        request: LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, Status> {
+        let external = self.external_labels()?;
+        if request.without_replica_labels.contains(&request.label) {
+            return Ok(LabelValuesResponse::default());
+        }
+        let Some(matchers) = split_matchers(&request.matchers, &external)? else {
+            return Ok(LabelValuesResponse::default());
+        };
+        if let Some(value) = external.get(&request.label) {
+            return Ok(LabelValuesResponse {
+                values: vec![value.to_string()],
+                ..Default::default()
+            });
+        }
+        let start = request.start.max(self.metadata.min_time());
+        let mut values = self
+            .prometheus
+            .label_values(&request.label, &matchers, start, request.end)
+            .await?;
+        values.sort();
+        Ok(LabelValuesResponse {
+            values,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    fn text(series: &[Series]) -> Vec<String> {
+        series
+            .iter()
+            .map(|s| {
+                s.labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    }
+
+    /// Series in Prometheus's order come out in the order of their final labels.
+    #[test]
+    fn runs_are_sorted_after_external_labels_are_added() {
+        let external = Labels::from_pairs([("cluster", "eu1"), ("replica", "a")]);
+        let strip = HashSet::from(["replica".to_string()]);
+        let added = HashSet::from(["cluster".to_string()]);
+        let prometheus_order = [
+            labels(&[("__name__", "up")]),
+            labels(&[("__name__", "up"), ("a", "1")]),
+            labels(&[("__name__", "up"), ("instance", "x")]),
+            labels(&[("__name__", "up"), ("instance", "x"), ("job", "j")]),
+            labels(&[("__name__", "z")]),
+            labels(&[("__name__", "z"), ("b", "1")]),
+            // No metric name: its labels all sort after the external ones.
+            labels(&[("x", "1")]),
+        ];
+        let mut reorder = Reorder::new(added);
+        let mut out = Vec::new();
+        for own in prometheus_order {
+            out.extend(reorder.push(Series {
+                labels: final_labels(own, &external, &strip),
+                chunks: vec![],
+            }));
+        }
+        out.extend(reorder.flush());
+        let got = text(&out);
+        let mut sorted = out.clone();
+        sorted.sort_by(|a, b| compare_labels(&a.labels, &b.labels));
+        assert_eq!(got, text(&sorted));
+        assert_eq!(
+            got[..3],
+            [
+                "__name__=up,a=1,cluster=eu1",
+                "__name__=up,cluster=eu1",
+                "__name__=up,cluster=eu1,instance=x"
+            ]
+        );
+    }
+
+    #[test]
+    fn external_label_matchers_are_answered_here() {
+        let external = Labels::from_pairs([("cluster", "eu1")]);
+        let m = |t: i32, n: &str, v: &str| thanos::LabelMatcher {
+            r#type: t,
+            name: n.into(),
+            value: v.into(),
+        };
+        let rest = split_matchers(&[m(0, "cluster", "eu1"), m(0, "job", "a")], &external)
+            .expect("valid")
+            .expect("matches");
+        assert_eq!(rest.len(), 1);
+        assert!(
+            split_matchers(&[m(2, "cluster", "us.*"), m(0, "job", "a")], &external)
+                .expect("valid")
+                .is_none()
+        );
+        assert_eq!(
+            split_matchers(&[m(2, "job", "(")], &external)
+                .expect_err("bad regex")
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn external_labels_win_and_replica_labels_go() {
+        let external = Labels::from_pairs([("cluster", "eu1"), ("replica", "a")]);
+        let strip = HashSet::from(["replica".to_string()]);
+        let got = final_labels(labels(&[("cluster", "own"), ("job", "j")]), &external, &strip);
+        assert_eq!(
+            text(&[Series {
+                labels: got,
+                chunks: vec![]
+            }]),
+            ["cluster=eu1,job=j"]
+        );
+    }
+}
