@@ -149,16 +149,6 @@ fn unbuilt_components_refuse_to_run() {
     for (argv, issue) in [
         (
             vec![
-                "sidecar",
-                "--tsdb.path=/prometheus",
-                objstore.as_str(),
-                LOCAL[0],
-                LOCAL[1],
-            ],
-            4,
-        ),
-        (
-            vec![
                 "query",
                 "--query.replica-label=replica",
                 "--endpoint=127.0.0.1:1",

@@ -199,7 +199,7 @@ pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
     })?;
     prepared
         .serve("compact", |_| {
-            Box::pin(async { Err(super::not_built("compact", 8)) })
+            super::Component::work(async { Err(super::not_built("compact", 8)) })
         })
         .await
 }

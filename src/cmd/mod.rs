@@ -63,22 +63,39 @@ pub(crate) fn not_built(component: &str, issue: u32) -> BoxError {
     .into()
 }
 
+/// What a component serves and does: its gRPC services (if any) and its work, which runs
+/// until it returns or the process is asked to stop.
+pub(crate) struct Component {
+    pub(crate) grpc: Option<tonic::service::Routes>,
+    pub(crate) work: std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
+}
+
+impl Component {
+    /// A component with nothing to serve over gRPC.
+    pub(crate) fn work(
+        work: impl Future<Output = Result<(), BoxError>> + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            grpc: None,
+            work: Box::pin(work),
+        })
+    }
+}
+
 impl Prepared {
-    /// Runs a component the way every component runs: its HTTP server (and gRPC server, when
-    /// it has one) are bound first, then `work` runs until it returns or a signal stops the
+    /// Runs a component the way every component runs: `build` wires it to the runtime
+    /// (metrics registry, probes, shutdown signal), then its HTTP server (and gRPC server,
+    /// when it has one) are bound, then its work runs until it returns or a signal stops the
     /// process.
     pub(crate) async fn serve(
         self,
         component: &'static str,
-        work: impl FnOnce(
-            &Runtime,
-        )
-            -> std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
+        build: impl FnOnce(&Runtime) -> anyhow::Result<Component>,
     ) -> anyhow::Result<()> {
         let runtime = Runtime::new(component, &crate::BUILD)?;
-        let work = work(&runtime);
+        let Component { grpc, work } = build(&runtime)?;
         let bound = runtime
-            .bind(self.http, self.grpc, axum::Router::new(), None)
+            .bind(self.http, self.grpc, axum::Router::new(), grpc)
             .await?;
         bound.run(work).await?;
         Ok(())

@@ -342,7 +342,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     })?;
     prepared
         .serve("query", |_| {
-            Box::pin(async { Err(super::not_built("query", 6)) })
+            super::Component::work(async { Err(super::not_built("query", 6)) })
         })
         .await
 }

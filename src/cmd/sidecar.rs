@@ -1,8 +1,15 @@
-//! `rthanos sidecar`: flags of Thanos's sidecar. The component itself lands with issue #4.
+//! `rthanos sidecar`: Thanos's sidecar flags, wired to the sidecar crate: the StoreAPI over
+//! gRPC, readiness following Prometheus, and the shipper when a bucket is configured.
 
 use clap::Args;
 use rthanos_model::{PromDuration, TimeOrDuration};
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags, ObjstoreFlags};
+
+use anyhow::Context;
+use rthanos_objstore::Bucket;
+use rthanos_runtime::flags::path_or_content;
+use rthanos_sidecar::{HttpClientConfig, Sidecar, SidecarConfig};
+use rthanos_storeapi::StoreServer;
 
 use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags, reject_unsupported};
 
@@ -164,6 +171,15 @@ impl SidecarArgs {
                 !self.reloader_config_envsubst_file.is_empty(),
             ),
             ("reloader.rule-dir", !self.reloader_rule_dir.is_empty()),
+            (
+                "store.limits.request-series",
+                self.limits.request_series != 0,
+            ),
+            (
+                "store.limits.request-samples",
+                self.limits.request_samples != 0,
+            ),
+            ("hash-func", !self.hash_func.is_empty()),
         ])
     }
 }
@@ -179,9 +195,45 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         objstore: Some(&args.objstore),
     })?;
     args.check_unsupported()?;
+    let http_client = path_or_content(
+        "prometheus.http-client",
+        args.prometheus_http_client_file.as_deref(),
+        args.prometheus_http_client.as_deref(),
+    )?
+    .unwrap_or_default();
+    let http_client = HttpClientConfig::parse(&http_client)?;
+    let objstore = args.objstore.content()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     prepared
-        .serve("sidecar", |_| {
-            Box::pin(async { Err(super::not_built("sidecar", 4)) })
+        .serve("sidecar", move |runtime| {
+            let bucket = objstore
+                .map(|yaml| Bucket::from_yaml(&yaml, runtime.registry()))
+                .transpose()
+                .context("--objstore.config")?;
+            let sidecar = Sidecar::new(
+                SidecarConfig {
+                    prometheus_url: args.prometheus_url,
+                    http_client,
+                    ready_timeout: args.prometheus_ready_timeout.as_std(),
+                    get_config_interval: args.prometheus_get_config_interval.as_std(),
+                    get_config_timeout: args.prometheus_get_config_timeout.as_std(),
+                    tsdb_path: args.tsdb_path,
+                    upload_compacted: args.shipper_upload_compacted,
+                    min_time: args.min_time.resolve(now_ms),
+                    bucket,
+                    shipper_interval: rthanos_sidecar::SHIPPER_SYNC_INTERVAL,
+                },
+                runtime.registry(),
+            )?;
+            let grpc = StoreServer::new(sidecar.store()).routes();
+            let prober = runtime.prober().clone();
+            let shutdown = runtime.shutdown_token();
+            Ok(super::Component {
+                grpc: Some(grpc),
+                work: Box::pin(async move { Ok(sidecar.run(prober, shutdown).await?) }),
+            })
         })
         .await
 }

@@ -237,7 +237,7 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
     })?;
     prepared
         .serve("store", |_| {
-            Box::pin(async { Err(super::not_built("store", 7)) })
+            super::Component::work(async { Err(super::not_built("store", 7)) })
         })
         .await
 }

@@ -154,7 +154,9 @@ impl HttpClientConfig {
             Auth::None
         };
         if self.transport_config.is_some() {
-            tracing::debug!("--prometheus.http-client transport_config: reqwest's pool defaults apply");
+            tracing::debug!(
+                "--prometheus.http-client transport_config: reqwest's pool defaults apply"
+            );
         }
         let client = builder
             .build()

@@ -143,7 +143,11 @@ impl Sidecar {
 
     /// Runs until `shutdown`: waits for Prometheus (at most `--prometheus.ready_timeout`), then
     /// heartbeats every `--prometheus.get_config_interval` and ships blocks.
-    pub async fn run(self, prober: Prober, shutdown: CancellationToken) -> Result<(), SidecarError> {
+    pub async fn run(
+        self,
+        prober: Prober,
+        shutdown: CancellationToken,
+    ) -> Result<(), SidecarError> {
         tracing::info!(url = %self.prometheus.url(), "waiting for Prometheus and its external labels");
         let deadline = tokio::time::Instant::now() + self.config.ready_timeout;
         loop {
@@ -229,8 +233,7 @@ impl Sidecar {
     }
 
     async fn ship_once(&self, shutdown: &CancellationToken) {
-        let (Some(shipper), Some(labels)) = (&self.shipper, self.metadata.external_labels())
-        else {
+        let (Some(shipper), Some(labels)) = (&self.shipper, self.metadata.external_labels()) else {
             return;
         };
         tokio::select! {

@@ -171,7 +171,10 @@ impl PrometheusClient {
         end: i64,
     ) -> Result<Vec<Labels>, SidecarError> {
         let sets: Vec<BTreeMap<String, String>> = self
-            .api(self.get("api/v1/series")?.query(&time_and_match(matchers, start, end)))
+            .api(
+                self.get("api/v1/series")?
+                    .query(&time_and_match(matchers, start, end)),
+            )
             .await?;
         Ok(sets.into_iter().map(Labels::from_pairs).collect())
     }
@@ -183,8 +186,11 @@ impl PrometheusClient {
         start: i64,
         end: i64,
     ) -> Result<Vec<String>, SidecarError> {
-        self.api(self.get("api/v1/labels")?.query(&time_and_match(matchers, start, end)))
-            .await
+        self.api(
+            self.get("api/v1/labels")?
+                .query(&time_and_match(matchers, start, end)),
+        )
+        .await
     }
 
     /// Values of `name` over the series matching `matchers` (all series when empty).
@@ -329,7 +335,7 @@ fn next_frame(buffer: &mut BytesMut) -> Result<Option<ChunkedReadResponse>, Side
         .map_err(|e| SidecarError::Prometheus(format!("remote read frame: {e}")))
 }
 
-fn unreachable(e: reqwest::Error) -> SidecarError {
+fn unreachable(e: impl std::fmt::Display) -> SidecarError {
     SidecarError::Unavailable(e.to_string())
 }
 
@@ -403,10 +409,7 @@ mod tests {
             Matcher::new(MatchType::Equal, "__name__", "up").expect("valid"),
             Matcher::new(MatchType::NotRegex, "path", "/a\"b\\.*").expect("valid"),
         ];
-        assert_eq!(
-            selector(&matchers),
-            r#"{__name__="up", path!~"/a\"b\\.*"}"#
-        );
+        assert_eq!(selector(&matchers), r#"{__name__="up", path!~"/a\"b\\.*"}"#);
         assert_eq!(format_seconds(1_500), "1.500");
         assert_eq!(format_seconds(-1), "-0.001");
         assert_eq!(format_seconds(i64::MIN), "-9000000000000.000");

@@ -106,10 +106,11 @@ impl Shipper {
 
     /// Uploads every complete block not shipped yet, labelled with `external_labels`.
     pub async fn sync(&self, external_labels: &Labels) -> Result<SyncReport, SidecarError> {
-        self.metrics.dir_syncs.inc();
         let result = self.sync_blocks(external_labels).await;
-        if result.is_err() {
-            self.metrics.dir_sync_failures.inc();
+        // As in Thanos: a sync is counted once done, a failed one in its own counter.
+        match result {
+            Ok(_) => self.metrics.dir_syncs.inc(),
+            Err(_) => self.metrics.dir_sync_failures.inc(),
         }
         result
     }
@@ -199,7 +200,10 @@ impl Shipper {
             .await
             .map_err(upload_err)?
         {
-            tracing::info!(block = id, "block already in the bucket, recording it as shipped");
+            tracing::info!(
+                block = id,
+                "block already in the bucket, recording it as shipped"
+            );
             return Ok(false);
         }
         let staging = self.dir.join(UPLOAD_DIR).join(id);
@@ -340,6 +344,6 @@ fn stage(block: &Path, staging: &Path) -> Result<Vec<(String, u64)>, SidecarErro
     Ok(staged)
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> SidecarError {
+fn io_error(path: &Path, e: impl std::fmt::Display) -> SidecarError {
     SidecarError::Upload(format!("{}: {e}", path.display()))
 }

@@ -44,9 +44,9 @@ impl PrometheusStore {
     }
 
     fn external_labels(&self) -> Result<Labels, Status> {
-        self.metadata.external_labels().ok_or_else(|| {
-            Status::unavailable("external labels of Prometheus are not known yet")
-        })
+        self.metadata
+            .external_labels()
+            .ok_or_else(|| Status::unavailable("external labels of Prometheus are not known yet"))
     }
 }
 
@@ -423,7 +423,11 @@ mod tests {
     fn external_labels_win_and_replica_labels_go() {
         let external = Labels::from_pairs([("cluster", "eu1"), ("replica", "a")]);
         let strip = HashSet::from(["replica".to_string()]);
-        let got = final_labels(labels(&[("cluster", "own"), ("job", "j")]), &external, &strip);
+        let got = final_labels(
+            labels(&[("cluster", "own"), ("job", "j")]),
+            &external,
+            &strip,
+        );
         assert_eq!(
             text(&[Series {
                 labels: got,

@@ -151,10 +151,16 @@ impl PromtoolBlocks {
 
 /// Runs `promtool tsdb dump` on a data directory, returning its lines.
 pub fn promtool_dump(data_dir: &Path) -> String {
+    promtool_dump_matching(data_dir, &[])
+}
+
+/// `promtool tsdb dump` with extra arguments (`--match=…`, `--min-time=…`, `--max-time=…`).
+pub fn promtool_dump_matching(data_dir: &Path, args: &[&str]) -> String {
     // promtool opens the directory as a database, which needs a WAL directory.
     std::fs::create_dir_all(data_dir.join("wal")).expect("wal dir");
     let out = Command::new(promtool())
         .args(["tsdb", "dump"])
+        .args(args)
         .arg(data_dir)
         .output()
         .expect("run promtool");
@@ -179,10 +185,14 @@ impl Prometheus {
     /// Starts Prometheus on `data_dir` with `config` as its prometheus.yml, and waits until
     /// it is ready.
     pub fn start(data_dir: &Path, config: &str) -> Prometheus {
+        Self::start_on(data_dir, config, free_port())
+    }
+
+    /// Starts Prometheus on a given port (to restart one where its clients expect it).
+    pub fn start_on(data_dir: &Path, config: &str, port: u16) -> Prometheus {
         let config_dir = tempfile::tempdir().expect("tmp");
         let config_path = config_dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write config");
-        let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))

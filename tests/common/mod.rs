@@ -1,0 +1,140 @@
+//! Running the real `rthanos` binary in end-to-end tests: start a component on loopback ports,
+//! wait for it, read its probes and metrics, stop it (gracefully or with SIGKILL).
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rthanos_testkit::free_port;
+
+/// A running `rthanos <component>`; killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    /// Its HTTP port.
+    pub http_port: u16,
+    /// Its gRPC port.
+    pub grpc_port: u16,
+    log: std::path::PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts `rthanos <args…>` with its HTTP and gRPC servers on free loopback ports.
+    pub fn start(args: &[String]) -> Process {
+        let http_port = free_port();
+        let grpc_port = free_port();
+        let log_dir = tempfile::tempdir().expect("tmp");
+        let log = log_dir.path().join("stderr.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_rthanos"))
+            .args(args)
+            .arg(format!("--http-address=127.0.0.1:{http_port}"))
+            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start rthanos");
+        Process {
+            child: Some(child),
+            http_port,
+            grpc_port,
+            log,
+            _log_dir: log_dir,
+        }
+    }
+
+    /// The gRPC address.
+    pub fn grpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `/-/ready` answers 200 (panics with the log after `limit`).
+    pub fn wait_ready(&mut self, limit: Duration) {
+        self.wait_for(limit, "ready", |p| p.http_status("/-/ready") == Some(200));
+    }
+
+    /// Waits until `check` holds, polling every 100ms; panics with the log after `limit`.
+    pub fn wait_for(&mut self, limit: Duration, what: &str, check: impl Fn(&Process) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if check(self) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("rthanos exited ({status}) before {what}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Status code of `GET path` on the HTTP port, or `None` when nothing answers.
+    pub fn http_status(&self, path: &str) -> Option<u16> {
+        http_get(self.http_port, path).map(|(status, _)| status)
+    }
+
+    /// The value of a metric line (`name` with its labels, as printed) on `/metrics`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = http_get(self.http_port, "/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}

@@ -1,0 +1,671 @@
+//! `rthanos sidecar` against a real Prometheus 2.42 (Debian's), with blocks made by promtool
+//! in its data directory: the StoreAPI answers what `promtool tsdb dump` shows, and the
+//! shipper uploads every block once, to a FILESYSTEM bucket and to S3 (moto).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::Process;
+use futures::StreamExt;
+use rthanos_storeapi::thanos::{
+    self, LabelNamesRequest, LabelValuesRequest, SeriesRequest, series_response::Result as Frame,
+};
+use rthanos_storeapi::{ClientOptions, Component, GrpcStore, Store};
+use rthanos_testkit::openmetrics::{Spec, generate};
+use rthanos_testkit::{Prometheus, PromtoolBlocks, copy_dir, promtool_dump_matching};
+
+const EXTERNAL: &str = "global:\n  external_labels:\n    cluster: eu1\n    replica: a\n";
+
+/// Prometheus over a copy of promtool blocks (4h of data: two 2h blocks).
+struct Setup {
+    blocks: PromtoolBlocks,
+    data: tempfile::TempDir,
+    prometheus: Prometheus,
+}
+
+fn setup(spec: &Spec, config: &str) -> Setup {
+    let blocks = PromtoolBlocks::create(&generate(spec), "2h");
+    let data = tempfile::tempdir().expect("tmp");
+    copy_dir(&blocks.data_dir(), data.path());
+    let prometheus = Prometheus::start(data.path(), config);
+    Setup {
+        blocks,
+        data,
+        prometheus,
+    }
+}
+
+fn small_spec() -> Spec {
+    Spec {
+        series: 12,
+        samples: 480,
+        interval: 30,
+        ..Spec::default()
+    }
+}
+
+fn sidecar_args(prometheus: &Prometheus, tsdb: &Path, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "sidecar".to_string(),
+        format!("--prometheus.url={}", prometheus.url()),
+        format!("--tsdb.path={}", tsdb.display()),
+        "--prometheus.get_config_interval=1s".to_string(),
+        "--prometheus.ready_timeout=1m".to_string(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn client(sidecar: &Process) -> GrpcStore {
+    GrpcStore::connect(
+        &sidecar.grpc_addr(),
+        &ClientOptions {
+            response_timeout: Some(Duration::from_secs(30)),
+            ..ClientOptions::default()
+        },
+    )
+    .expect("client")
+}
+
+fn matcher(kind: i32, name: &str, value: &str) -> thanos::LabelMatcher {
+    thanos::LabelMatcher {
+        r#type: kind,
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+/// The samples of a Series answer as `promtool tsdb dump` lines (`{labels} value ts`), sorted,
+/// keeping samples in [min, max]; the external labels are checked on every series and left out
+/// of the lines, as Prometheus's own dump does not show them.
+async fn series_as_dump(
+    store: &GrpcStore,
+    request: SeriesRequest,
+    external: &[(&str, &str)],
+) -> Vec<String> {
+    let (min, max) = (request.min_time, request.max_time);
+    let mut frames = store.series(request).await.expect("series");
+    let mut lines = Vec::new();
+    while let Some(frame) = frames.next().await {
+        let Some(Frame::Series(series)) = frame.expect("frame").result else {
+            continue;
+        };
+        let mut labels = rthanos_storeapi::convert::labels_from_thanos(series.labels);
+        for (name, value) in external {
+            assert_eq!(labels.get(name), Some(*value), "{labels}");
+        }
+        labels = rthanos_model::Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| !external.iter().any(|(n, _)| *n == l.name))
+                .map(|l| (l.name.clone(), l.value.clone())),
+        );
+        for chunk in series.chunks {
+            let raw = chunk.raw.expect("raw chunk");
+            assert_eq!(raw.r#type, 0, "XOR");
+            assert_eq!(raw.hash, xxhash_rust::xxh64::xxh64(&raw.data, 0));
+            let mut it = rthanos_chunkenc::XorIterator::new(&raw.data).expect("chunk");
+            while let Some((t, v)) = it.next_sample().expect("sample") {
+                if t < min || t > max {
+                    continue;
+                }
+                let mut value = String::new();
+                rthanos_tsdb::dump::format_go_g(&mut value, v);
+                lines.push(format!("{labels} {value} {t}"));
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn dump_lines(data: &Path, args: &[&str]) -> Vec<String> {
+    let mut lines: Vec<String> = promtool_dump_matching(data, args)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_are_what_promtool_dump_shows_plus_external_labels() {
+    let setup = setup(&small_spec(), EXTERNAL);
+    let mut sidecar = Process::start(&sidecar_args(&setup.prometheus, setup.data.path(), &[]));
+    sidecar.wait_ready(Duration::from_secs(60));
+    let store = client(&sidecar);
+    let external = [("cluster", "eu1"), ("replica", "a")];
+
+    let info = store.fetch_info().await.expect("info");
+    assert_eq!(info.component, Component::Sidecar);
+    assert_eq!(
+        info.label_sets[0].to_string(),
+        r#"{cluster="eu1", replica="a"}"#
+    );
+    assert_eq!(info.max_time, i64::MAX);
+    let oldest = 1_700_000_000_000;
+    assert!(
+        (oldest..oldest + 1000).contains(&info.min_time),
+        "min time is the oldest sample: {}",
+        info.min_time
+    );
+
+    // Everything.
+    let all = series_as_dump(
+        &store,
+        SeriesRequest {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            matchers: vec![matcher(2, "__name__", ".+")],
+            ..Default::default()
+        },
+        &external,
+    )
+    .await;
+    let expected = dump_lines(setup.blocks.data_dir().as_path(), &[]);
+    assert!(expected.len() > 10_000, "{} samples", expected.len());
+    assert_eq!(all.len(), expected.len());
+    assert!(all == expected, "series differ from promtool tsdb dump");
+
+    // A selection with a time window and an external-label matcher that matches.
+    let (min, max) = (1_700_003_000_000, 1_700_009_000_000);
+    let some = series_as_dump(
+        &store,
+        SeriesRequest {
+            min_time: min,
+            max_time: max,
+            matchers: vec![
+                matcher(0, "__name__", "http_requests_total"),
+                matcher(2, "code", "200|500"),
+                matcher(0, "cluster", "eu1"),
+            ],
+            ..Default::default()
+        },
+        &external,
+    )
+    .await;
+    let expected = dump_lines(
+        setup.blocks.data_dir().as_path(),
+        &[
+            r#"--match={__name__="http_requests_total", code=~"200|500"}"#,
+            &format!("--min-time={min}"),
+            &format!("--max-time={max}"),
+        ],
+    );
+    assert!(!expected.is_empty());
+    assert!(some == expected, "windowed selection differs from promtool");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_external_matchers_and_replica_labels() {
+    let setup = setup(&small_spec(), EXTERNAL);
+    let mut sidecar = Process::start(&sidecar_args(&setup.prometheus, setup.data.path(), &[]));
+    sidecar.wait_ready(Duration::from_secs(60));
+    let store = client(&sidecar);
+
+    let names = store
+        .label_names(LabelNamesRequest {
+            start: i64::MIN,
+            end: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .expect("names");
+    for name in ["__name__", "cluster", "code", "replica", "room"] {
+        assert!(names.names.contains(&name.to_string()), "{:?}", names.names);
+    }
+    let names = store
+        .label_names(LabelNamesRequest {
+            start: i64::MIN,
+            end: i64::MAX,
+            matchers: vec![matcher(0, "__name__", "temperature_celsius")],
+            without_replica_labels: vec!["replica".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("names");
+    assert_eq!(names.names, ["__name__", "cluster", "room", "site"]);
+
+    let values = store
+        .label_values(LabelValuesRequest {
+            label: "cluster".into(),
+            start: i64::MIN,
+            end: i64::MAX,
+            ..Default::default()
+        })
+        .await
+        .expect("values");
+    assert_eq!(values.values, ["eu1"]);
+    let values = store
+        .label_values(LabelValuesRequest {
+            label: "site".into(),
+            start: i64::MIN,
+            end: i64::MAX,
+            matchers: vec![matcher(0, "__name__", "temperature_celsius")],
+            ..Default::default()
+        })
+        .await
+        .expect("values");
+    assert_eq!(values.values, ["a", "b"]);
+
+    // Only external-label matchers: refused, as Thanos refuses.
+    let status = match store
+        .series(SeriesRequest {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            matchers: vec![matcher(0, "cluster", "eu1")],
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => panic!("must be refused"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("no matchers specified"));
+
+    // An external-label matcher that does not match: nothing, not an error.
+    let frames: Vec<_> = store
+        .series(SeriesRequest {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            matchers: vec![matcher(0, "__name__", "up"), matcher(0, "cluster", "us1")],
+            ..Default::default()
+        })
+        .await
+        .expect("series")
+        .collect()
+        .await;
+    assert!(frames.is_empty());
+
+    // skip_chunks and without_replica_labels: labels only, replica gone, sorted.
+    let frames: Vec<_> = store
+        .series(SeriesRequest {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            matchers: vec![matcher(
+                2,
+                "__name__",
+                "temperature_celsius|http_requests_total",
+            )],
+            skip_chunks: true,
+            without_replica_labels: vec!["replica".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("series")
+        .collect()
+        .await;
+    let sets: Vec<Vec<thanos::Label>> = frames
+        .into_iter()
+        .filter_map(|f| match f.expect("frame").result {
+            Some(Frame::Series(s)) => {
+                assert!(s.chunks.is_empty());
+                Some(s.labels)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sets.len(), 24);
+    assert!(sets.iter().all(|s| s.iter().all(|l| l.name != "replica")));
+    assert!(sets.iter().all(|s| s.iter().any(|l| l.name == "cluster")));
+    assert!(
+        sets.windows(2)
+            .all(|w| rthanos_storeapi::compare_labels(&w[0], &w[1]).is_lt())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_down_means_unavailable_and_not_ready_until_it_is_back() {
+    let setup = setup(&small_spec(), EXTERNAL);
+    let port = setup.prometheus.port;
+    let mut sidecar = Process::start(&sidecar_args(&setup.prometheus, setup.data.path(), &[]));
+    sidecar.wait_ready(Duration::from_secs(60));
+    assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up"), Some(1.0));
+    let store = client(&sidecar);
+    let request = SeriesRequest {
+        min_time: i64::MIN,
+        max_time: i64::MAX,
+        matchers: vec![matcher(0, "__name__", "temperature_celsius")],
+        ..Default::default()
+    };
+    assert!(store.series(request.clone()).await.is_ok());
+
+    let Setup {
+        blocks: _blocks,
+        data,
+        prometheus,
+    } = setup;
+    drop(prometheus);
+    let status = match store.series(request.clone()).await {
+        Ok(_) => panic!("Prometheus is down"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    sidecar.wait_for(Duration::from_secs(20), "not ready", |p| {
+        p.http_status("/-/ready") == Some(503)
+    });
+    assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up"), Some(0.0));
+
+    let _prometheus = Prometheus::start_on(data.path(), EXTERNAL, port);
+    sidecar.wait_ready(Duration::from_secs(30));
+    assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up"), Some(1.0));
+    let frames: Vec<_> = store
+        .series(request)
+        .await
+        .expect("series after recovery")
+        .collect()
+        .await;
+    assert_eq!(frames.len(), 12);
+}
+
+// ---- shipper ----
+
+fn local_blocks(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
+        .expect("tsdb dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("meta.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| ulid::Ulid::from_string(n).is_ok())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Every file of each local block is in the FILESYSTEM bucket with the same bytes, and the
+/// uploaded meta.json has the sidecar's `thanos` section.
+fn assert_shipped(tsdb: &Path, bucket: &Path, blocks: &[String]) {
+    for id in blocks {
+        let local = tsdb.join(id);
+        let remote = bucket.join(id);
+        for rel in block_files(&local) {
+            assert_eq!(
+                std::fs::read(local.join(&rel)).expect("local file"),
+                std::fs::read(remote.join(&rel)).unwrap_or_default(),
+                "{id}/{rel}"
+            );
+        }
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(remote.join("meta.json")).expect("meta.json"))
+                .expect("json");
+        let local_meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(local.join("meta.json")).expect("meta.json"))
+                .expect("json");
+        assert_eq!(meta["ulid"], local_meta["ulid"]);
+        assert_eq!(meta["minTime"], local_meta["minTime"]);
+        assert_eq!(meta["stats"], local_meta["stats"]);
+        let thanos = &meta["thanos"];
+        assert_eq!(thanos["labels"]["cluster"], "eu1");
+        assert_eq!(thanos["labels"]["replica"], "a");
+        assert_eq!(thanos["downsample"]["resolution"], 0);
+        assert_eq!(thanos["source"], "sidecar");
+        let files: Vec<&str> = thanos["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(|f| f["rel_path"].as_str())
+            .collect();
+        assert!(
+            files.contains(&"index") && files.contains(&"meta.json"),
+            "{files:?}"
+        );
+        assert!(files.iter().any(|f| f.starts_with("chunks/")), "{files:?}");
+    }
+}
+
+fn block_files(block: &Path) -> Vec<String> {
+    let mut files = vec!["index".to_string()];
+    for entry in std::fs::read_dir(block.join("chunks")).expect("chunks") {
+        let entry = entry.expect("entry");
+        files.push(format!("chunks/{}", entry.file_name().to_string_lossy()));
+    }
+    files
+}
+
+fn shipped_record(tsdb: &Path) -> Vec<String> {
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tsdb.join("thanos.shipper.json")).expect("thanos.shipper.json"),
+    )
+    .expect("json");
+    assert_eq!(state["version"], 1);
+    let mut ids: Vec<String> = state["uploaded"]
+        .as_array()
+        .expect("uploaded")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn fs_objstore(dir: &Path) -> String {
+    format!(
+        "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.display()
+    )
+}
+
+fn all_in_bucket(bucket: &Path, blocks: &[String]) -> bool {
+    blocks
+        .iter()
+        .all(|id| bucket.join(id).join("meta.json").is_file())
+}
+
+#[test]
+fn every_block_is_shipped_once_to_a_filesystem_bucket() {
+    let setup = setup(&small_spec(), EXTERNAL);
+    let tsdb = setup.data.path();
+    let blocks = local_blocks(tsdb);
+    assert!(blocks.len() >= 2, "4h of data make 2h blocks");
+    let count = blocks.len() as f64;
+    let bucket = tempfile::tempdir().expect("tmp");
+    let args = sidecar_args(&setup.prometheus, tsdb, &[fs_objstore(bucket.path())]);
+
+    let mut sidecar = Process::start(&args);
+    sidecar.wait_for(Duration::from_secs(60), "shipped", |_| {
+        all_in_bucket(bucket.path(), &blocks)
+    });
+    sidecar.wait_for(Duration::from_secs(10), "recorded", |p| {
+        p.metric("thanos_shipper_uploads_total") == Some(count)
+    });
+    assert_shipped(tsdb, bucket.path(), &blocks);
+    assert_eq!(shipped_record(tsdb), blocks);
+    assert_eq!(
+        sidecar.metric("thanos_shipper_upload_failures_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sidecar.metric("thanos_shipper_dir_sync_failures_total"),
+        Some(0.0)
+    );
+    drop(sidecar);
+
+    // A restart uploads nothing twice.
+    let mtime = |id: &str| {
+        std::fs::metadata(bucket.path().join(id).join("index"))
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    let before = mtime(&blocks[0]);
+    let mut sidecar = Process::start(&args);
+    sidecar.wait_for(Duration::from_secs(60), "synced", |p| {
+        p.metric("thanos_shipper_dir_syncs_total")
+            .is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(sidecar.metric("thanos_shipper_uploads_total"), Some(0.0));
+    assert_eq!(mtime(&blocks[0]), before);
+}
+
+#[test]
+fn blocks_reach_s3() {
+    let moto = rthanos_testkit::Moto::start();
+    moto.create_bucket("thanos");
+    let setup = setup(&small_spec(), EXTERNAL);
+    let tsdb = setup.data.path();
+    let blocks = local_blocks(tsdb);
+    let config = format!("--objstore.config={}", moto.objstore_yaml("thanos"));
+    let mut sidecar = Process::start(&sidecar_args(&setup.prometheus, tsdb, &[config]));
+    let count = blocks.len() as f64;
+    sidecar.wait_for(Duration::from_secs(60), "shipped", |p| {
+        p.metric("thanos_shipper_uploads_total") == Some(count)
+    });
+    assert_eq!(shipped_record(tsdb), blocks);
+
+    // Read back through the S3 API what the sidecar wrote.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let registry = prometheus::Registry::new();
+    let bucket = rthanos_objstore::Bucket::from_yaml(&moto.objstore_yaml("thanos"), &registry)
+        .expect("bucket");
+    for id in &blocks {
+        let meta = runtime
+            .block_on(bucket.get(&format!("{id}/meta.json")))
+            .expect("meta.json");
+        let meta = rthanos_tsdb::BlockMeta::parse(&meta).expect("valid meta.json");
+        let thanos = meta.thanos.expect("thanos section");
+        assert_eq!(thanos.source, "sidecar");
+        assert_eq!(
+            thanos.labels.get("cluster").map(String::as_str),
+            Some("eu1")
+        );
+        let index = runtime
+            .block_on(bucket.get(&format!("{id}/index")))
+            .expect("index");
+        assert_eq!(
+            index.as_ref(),
+            std::fs::read(tsdb.join(id).join("index")).expect("local index")
+        );
+    }
+}
+
+/// Killed with SIGKILL while uploading: on restart every block is completed, and at no time
+/// does a block's meta.json exist in the bucket before all of its other files.
+#[test]
+fn a_killed_sidecar_completes_its_upload_and_meta_json_always_comes_last() {
+    // 48h of data: 24 blocks of 2h, so the kill lands while blocks are still to ship.
+    let spec = Spec {
+        series: 60,
+        samples: 24 * 60,
+        interval: 120,
+        ..Spec::default()
+    };
+    let setup = setup(&spec, EXTERNAL);
+    let tsdb = setup.data.path().to_path_buf();
+    let blocks = local_blocks(&tsdb);
+    assert!(blocks.len() >= 24, "{} blocks", blocks.len());
+    let bucket = tempfile::tempdir().expect("tmp");
+    let bucket_dir = bucket.path().to_path_buf();
+
+    // A watcher checks the invariant as often as it can while the uploads run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, tsdb, bucket_dir, blocks) = (
+            std::sync::Arc::clone(&stop),
+            tsdb.clone(),
+            bucket_dir.clone(),
+            blocks.clone(),
+        );
+        std::thread::spawn(move || {
+            let expected: BTreeMap<String, Vec<(String, u64)>> = blocks
+                .iter()
+                .map(|id| {
+                    let files = block_files(&tsdb.join(id))
+                        .into_iter()
+                        .map(|rel| {
+                            let size = std::fs::metadata(tsdb.join(id).join(&rel))
+                                .expect("size")
+                                .len();
+                            (rel, size)
+                        })
+                        .collect();
+                    (id.clone(), files)
+                })
+                .collect();
+            let mut checks = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (id, files) in &expected {
+                    if !bucket_dir.join(id).join("meta.json").exists() {
+                        continue;
+                    }
+                    for (rel, size) in files {
+                        let got = std::fs::metadata(bucket_dir.join(id).join(rel)).map(|m| m.len());
+                        assert_eq!(
+                            got.ok(),
+                            Some(*size),
+                            "{id}: meta.json visible before {rel} was complete"
+                        );
+                    }
+                }
+                checks += 1;
+            }
+            checks
+        })
+    };
+
+    let args = sidecar_args(&setup.prometheus, &tsdb, &[fs_objstore(&bucket_dir)]);
+    let mut sidecar = Process::start(&args);
+    // Polled tightly: a block takes milliseconds to upload.
+    let first = bucket_dir.join(&blocks[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !first.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no upload started:\n{}",
+            sidecar.log()
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    sidecar.kill();
+    let shipped_before = blocks
+        .iter()
+        .filter(|id| bucket_dir.join(id).join("meta.json").exists())
+        .count();
+    assert!(
+        shipped_before < blocks.len(),
+        "the kill came too late to test anything"
+    );
+
+    let mut sidecar = Process::start(&args);
+    sidecar.wait_for(Duration::from_secs(120), "all shipped", |_| {
+        all_in_bucket(&bucket_dir, &blocks)
+    });
+    sidecar.wait_for(Duration::from_secs(10), "recorded", |_| {
+        std::fs::read(tsdb.join("thanos.shipper.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["uploaded"].as_array().map(Vec::len))
+            == Some(blocks.len())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let checks = watcher.join().expect("invariant held");
+    assert!(checks > 0);
+    assert_shipped(&tsdb, &bucket_dir, &blocks);
+    assert!(
+        !tsdb.join("thanos/upload").exists()
+            || std::fs::read_dir(tsdb.join("thanos/upload"))
+                .map(|d| d.count() == 0)
+                .unwrap_or(true),
+        "staging cleaned up"
+    );
+}
+
+#[test]
+fn uploads_without_external_labels_are_refused() {
+    let setup = setup(&small_spec(), "global: {}\n");
+    let bucket = tempfile::tempdir().expect("tmp");
+    let mut sidecar = Process::start(&sidecar_args(
+        &setup.prometheus,
+        setup.data.path(),
+        &[fs_objstore(bucket.path())],
+    ));
+    assert_eq!(sidecar.wait_exit(Duration::from_secs(60)), Some(1));
+    assert!(
+        sidecar.log().contains("no external labels configured"),
+        "{}",
+        sidecar.log()
+    );
+    let _: PathBuf = bucket.path().to_path_buf();
+}
