@@ -316,6 +316,36 @@ async fn labels_external_matchers_and_replica_labels() {
         sets.windows(2)
             .all(|w| rthanos_storeapi::compare_labels(&w[0], &w[1]).is_lt())
     );
+
+    // --min-time: the advertised range starts there and older chunks are not sent.
+    let min_time = 1_700_006_400_000; // 2023-11-15T00:00:00Z
+    let mut limited = Process::start(&sidecar_args(
+        &setup.prometheus,
+        setup.data.path(),
+        &["--min-time=2023-11-15T00:00:00Z".to_string()],
+    ));
+    limited.wait_ready(Duration::from_secs(60));
+    let store = client(&limited);
+    assert_eq!(store.fetch_info().await.expect("info").min_time, min_time);
+    let mut frames = store
+        .series(SeriesRequest {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            matchers: vec![matcher(0, "__name__", "temperature_celsius")],
+            ..Default::default()
+        })
+        .await
+        .expect("series");
+    let mut chunks = 0;
+    while let Some(frame) = frames.next().await {
+        if let Some(Frame::Series(s)) = frame.expect("frame").result {
+            for chunk in s.chunks {
+                assert!(chunk.max_time >= min_time, "chunk ends before --min-time");
+                chunks += 1;
+            }
+        }
+    }
+    assert!(chunks > 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
