@@ -18,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // Chunk bytes pass from remote read or the bucket to the wire without copies.
         .bytes(".")
+        .codec_path("crate::codec::StoreCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

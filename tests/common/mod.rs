@@ -26,7 +26,18 @@ impl Process {
         let grpc_port = free_port();
         let log_dir = tempfile::tempdir().expect("tmp");
         let log = log_dir.path().join("stderr.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rthanos"))
+        // RTHANOS_WRAPPER runs the binary under a tool, e.g. "valgrind --tool=callgrind".
+        let wrapper = std::env::var("RTHANOS_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(env!("CARGO_BIN_EXE_rthanos"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rthanos")),
+        };
+        let child = command
             .args(args)
             .arg(format!("--http-address=127.0.0.1:{http_port}"))
             .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
@@ -41,6 +52,11 @@ impl Process {
             log,
             _log_dir: log_dir,
         }
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The gRPC address.

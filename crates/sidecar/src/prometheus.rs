@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use prost::Message;
 use rthanos_model::{Labels, Matcher};
@@ -139,10 +141,10 @@ impl PrometheusClient {
         }
         let mut body = response.bytes_stream();
         Ok(async_stream::try_stream! {
-            let mut buffer = BytesMut::new();
+            let mut buffer = FrameBuffer::default();
             let mut done = false;
             loop {
-                if let Some(frame) = next_frame(&mut buffer)? {
+                if let Some(frame) = buffer.next_frame()? {
                     yield frame;
                     continue;
                 }
@@ -150,13 +152,13 @@ impl PrometheusClient {
                     if !buffer.is_empty() {
                         Err(SidecarError::Prometheus(format!(
                             "remote read stream ends inside a frame ({} bytes left)",
-                            buffer.len()
+                            buffer.len
                         )))?;
                     }
                     break;
                 }
                 match body.next().await {
-                    Some(bytes) => buffer.extend_from_slice(&bytes.map_err(unreachable)?),
+                    Some(bytes) => buffer.push(bytes.map_err(unreachable)?),
                     None => done = true,
                 }
             }
@@ -298,41 +300,109 @@ pub fn read_query(matchers: &[Matcher], start: i64, end: i64) -> Query {
     }
 }
 
-/// The next whole frame in `buffer` (uvarint length, big-endian CRC-32C, message), if there
-/// is one; consumes it.
-fn next_frame(buffer: &mut BytesMut) -> Result<Option<ChunkedReadResponse>, SidecarError> {
-    let mut peek = &buffer[..];
-    let Ok(len) = prost::encoding::decode_varint(&mut peek) else {
-        // Not a varint yet (or a broken one, which more bytes will not fix beyond 10 bytes).
-        if buffer.len() >= 10 {
-            return Err(SidecarError::Prometheus(
-                "remote read frame: bad length".into(),
-            ));
+/// Bytes of the remote-read answer received and not yet cut into frames, kept as the network
+/// gave them: a frame inside one piece is sliced out without a copy, one across pieces is
+/// copied once into a buffer of its exact size.
+#[derive(Default)]
+struct FrameBuffer {
+    pieces: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl FrameBuffer {
+    fn push(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.len += piece.len();
+            self.pieces.push_back(piece);
         }
-        return Ok(None);
-    };
-    let header = buffer.len() - peek.len();
-    let len = usize::try_from(len).unwrap_or(usize::MAX);
-    if len > MAX_FRAME_BYTES {
-        return Err(SidecarError::Prometheus(format!(
-            "remote read frame of {len} bytes, over the {MAX_FRAME_BYTES} limit"
-        )));
     }
-    if peek.len() < 4 + len {
-        return Ok(None);
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
-    buffer.advance(header);
-    let expected = buffer.get_u32();
-    let message = buffer.split_to(len).freeze();
-    let actual = crc32c::crc32c(&message);
-    if actual != expected {
-        return Err(SidecarError::Prometheus(format!(
-            "remote read frame: CRC32C {actual:08x}, frame says {expected:08x}"
-        )));
+
+    /// Copies the first bytes (up to `out.len()`) without consuming them; returns how many.
+    fn peek(&self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        for piece in &self.pieces {
+            let take = piece.len().min(out.len() - n);
+            out[n..n + take].copy_from_slice(&piece[..take]);
+            n += take;
+            if n == out.len() {
+                break;
+            }
+        }
+        n
     }
-    ChunkedReadResponse::decode(message)
-        .map(Some)
-        .map_err(|e| SidecarError::Prometheus(format!("remote read frame: {e}")))
+
+    /// Removes and returns the first `len` bytes (`len` <= `self.len`).
+    fn take(&mut self, len: usize) -> Bytes {
+        self.len -= len;
+        if let Some(front) = self.pieces.front_mut()
+            && front.len() >= len
+        {
+            let out = front.split_to(len);
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+            return out;
+        }
+        let mut out = BytesMut::with_capacity(len);
+        while out.len() < len {
+            let Some(front) = self.pieces.front_mut() else {
+                break;
+            };
+            let take = front.len().min(len - out.len());
+            out.put_slice(&front[..take]);
+            front.advance(take);
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+        }
+        out.freeze()
+    }
+
+    /// The next whole frame (uvarint length, big-endian CRC-32C, message), if there is one;
+    /// consumes it.
+    fn next_frame(&mut self) -> Result<Option<ChunkedReadResponse>, SidecarError> {
+        let mut head = [0u8; 14];
+        let got = self.peek(&mut head);
+        let mut peek = &head[..got];
+        let Ok(len) = prost::encoding::decode_varint(&mut peek) else {
+            // Not a whole varint yet (or a broken one, which more bytes will not fix).
+            if got >= 10 {
+                return Err(SidecarError::Prometheus(
+                    "remote read frame: bad length".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let header = got - peek.len();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_FRAME_BYTES {
+            return Err(SidecarError::Prometheus(format!(
+                "remote read frame of {len} bytes, over the {MAX_FRAME_BYTES} limit"
+            )));
+        }
+        if self.len < header + 4 + len {
+            return Ok(None);
+        }
+        self.take(header);
+        let expected = self.take(4).get_u32();
+        // One copy when the frame spans pieces (nearly always: frames are ~1 MiB, pieces are
+        // what one read returned). Decoding straight from the pieces avoids it but costs more
+        // than it saves (measured with callgrind: +1.6% instructions, slower).
+        let message = self.take(len);
+        let actual = crc32c::crc32c(&message);
+        if actual != expected {
+            return Err(SidecarError::Prometheus(format!(
+                "remote read frame: CRC32C {actual:08x}, frame says {expected:08x}"
+            )));
+        }
+        ChunkedReadResponse::decode(message)
+            .map(Some)
+            .map_err(|e| SidecarError::Prometheus(format!("remote read frame: {e}")))
+    }
 }
 
 fn unreachable(e: impl std::fmt::Display) -> SidecarError {
@@ -380,26 +450,37 @@ mod tests {
     #[test]
     fn frames_are_read_whole_and_checked() {
         let message = ChunkedReadResponse {
-            chunked_series: vec![ChunkedSeries::default()],
+            chunked_series: vec![ChunkedSeries {
+                labels: vec![],
+                chunks: vec![rthanos_storeapi::prometheus::Chunk {
+                    data: vec![7; 300].into(),
+                    ..Default::default()
+                }],
+            }],
             query_index: 0,
         };
-        let bytes = [framed(&message), framed(&message)].concat();
-        let mut buffer = BytesMut::new();
-        let mut got = 0;
-        // Byte by byte: a frame is returned only once whole.
-        for b in &bytes {
-            buffer.put_u8(*b);
-            while next_frame(&mut buffer).expect("valid").is_some() {
-                got += 1;
+        let bytes = [framed(&message), framed(&message), framed(&message)].concat();
+        // Delivered in pieces of every size: a frame is returned only once whole, and equal
+        // to what was sent.
+        for piece in [1, 2, 3, 7, 64, 200, 1000, bytes.len()] {
+            let mut buffer = FrameBuffer::default();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                buffer.push(Bytes::copy_from_slice(chunk));
+                while let Some(frame) = buffer.next_frame().expect("valid") {
+                    got.push(frame);
+                }
             }
+            assert_eq!(got, vec![message.clone(); 3], "pieces of {piece}");
+            assert!(buffer.is_empty());
         }
-        assert_eq!(got, 2);
-        assert!(buffer.is_empty());
 
-        let mut corrupt = BytesMut::from(&framed(&message)[..]);
+        let mut corrupt = framed(&message);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff;
-        let err = next_frame(&mut corrupt).expect_err("bad CRC");
+        let mut buffer = FrameBuffer::default();
+        buffer.push(corrupt.into());
+        let err = buffer.next_frame().expect_err("bad CRC");
         assert!(err.to_string().contains("CRC32C"), "{err}");
     }
 

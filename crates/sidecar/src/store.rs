@@ -110,6 +110,30 @@ fn series_frame(series: Series) -> SeriesResponse {
     }
 }
 
+/// Frames a task reads from Prometheus and converts while the gRPC task sends earlier ones:
+/// the two overlap (on two cores), and at most `READ_AHEAD` frames wait in between. The task
+/// ends, closing the remote read, when the client goes away.
+fn read_ahead(
+    frames: impl futures::Stream<Item = Result<SeriesResponse, Status>> + Send + 'static,
+) -> SeriesStream {
+    const READ_AHEAD: usize = 32;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        let mut frames = std::pin::pin!(frames);
+        while let Some(frame) = frames.next().await {
+            let failed = frame.is_err();
+            if tx.send(frame).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Box::pin(async_stream::stream! {
+        while let Some(frame) = rx.recv().await {
+            yield frame;
+        }
+    })
+}
+
 fn empty() -> SeriesStream {
     Box::pin(futures::stream::empty())
 }
@@ -236,7 +260,7 @@ impl Store for PrometheusStore {
             .prometheus
             .remote_read(read_query(&matchers, min_time, max_time))
             .await?;
-        Ok(Box::pin(async_stream::try_stream! {
+        let converted = async_stream::try_stream! {
             let mut frames = std::pin::pin!(frames);
             let mut reorder = Reorder::new(added);
             while let Some(frame) = frames.next().await {
@@ -275,7 +299,8 @@ impl Store for PrometheusStore {
             for series in reorder.flush() {
                 yield series_frame(series);
             }
-        }))
+        };
+        Ok(read_ahead(converted))
     }
 
     async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {

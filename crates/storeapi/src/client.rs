@@ -71,6 +71,7 @@ pub struct GrpcStore {
 
 impl GrpcStore {
     /// A client for `address` (`host:port`). No connection is made until the first call.
+    /// Must be called within a Tokio runtime, which drives the connection.
     pub fn connect(address: &str, options: &ClientOptions) -> Result<Self, ClientError> {
         let error = |reason: String| ClientError {
             address: address.to_string(),

@@ -5,6 +5,7 @@
 //! streaming k-way merge of sorted series that the querier's proxy is built on.
 
 pub mod client;
+mod codec;
 pub mod convert;
 pub mod merge;
 pub mod server;

@@ -227,10 +227,39 @@ fn batch_frame(series: Vec<Series>) -> SeriesResponse {
     }
 }
 
+/// An upper bound of the encoded size, cheaper than `encoded_len` (which walks every field and
+/// is computed again by the encoder): data lengths plus the most each field's tag, length and
+/// integers can take.
+fn size_bound(series: &Series) -> usize {
+    // Label: its tag and length (6), two string tags and lengths (12).
+    const PER_LABEL: usize = 18;
+    // AggrChunk: tag and length (6), two int64 (22), six Chunks each with tag and length
+    // (6), type (11), data tag and length (6), hash (11).
+    const PER_CHUNK: usize = 6 + 22 + 6 * 34;
+    let labels: usize = series
+        .labels
+        .iter()
+        .map(|l| l.name.len() + l.value.len() + PER_LABEL)
+        .sum();
+    let chunks: usize = series
+        .chunks
+        .iter()
+        .map(|c| {
+            [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+                .into_iter()
+                .flatten()
+                .map(|chunk| chunk.data.len())
+                .sum::<usize>()
+                + PER_CHUNK
+        })
+        .sum();
+    labels + chunks + 16
+}
+
 /// `series` as frames of at most `max_bytes` each (a single chunk larger than that still goes
 /// alone in its frame: chunks are never cut).
 fn split_series(series: Series, max_bytes: usize) -> Vec<Series> {
-    if series.encoded_len() <= max_bytes {
+    if size_bound(&series) <= max_bytes || series.encoded_len() <= max_bytes {
         return vec![series];
     }
     let Series { labels, chunks } = series;
@@ -289,6 +318,14 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn the_size_bound_is_a_bound() {
+        for (chunks, bytes) in [(0, 0), (1, 0), (1, 200), (50, 1000), (3, 70_000)] {
+            let series = big_series(chunks, bytes);
+            assert!(size_bound(&series) >= series.encoded_len());
         }
     }
 

@@ -235,6 +235,11 @@ impl Prometheus {
         answer.starts_with("HTTP/1.1 200")
     }
 
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The base URL, e.g. for `promtool query`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
