@@ -346,6 +346,34 @@ async fn labels_external_matchers_and_replica_labels() {
         }
     }
     assert!(chunks > 0);
+
+    // --store.limits.request-series: a larger answer fails, as in Thanos.
+    let mut limited = Process::start(&sidecar_args(
+        &setup.prometheus,
+        setup.data.path(),
+        &["--store.limits.request-series=5".to_string()],
+    ));
+    limited.wait_ready(Duration::from_secs(60));
+    let frames: Vec<_> = client(&limited)
+        .series(SeriesRequest {
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            matchers: vec![matcher(0, "__name__", "temperature_celsius")],
+            ..Default::default()
+        })
+        .await
+        .expect("series")
+        .collect()
+        .await;
+    let status = frames
+        .into_iter()
+        .find_map(Result::err)
+        .expect("12 series pass the limit of 5");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        status.message().contains("exceeded series limit"),
+        "{status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,6 +21,13 @@ if ! command -v prometheus >/dev/null; then
   as_root rm -f /usr/sbin/policy-rc.d
 fi
 
+# The rthanos binary, built from this checkout (release profile).
+repo="$(cd "$here/../.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rthanos-target}"
+echo "building rthanos (cargo build --release)…"
+(cd "$repo" && cargo build --release --quiet --bin rthanos)
+rthanos="$CARGO_TARGET_DIR/release/rthanos"
+
 cat > "$data/objstore.yml" <<YAML
 type: FILESYSTEM
 config:
@@ -64,8 +71,22 @@ YAML
   pids+=($!)
 done
 
+# One sidecar per replica: StoreAPI on 10901 / 10911, blocks shipped to the bucket.
+for i in 0 1; do
+  "$rthanos" sidecar \
+    --prometheus.url="http://127.0.0.1:$((9090 + i))" \
+    --tsdb.path="$data/prometheus-$i" \
+    --objstore.config-file="$data/objstore.yml" \
+    --grpc-address="127.0.0.1:$((10901 + 10 * i))" \
+    --http-address="127.0.0.1:$((10902 + 10 * i))" \
+    >"$data/sidecar-$i.log" 2>&1 &
+  pids+=($!)
+done
+
 echo "Prometheus replica 0: http://127.0.0.1:9090  (log: $data/prometheus-0.log)"
 echo "Prometheus replica 1: http://127.0.0.1:9091  (log: $data/prometheus-1.log)"
+echo "Sidecar 0:            gRPC 127.0.0.1:10901, http://127.0.0.1:10902  (log: $data/sidecar-0.log)"
+echo "Sidecar 1:            gRPC 127.0.0.1:10911, http://127.0.0.1:10912  (log: $data/sidecar-1.log)"
 echo "Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)"
 echo "rthanos components join this stack as they are built (deploy/local/README.md). Ctrl-C stops."
 wait

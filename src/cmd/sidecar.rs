@@ -9,7 +9,7 @@ use anyhow::Context;
 use rthanos_objstore::Bucket;
 use rthanos_runtime::flags::path_or_content;
 use rthanos_sidecar::{HttpClientConfig, Sidecar, SidecarConfig};
-use rthanos_storeapi::StoreServer;
+use rthanos_storeapi::{SeriesLimits, StoreServer};
 
 use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags, reject_unsupported};
 
@@ -171,14 +171,6 @@ impl SidecarArgs {
                 !self.reloader_config_envsubst_file.is_empty(),
             ),
             ("reloader.rule-dir", !self.reloader_rule_dir.is_empty()),
-            (
-                "store.limits.request-series",
-                self.limits.request_series != 0,
-            ),
-            (
-                "store.limits.request-samples",
-                self.limits.request_samples != 0,
-            ),
             ("hash-func", !self.hash_func.is_empty()),
         ])
     }
@@ -203,6 +195,7 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
     .unwrap_or_default();
     let http_client = HttpClientConfig::parse(&http_client)?;
     let objstore = args.objstore.content()?;
+    let limits = args.limits.clone();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -227,7 +220,12 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                 },
                 runtime.registry(),
             )?;
-            let grpc = StoreServer::new(sidecar.store()).routes();
+            let grpc = StoreServer::new(sidecar.store())
+                .with_limits(SeriesLimits {
+                    series: limits.request_series,
+                    samples: limits.request_samples,
+                })
+                .routes();
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();
             Ok(super::Component {

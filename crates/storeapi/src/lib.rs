@@ -7,11 +7,13 @@
 pub mod client;
 mod codec;
 pub mod convert;
+pub mod limits;
 pub mod merge;
 pub mod server;
 mod store;
 
 pub use client::{ClientOptions, ClientTls, GrpcStore};
+pub use limits::SeriesLimits;
 pub use merge::{compare_labels, merge_series};
 pub use server::StoreServer;
 pub use store::{Component, SeriesStream, Store, StoreInfo};

@@ -13,6 +13,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::convert::labels_to_thanos;
+use crate::limits::{SeriesLimits, limit};
 use crate::store::{SeriesStream, Store, StoreInfo};
 use crate::thanos::{
     self, InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -29,6 +30,7 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 pub struct StoreServer {
     store: Arc<dyn Store>,
     max_frame_bytes: usize,
+    limits: SeriesLimits,
 }
 
 impl StoreServer {
@@ -37,7 +39,14 @@ impl StoreServer {
         Self {
             store,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            limits: SeriesLimits::default(),
         }
+    }
+
+    /// Fails `Series` calls that return more than `limits` allow.
+    pub fn with_limits(mut self, limits: SeriesLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the largest encoded frame sent (default [`DEFAULT_MAX_FRAME_BYTES`]).
@@ -129,7 +138,7 @@ impl thanos::store_server::Store for StoreServer {
     ) -> Result<Response<Self::SeriesStream>, Status> {
         let request = request.into_inner();
         let batch_size = usize::try_from(request.response_batch_size).unwrap_or(0);
-        let stream = self.store.series(request).await?;
+        let stream = limit(self.store.series(request).await?, self.limits);
         Ok(Response::new(frame(
             stream,
             self.max_frame_bytes,
