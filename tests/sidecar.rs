@@ -140,6 +140,7 @@ async fn series_are_what_promtool_dump_shows_plus_external_labels() {
     let external = [("cluster", "eu1"), ("replica", "a")];
 
     let info = store.fetch_info().await.expect("info");
+    assert!(info.serving);
     assert_eq!(info.component, Component::Sidecar);
     assert_eq!(
         info.label_sets[0].to_string(),
@@ -407,10 +408,13 @@ async fn prometheus_down_means_unavailable_and_not_ready_until_it_is_back() {
         p.http_status("/-/ready") == Some(503)
     });
     assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up"), Some(0.0));
+    // Queriers must leave it out meanwhile: Info carries no StoreInfo.
+    assert!(!store.fetch_info().await.expect("info").serving);
 
     let _prometheus = Prometheus::start_on(data.path(), EXTERNAL, port);
     sidecar.wait_ready(Duration::from_secs(30));
     assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up"), Some(1.0));
+    assert!(store.fetch_info().await.expect("info").serving);
     let frames: Vec<_> = store
         .series(request)
         .await

@@ -196,9 +196,6 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
     let http_client = HttpClientConfig::parse(&http_client)?;
     let objstore = args.objstore.content()?;
     let limits = args.limits.clone();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     prepared
         .serve("sidecar", move |runtime| {
             let bucket = objstore
@@ -214,7 +211,7 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                     get_config_timeout: args.prometheus_get_config_timeout.as_std(),
                     tsdb_path: args.tsdb_path,
                     upload_compacted: args.shipper_upload_compacted,
-                    min_time: args.min_time.resolve(now_ms),
+                    min_time: args.min_time,
                     bucket,
                     shipper_interval: rthanos_sidecar::SHIPPER_SYNC_INTERVAL,
                 },

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::prometheus::{Gauge, IntGauge, Registry};
+use rthanos_model::TimeOrDuration;
 use rthanos_objstore::Bucket;
 use rthanos_runtime::Prober;
 use tokio_util::sync::CancellationToken;
@@ -75,8 +76,8 @@ pub struct SidecarConfig {
     pub tsdb_path: PathBuf,
     /// `--shipper.upload-compacted`.
     pub upload_compacted: bool,
-    /// `--min-time`, resolved (ms).
-    pub min_time: i64,
+    /// `--min-time`.
+    pub min_time: TimeOrDuration,
     /// The bucket, when `--objstore.config` is given: uploads are on.
     pub bucket: Option<Bucket>,
     /// How often the shipper syncs.
@@ -142,7 +143,8 @@ impl Sidecar {
     }
 
     /// Runs until `shutdown`: waits for Prometheus (at most `--prometheus.ready_timeout`), then
-    /// heartbeats every `--prometheus.get_config_interval` and ships blocks.
+    /// heartbeats every `--prometheus.get_config_interval` and, in a task of its own, ships
+    /// blocks.
     pub async fn run(
         self,
         prober: Prober,
@@ -169,77 +171,156 @@ impl Sidecar {
             }
         }
         let external = self.metadata.external_labels().unwrap_or_default();
-        if self.shipper.is_some() && external.is_empty() {
-            return Err(SidecarError::Config(
-                "no external labels configured on Prometheus server, uniquely identifying external labels must be configured; see https://thanos.io/tip/thanos/storage.md#external-labels for details.".into(),
-            ));
+        if self.shipper.is_some() {
+            if external.is_empty() {
+                return Err(SidecarError::Config(
+                    "no external labels configured on Prometheus server, uniquely identifying external labels must be configured; see https://thanos.io/tip/thanos/storage.md#external-labels for details.".into(),
+                ));
+            }
+            self.check_block_durations().await?;
         }
         tracing::info!(external_labels = %external, "Prometheus is ready");
         prober.ready();
 
-        let mut heartbeat = tokio::time::interval(self.config.get_config_interval);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut ship = tokio::time::interval(self.config.shipper_interval);
-        ship.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        if let Some(shipper) = &self.shipper {
+        let Sidecar {
+            config,
+            prometheus,
+            metadata,
+            shipper,
+            prometheus_up,
+            last_heartbeat,
+        } = self;
+        let heartbeat = Heartbeat {
+            prometheus,
+            metadata: Arc::clone(&metadata),
+            timeout: config.get_config_timeout,
+            prometheus_up,
+            last_heartbeat,
+        };
+        // The shipper runs apart from the heartbeat: a long upload must not stall readiness.
+        let shipping = shipper.map(|shipper| {
             shipper.clean_staging();
-        } else {
+            tokio::spawn(ship_loop(
+                shipper,
+                metadata,
+                config.shipper_interval,
+                shutdown.clone(),
+            ))
+        });
+        if shipping.is_none() {
             tracing::info!("no --objstore.config: blocks are not uploaded");
         }
+        let mut ticks = tokio::time::interval(config.get_config_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                _ = heartbeat.tick() => {
-                    match self.heartbeat().await {
-                        Ok(()) => prober.ready(),
-                        Err(e) => {
-                            tracing::warn!(err = %e, "heartbeat to Prometheus failed");
-                            prober.not_ready(format!("Prometheus unreachable: {e}"));
-                        }
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => match heartbeat.beat().await {
+                    Ok(()) => prober.ready(),
+                    Err(e) => {
+                        tracing::warn!(err = %e, "heartbeat to Prometheus failed");
+                        prober.not_ready(format!("Prometheus unreachable: {e}"));
                     }
-                }
-                _ = ship.tick(), if self.shipper.is_some() => {
-                    self.ship_once(&shutdown).await;
-                }
+                },
             }
         }
+        if let Some(task) = shipping {
+            let _ = task.await;
+        }
+        Ok(())
     }
 
-    /// Reads the external labels and the oldest sample time; the gauge follows the outcome.
-    async fn heartbeat(&self) -> Result<(), SidecarError> {
-        let timeout = self.config.get_config_timeout;
-        let result = async {
-            let labels = self.prometheus.external_labels(timeout).await?;
-            let lowest = self.prometheus.lowest_timestamp(timeout).await?;
-            Ok::<_, SidecarError>((labels, lowest))
+    /// Thanos's rule: uploads need Prometheus's own compaction off
+    /// (`--storage.tsdb.min-block-duration` = `max-block-duration`), else level-1 blocks are
+    /// compacted locally before they can be shipped.
+    async fn check_block_durations(&self) -> Result<(), SidecarError> {
+        let flags = self
+            .prometheus
+            .flags(self.config.get_config_timeout)
+            .await?;
+        let min = flags.get("storage.tsdb.min-block-duration");
+        let max = flags.get("storage.tsdb.max-block-duration");
+        if let (Some(min), Some(max)) = (min, max)
+            && min != max
+            && !self.config.upload_compacted
+        {
+            return Err(SidecarError::Config(format!(
+                "found that TSDB max block duration ({max}) differs from min block duration ({min}); compaction needs to be disabled (storage.tsdb.min-block-duration = storage.tsdb.max-block-duration) for the sidecar to upload blocks"
+            )));
         }
-        .await;
-        match result {
-            Ok((labels, lowest)) => {
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> Result<(), SidecarError> {
+        Heartbeat {
+            prometheus: self.prometheus.clone(),
+            metadata: Arc::clone(&self.metadata),
+            timeout: self.config.get_config_timeout,
+            prometheus_up: self.prometheus_up.clone(),
+            last_heartbeat: self.last_heartbeat.clone(),
+        }
+        .beat()
+        .await
+    }
+}
+
+/// One heartbeat: the external labels (which decide readiness), then the oldest sample time
+/// (best effort: the last value stays if it cannot be read).
+struct Heartbeat {
+    prometheus: PrometheusClient,
+    metadata: Arc<Metadata>,
+    timeout: Duration,
+    prometheus_up: IntGauge,
+    last_heartbeat: Gauge,
+}
+
+impl Heartbeat {
+    async fn beat(&self) -> Result<(), SidecarError> {
+        match self.prometheus.external_labels(self.timeout).await {
+            Ok(labels) => {
                 self.metadata.set_external_labels(labels);
-                self.metadata.set_lowest_timestamp(lowest);
+                self.metadata.set_up(true);
                 self.prometheus_up.set(1);
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0.0, |d| d.as_secs_f64());
                 self.last_heartbeat.set(now);
-                Ok(())
             }
             Err(e) => {
+                self.metadata.set_up(false);
                 self.prometheus_up.set(0);
-                Err(e)
+                return Err(e);
             }
         }
+        match self.prometheus.lowest_timestamp(self.timeout).await {
+            Ok(lowest) => self.metadata.set_lowest_timestamp(lowest),
+            Err(e) => tracing::debug!(err = %e, "cannot read Prometheus's oldest sample time"),
+        }
+        Ok(())
     }
+}
 
-    async fn ship_once(&self, shutdown: &CancellationToken) {
-        let (Some(shipper), Some(labels)) = (&self.shipper, self.metadata.external_labels()) else {
-            return;
+/// Syncs the shipper every `interval` until `shutdown`.
+async fn ship_loop(
+    shipper: Shipper,
+    metadata: Arc<Metadata>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let Some(labels) = metadata.external_labels() else {
+            continue;
         };
         tokio::select! {
             // A stop mid-upload leaves a partial block without meta.json, completed at the
             // next start.
-            () = shutdown.cancelled() => {}
+            () = shutdown.cancelled() => return,
             result = shipper.sync(&labels) => match result {
                 Ok(report) if !report.uploaded.is_empty() => {
                     tracing::info!(uploaded = report.uploaded.len(), "shipper sync done");

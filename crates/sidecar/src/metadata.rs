@@ -1,24 +1,28 @@
-//! What the sidecar knows of its Prometheus, refreshed by the heartbeat: external labels and
-//! the oldest sample time. Read by every StoreAPI call, written by one task.
+//! What the sidecar knows of its Prometheus, refreshed by the heartbeat: whether it answers,
+//! its external labels and the oldest sample time. Read by every StoreAPI call, written by one
+//! task.
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use rthanos_model::Labels;
+use rthanos_model::{Labels, TimeOrDuration};
 
-/// External labels and time range of the Prometheus behind the sidecar.
+/// External labels, reachability and time range of the Prometheus behind the sidecar.
 #[derive(Debug)]
 pub struct Metadata {
     external_labels: RwLock<Option<Labels>>,
+    up: AtomicBool,
     lowest_timestamp: AtomicI64,
-    min_time_flag: i64,
+    min_time_flag: TimeOrDuration,
 }
 
 impl Metadata {
-    /// Nothing known yet; `min_time_flag` is `--min-time` (ms).
-    pub fn new(min_time_flag: i64) -> Self {
+    /// Nothing known yet; `min_time_flag` is `--min-time`, resolved at each use when relative.
+    pub fn new(min_time_flag: TimeOrDuration) -> Self {
         Self {
             external_labels: RwLock::new(None),
+            up: AtomicBool::new(false),
             lowest_timestamp: AtomicI64::new(i64::MIN),
             min_time_flag,
         }
@@ -39,16 +43,31 @@ impl Metadata {
         }
     }
 
+    /// Records whether the last heartbeat reached Prometheus.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+    }
+
+    /// Whether the sidecar can answer queries: Prometheus answered the last heartbeat and its
+    /// external labels are known.
+    pub fn serving(&self) -> bool {
+        self.up.load(Ordering::Relaxed) && self.external_labels().is_some()
+    }
+
     /// Records the oldest sample time (ms) Prometheus reports; `None` for an empty TSDB.
     pub fn set_lowest_timestamp(&self, lowest: Option<i64>) {
         self.lowest_timestamp
             .store(lowest.unwrap_or(i64::MIN), Ordering::Relaxed);
     }
 
-    /// The oldest time served: the oldest sample, or `--min-time` if later.
+    /// The oldest time served: the oldest sample, or `--min-time` if later (a relative
+    /// `--min-time` moves with the clock, as in Thanos).
     pub fn min_time(&self) -> i64 {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         self.lowest_timestamp
             .load(Ordering::Relaxed)
-            .max(self.min_time_flag)
+            .max(self.min_time_flag.resolve(now_ms))
     }
 }

@@ -86,6 +86,12 @@ impl PrometheusClient {
         ))
     }
 
+    /// Prometheus's command-line flags (`/api/v1/status/flags`).
+    pub async fn flags(&self, timeout: Duration) -> Result<BTreeMap<String, String>, SidecarError> {
+        self.api(self.get("api/v1/status/flags")?.timeout(timeout))
+            .await
+    }
+
     /// The oldest sample time Prometheus holds (ms), from its `prometheus_tsdb_lowest_timestamp`
     /// metric; `None` while the TSDB is empty.
     pub async fn lowest_timestamp(&self, timeout: Duration) -> Result<Option<i64>, SidecarError> {

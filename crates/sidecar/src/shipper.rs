@@ -117,14 +117,23 @@ impl Shipper {
 
     async fn sync_blocks(&self, external_labels: &Labels) -> Result<SyncReport, SidecarError> {
         let shipped: BTreeSet<String> = self.read_state()?.uploaded.into_iter().collect();
+        let dir = self.dir.clone();
+        let local = tokio::task::spawn_blocking(move || local_blocks(&dir))
+            .await
+            .map_err(|e| SidecarError::Upload(format!("listing blocks: {e}")))??;
         let mut report = SyncReport::default();
         let mut still_local = Vec::new();
-        for (id, meta) in self.local_blocks()? {
+        for (id, meta) in local {
             if shipped.contains(&id) {
                 still_local.push(id);
                 continue;
             }
-            if meta.compaction.level > 1 && !self.upload_compacted {
+            // After a failure nothing newer is shipped: a gap in the bucket would let the
+            // compactor compact around the missing block (Thanos's shipper stops too).
+            if !report.failed.is_empty()
+                || meta.stats.num_samples == 0
+                || (meta.compaction.level > 1 && !self.upload_compacted)
+            {
                 continue;
             }
             match self.ship(&id, meta, external_labels).await {
@@ -138,7 +147,7 @@ impl Shipper {
                     self.write_state(&still_local)?;
                 }
                 Err(e) => {
-                    tracing::error!(block = %id, err = %e, "shipping block failed, retrying at the next sync");
+                    tracing::error!(block = %id, err = %e, "shipping block failed; it and newer blocks are retried at the next sync");
                     self.metrics.upload_failures.inc();
                     report.failed.push(id);
                 }
@@ -150,40 +159,10 @@ impl Shipper {
             Ok(report)
         } else {
             Err(SidecarError::Upload(format!(
-                "{} block(s) failed to upload: {}",
-                report.failed.len(),
+                "block {} failed to upload",
                 report.failed.join(", ")
             )))
         }
-    }
-
-    /// Complete blocks in the directory, oldest first.
-    fn local_blocks(&self) -> Result<BTreeMap<String, BlockMeta>, SidecarError> {
-        let mut blocks = BTreeMap::new();
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error(&self.dir, e))?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if Ulid::from_string(&name).is_err() || !entry.path().is_dir() {
-                continue;
-            }
-            let meta_path = entry.path().join("meta.json");
-            let bytes = match std::fs::read(&meta_path) {
-                Ok(bytes) => bytes,
-                // Still being written, or being deleted.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error(&meta_path, e)),
-            };
-            match BlockMeta::parse(&bytes) {
-                Ok(meta) => {
-                    blocks.insert(name, meta);
-                }
-                Err(e) => {
-                    tracing::warn!(block = %name, err = %e, "skipping block with unreadable meta.json")
-                }
-            }
-        }
-        Ok(blocks)
     }
 
     /// Uploads one block; `false` when its meta.json was already in the bucket.
@@ -207,7 +186,12 @@ impl Shipper {
             return Ok(false);
         }
         let staging = self.dir.join(UPLOAD_DIR).join(id);
-        let files = stage(&self.dir.join(id), &staging)?;
+        let files = {
+            let (block, staging) = (self.dir.join(id), staging.clone());
+            tokio::task::spawn_blocking(move || stage(&block, &staging))
+                .await
+                .map_err(|e| SidecarError::Upload(format!("staging: {e}")))??
+        };
         tracing::info!(block = id, files = files.len(), "uploading block");
 
         let mut thanos = meta.thanos.take().unwrap_or_default();
@@ -310,6 +294,35 @@ impl Shipper {
             tracing::warn!(dir = %dir.display(), err = %e, "cannot clean upload staging directory");
         }
     }
+}
+
+/// Complete blocks in the directory, oldest first.
+fn local_blocks(dir: &Path) -> Result<BTreeMap<String, BlockMeta>, SidecarError> {
+    let mut blocks = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if Ulid::from_string(&name).is_err() || !entry.path().is_dir() {
+            continue;
+        }
+        let meta_path = entry.path().join("meta.json");
+        let bytes = match std::fs::read(&meta_path) {
+            Ok(bytes) => bytes,
+            // Still being written, or being deleted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&meta_path, e)),
+        };
+        match BlockMeta::parse(&bytes) {
+            Ok(meta) => {
+                blocks.insert(name, meta);
+            }
+            Err(e) => {
+                tracing::warn!(block = %name, err = %e, "skipping block with unreadable meta.json")
+            }
+        }
+    }
+    Ok(blocks)
 }
 
 /// Hard-links (or copies, across file systems) the block's index and chunk segments into

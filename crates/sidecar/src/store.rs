@@ -138,22 +138,23 @@ fn empty() -> SeriesStream {
     Box::pin(futures::stream::empty())
 }
 
-/// Sorts runs of series that share their first label (see the module doc). `reorder` is false
-/// when no external label is added, so Prometheus's order stands.
+/// Sorts runs of series that share their first own label (see the module doc): Prometheus
+/// sorts by a series' own labels, and two series whose first own labels differ keep their
+/// order whatever constant labels are added to or removed from both. `reorder` is false when
+/// no external label is added, so Prometheus's order stands.
 struct Reorder {
     reorder: bool,
-    /// Names of the labels added; a series whose first label is one of them belongs to the
-    /// last run (its own labels all sort after the external ones).
-    added: HashSet<String>,
+    /// Names of the external labels: not a series' own labels.
+    external: HashSet<String>,
     run: Vec<Series>,
     run_key: Option<Option<thanos::Label>>,
 }
 
 impl Reorder {
-    fn new(added: HashSet<String>) -> Self {
+    fn new(reorder: bool, external: HashSet<String>) -> Self {
         Self {
-            reorder: !added.is_empty(),
-            added,
+            reorder,
+            external,
             run: Vec::new(),
             run_key: None,
         }
@@ -166,8 +167,8 @@ impl Reorder {
         }
         let key = series
             .labels
-            .first()
-            .filter(|l| !self.added.contains(&l.name))
+            .iter()
+            .find(|l| !self.external.contains(&l.name))
             .cloned();
         let mut ready = Vec::new();
         if self.run_key.as_ref().is_some_and(|k| *k != key) {
@@ -191,6 +192,7 @@ impl Reorder {
 impl Store for PrometheusStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
+            serving: self.metadata.serving(),
             component: Component::Sidecar,
             label_sets: self
                 .metadata
@@ -228,6 +230,7 @@ impl Store for PrometheusStore {
             .filter(|l| !strip.contains(&l.name))
             .map(|l| l.name.clone())
             .collect();
+        let external_names: HashSet<String> = external.iter().map(|l| l.name.clone()).collect();
         let strip_own: HashSet<String> = strip
             .iter()
             .filter(|name| external.get(name).is_some())
@@ -262,7 +265,7 @@ impl Store for PrometheusStore {
             .await?;
         let converted = async_stream::try_stream! {
             let mut frames = std::pin::pin!(frames);
-            let mut reorder = Reorder::new(added);
+            let mut reorder = Reorder::new(!added.is_empty(), external_names);
             while let Some(frame) = frames.next().await {
                 let frame = frame?;
                 for chunked in frame.chunked_series {
@@ -385,7 +388,7 @@ mod tests {
     fn runs_are_sorted_after_external_labels_are_added() {
         let external = Labels::from_pairs([("cluster", "eu1"), ("replica", "a")]);
         let strip = HashSet::from(["replica".to_string()]);
-        let added = HashSet::from(["cluster".to_string()]);
+        let names = HashSet::from(["cluster".to_string(), "replica".to_string()]);
         let prometheus_order = [
             labels(&[("__name__", "up")]),
             labels(&[("__name__", "up"), ("a", "1")]),
@@ -396,7 +399,7 @@ mod tests {
             // No metric name: its labels all sort after the external ones.
             labels(&[("x", "1")]),
         ];
-        let mut reorder = Reorder::new(added);
+        let mut reorder = Reorder::new(true, names);
         let mut out = Vec::new();
         for own in prometheus_order {
             out.extend(reorder.push(Series {
@@ -417,6 +420,28 @@ mod tests {
                 "__name__=up,cluster=eu1,instance=x"
             ]
         );
+    }
+
+    /// An external label sorting before `__name__` still lets series go out metric by metric.
+    #[test]
+    fn runs_follow_own_labels_when_external_labels_sort_first() {
+        let external = Labels::from_pairs([("Region", "eu")]);
+        let names = HashSet::from(["Region".to_string()]);
+        let mut reorder = Reorder::new(true, names);
+        let mut released = 0;
+        for own in [
+            labels(&[("__name__", "a")]),
+            labels(&[("__name__", "a"), ("x", "1")]),
+            labels(&[("__name__", "b")]),
+        ] {
+            released += reorder
+                .push(Series {
+                    labels: final_labels(own, &external, &HashSet::new()),
+                    chunks: vec![],
+                })
+                .len();
+        }
+        assert_eq!(released, 2, "metric a goes out when metric b starts");
     }
 
     #[test]

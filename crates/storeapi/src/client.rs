@@ -22,8 +22,8 @@ use crate::thanos::{
 /// TLS towards stores (Thanos's `--grpc-client-tls-*` flags).
 #[derive(Clone, Debug, Default)]
 pub struct ClientTls {
-    /// CA certificates (PEM) that the server's certificate must chain to; the system roots
-    /// are not used.
+    /// CA certificates (PEM) that the server's certificate must chain to; the system's roots
+    /// when `None`.
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate and key (PEM), for servers that verify clients.
     pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
@@ -85,14 +85,16 @@ impl GrpcStore {
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
             .map_err(|e| error(e.to_string()))?
             .connect_timeout(options.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true);
+            // No HTTP/2 keepalive pings: Thanos's servers (grpc-go defaults) answer pings more
+            // often than every 5 minutes, or on idle connections, with GOAWAY.
+            .tcp_nodelay(true);
         if let Some(tls) = &options.tls {
             let mut config = ClientTlsConfig::new();
-            if let Some(ca) = &tls.ca_pem {
-                config = config.ca_certificate(Certificate::from_pem(ca));
-            }
+            config = match &tls.ca_pem {
+                Some(ca) => config.ca_certificate(Certificate::from_pem(ca)),
+                // As Thanos: the system's roots when no CA is given.
+                None => config.with_native_roots(),
+            };
             if let Some((cert, key)) = &tls.identity_pem {
                 config = config.identity(Identity::from_pem(cert, key));
             }
@@ -159,8 +161,10 @@ impl GrpcStore {
 }
 
 fn info_from_response(response: thanos::info::InfoResponse) -> StoreInfo {
+    let serving = response.store.is_some();
     let store = response.store.unwrap_or_default();
     StoreInfo {
+        serving,
         component: Component::from_name(&response.component_type).unwrap_or(Component::Store),
         label_sets: response
             .label_sets
@@ -192,6 +196,7 @@ fn info_from_store_response(response: thanos::InfoResponse) -> StoreInfo {
         label_sets.push(labels_from_thanos(response.labels));
     }
     StoreInfo {
+        serving: response.min_time <= response.max_time,
         component,
         label_sets,
         min_time: response.min_time,
@@ -210,6 +215,7 @@ impl Store for GrpcStore {
             .ok()
             .and_then(|last| last.clone())
             .unwrap_or(StoreInfo {
+                serving: false,
                 component: Component::Store,
                 label_sets: Vec::new(),
                 min_time: i64::MAX,

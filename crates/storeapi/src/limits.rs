@@ -6,14 +6,14 @@ use futures::StreamExt;
 use tonic::Status;
 
 use crate::store::SeriesStream;
-use crate::thanos::{AggrChunk, Series, series_response::Result as Frame};
+use crate::thanos::{Series, series_response::Result as Frame};
 
 /// Limits of one `Series` call; 0 means no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SeriesLimits {
     /// Most series returned.
     pub series: u64,
-    /// Most samples returned, counted from the chunks' headers.
+    /// Most samples returned, counted as [`SAMPLES_PER_CHUNK`] per chunk.
     pub samples: u64,
 }
 
@@ -24,23 +24,9 @@ impl SeriesLimits {
     }
 }
 
-/// Samples in a chunk, from its header (XOR and histogram chunks start with a big-endian
-/// 16-bit sample count). An aggregated chunk counts the samples of its first aggregate.
-pub fn chunk_samples(chunk: &AggrChunk) -> u64 {
-    [
-        &chunk.raw,
-        &chunk.count,
-        &chunk.sum,
-        &chunk.min,
-        &chunk.max,
-        &chunk.counter,
-    ]
-    .into_iter()
-    .flatten()
-    .next()
-    .and_then(|c| c.data.get(..2))
-    .map_or(0, |h| u64::from(u16::from_be_bytes([h[0], h[1]])))
-}
+/// Samples a chunk is assumed to hold: as Thanos, the samples limit is a chunks limit with
+/// each chunk counted as 120 samples (Prometheus's target chunk size).
+pub const SAMPLES_PER_CHUNK: u64 = 120;
 
 /// `stream`, failing once it passes `limits`.
 pub fn limit(stream: SeriesStream, limits: SeriesLimits) -> SeriesStream {
@@ -64,7 +50,7 @@ pub fn limit(stream: SeriesStream, limits: SeriesLimits) -> SeriesStream {
                         series += 1;
                         last_labels = Some(s.labels.clone());
                     }
-                    samples += s.chunks.iter().map(chunk_samples).sum::<u64>();
+                    samples += s.chunks.len() as u64 * SAMPLES_PER_CHUNK;
                 }
                 if limits.series > 0 && series > limits.series {
                     yield Err(Status::resource_exhausted(format!(
@@ -91,7 +77,7 @@ mod tests {
     use futures::stream;
 
     use super::*;
-    use crate::thanos::{Chunk, Label, SeriesResponse};
+    use crate::thanos::{AggrChunk, Chunk, Label, SeriesResponse};
 
     fn series(name: &str, samples: u16) -> Result<SeriesResponse, Status> {
         let mut data = samples.to_be_bytes().to_vec();
@@ -133,7 +119,7 @@ mod tests {
         assert_eq!(
             run(SeriesLimits {
                 series: 3,
-                samples: 320
+                samples: 480
             })
             .await
             .0,
@@ -151,9 +137,10 @@ mod tests {
             err.message(),
             "exceeded series limit: limit 2 violated (got 3)"
         );
+        // Four chunks counted as 120 samples each: a limit of 300 is passed at the third.
         let (ok, err) = run(SeriesLimits {
             series: 0,
-            samples: 200,
+            samples: 300,
         })
         .await;
         assert_eq!(ok, 2);

@@ -27,8 +27,8 @@ pub fn compare_labels(a: &[thanos::Label], b: &[thanos::Label]) -> Ordering {
     a.len().cmp(&b.len())
 }
 
-/// Chunks of frames of one series, merged: sorted by (min time, max time), exact duplicates
-/// (same range and same bytes, as HA-free replays or overlapping blocks produce) dropped.
+/// Chunks of frames of one series, merged: sorted by time range, exact duplicates (same range
+/// and same bytes, as overlapping blocks or two stores holding one block produce) dropped.
 pub fn merge_chunks(chunks: &mut Vec<AggrChunk>) {
     if chunks
         .windows(2)
@@ -39,8 +39,12 @@ pub fn merge_chunks(chunks: &mut Vec<AggrChunk>) {
     chunks.dedup();
 }
 
+/// Time range first, then the raw bytes, so that duplicates end up next to each other.
 fn chunk_order(a: &AggrChunk, b: &AggrChunk) -> Ordering {
-    (a.min_time, a.max_time).cmp(&(b.min_time, b.max_time))
+    let bytes = |c: &AggrChunk| c.raw.as_ref().map(|r| r.data.clone());
+    (a.min_time, a.max_time)
+        .cmp(&(b.min_time, b.max_time))
+        .then_with(|| bytes(a).cmp(&bytes(b)))
 }
 
 /// One input: its stream, and series frames already received (a batch holds several).
@@ -253,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn merges_sorted_streams_and_joins_equal_series() {
         let one: SeriesStream = Box::pin(stream::iter(vec![
-            series(&[("a", "1")], &[0, 20]),
+            series(&[("a", "1")], &[0, 10, 20]),
             series(&[("a", "3")], &[0]),
         ]));
         let two: SeriesStream = Box::pin(stream::iter(vec![

@@ -79,13 +79,19 @@ pub fn store_info_response(info: &StoreInfo) -> InfoResponse {
             labels: labels_to_thanos(set),
         })
         .collect();
+    let (min_time, max_time) = if info.serving {
+        (info.min_time, info.max_time)
+    } else {
+        // An empty range: v0.34 queriers use no store whose range is empty.
+        (i64::MAX, i64::MIN)
+    };
     InfoResponse {
         labels: label_sets
             .first()
             .map(|set| set.labels.clone())
             .unwrap_or_default(),
-        min_time: info.min_time,
-        max_time: info.max_time,
+        min_time,
+        max_time,
         store_type: info.component.store_type(),
         label_sets,
     }
@@ -102,7 +108,8 @@ pub fn info_response(info: &StoreInfo) -> thanos::info::InfoResponse {
             })
             .collect(),
         component_type: info.component.name().to_string(),
-        store: Some(thanos::info::StoreInfo {
+        // No StoreInfo while not serving, as Thanos's sidecar answers while not ready.
+        store: info.serving.then(|| thanos::info::StoreInfo {
             min_time: info.min_time,
             max_time: info.max_time,
             supports_sharding: info.supports_sharding,

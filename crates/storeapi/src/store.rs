@@ -71,6 +71,9 @@ impl Component {
 /// What a store holds, as its Info call answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreInfo {
+    /// Whether the store answers queries now (a sidecar whose Prometheus is down does not);
+    /// queriers leave a store that is not serving out of their queries.
+    pub serving: bool,
     /// The kind of component.
     pub component: Component,
     /// The label sets every series of the store carries (external labels), one per TSDB.

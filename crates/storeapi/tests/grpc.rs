@@ -24,6 +24,7 @@ struct Fixed {
 impl Store for Fixed {
     fn info(&self) -> StoreInfo {
         StoreInfo {
+            serving: true,
             component: Component::Sidecar,
             label_sets: vec![Labels::from_pairs([("cluster", "eu1"), ("replica", "0")])],
             min_time: 1000,
