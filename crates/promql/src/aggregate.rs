@@ -1,0 +1,382 @@
+//! Aggregations (`sum by (…)`, `topk`, …) and `histogram_quantile`, which groups like one.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use rthanos_model::Labels;
+
+use crate::engine::{Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err};
+use crate::functions::quantile;
+use crate::value::format_value;
+
+/// The labels a series is grouped by.
+fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(names)) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| names.labels.contains(&l.name))
+                .cloned()
+                .collect(),
+        ),
+        Some(LabelModifier::Exclude(names)) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !names.labels.contains(&l.name))
+                .cloned()
+                .collect(),
+        ),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Acc {
+    value: f64,
+    mean: f64,
+    count: f64,
+}
+
+/// Evaluates an aggregation.
+pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let op = a.op.to_string();
+    let n = ctx.steps.len();
+    let param = match &a.param {
+        Some(p) => Some(eval(p, ctx)?),
+        None => None,
+    };
+    let Val::Vector(input) = eval(&a.expr, ctx)? else {
+        return exec_err(format!("expected an instant vector in {op} aggregation"));
+    };
+    // Groups: each input series belongs to one, whatever the step.
+    let mut group_index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Labels> = Vec::new();
+    let mut member: Vec<usize> = Vec::with_capacity(input.len());
+    for s in &input {
+        let key = group_labels(&s.labels, &a.modifier);
+        let g = *group_index.entry(key.clone()).or_insert_with(|| {
+            groups.push(key);
+            groups.len() - 1
+        });
+        member.push(g);
+    }
+    let scalar_param = |what: &str| -> Result<Vec<f64>, QueryError> {
+        match &param {
+            Some(Val::Scalar(v)) => Ok(v.clone()),
+            _ => exec_err(format!("expected a scalar parameter for {what}")),
+        }
+    };
+    match op.as_str() {
+        "topk" | "bottomk" => {
+            let k = scalar_param(&op)?;
+            let top = op == "topk";
+            let mut keep = vec![vec![false; n]; input.len()];
+            let mut order: Vec<Vec<usize>> = vec![Vec::new(); n];
+            for step in 0..n {
+                let k = k[step];
+                if k.is_nan() || k < 1.0 {
+                    continue;
+                }
+                let k = if k > 1e15 { usize::MAX } else { k as usize };
+                let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+                for (i, s) in input.iter().enumerate() {
+                    if s.values[step].is_some() {
+                        by_group[member[i]].push(i);
+                    }
+                }
+                for members in by_group {
+                    let mut members = members;
+                    // Best first; NaN is worst either way.
+                    members.sort_by(|&x, &y| {
+                        let (vx, vy) = (
+                            input[x].values[step].unwrap_or(f64::NAN),
+                            input[y].values[step].unwrap_or(f64::NAN),
+                        );
+                        match (vx.is_nan(), vy.is_nan()) {
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
+                            _ if top => vy.total_cmp(&vx),
+                            _ => vx.total_cmp(&vy),
+                        }
+                    });
+                    for &i in members.iter().take(k) {
+                        keep[i][step] = true;
+                        order[step].push(i);
+                    }
+                }
+            }
+            // An instant query keeps the order of selection (best first per group).
+            let series_order: Vec<usize> = if n == 1 {
+                order[0].clone()
+            } else {
+                (0..input.len()).collect()
+            };
+            let out = series_order
+                .into_iter()
+                .filter_map(|i| {
+                    let values: Vec<Option<f64>> = input[i]
+                        .values
+                        .iter()
+                        .zip(&keep[i])
+                        .map(|(v, k)| if *k { *v } else { None })
+                        .collect();
+                    values.iter().any(Option::is_some).then(|| StepSeries {
+                        labels: input[i].labels.clone(),
+                        values,
+                    })
+                })
+                .collect();
+            Ok(Val::Vector(out))
+        }
+        "count_values" => {
+            let Some(Val::String(label)) = &param else {
+                return exec_err("expected a string parameter for count_values");
+            };
+            if !label
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+                || label.is_empty()
+            {
+                return exec_err(format!("invalid label name {label:?}"));
+            }
+            let mut index: HashMap<Labels, usize> = HashMap::new();
+            let mut out: Vec<StepSeries> = Vec::new();
+            for (i, s) in input.iter().enumerate() {
+                for (step, v) in s.values.iter().enumerate() {
+                    let Some(v) = v else { continue };
+                    let mut pairs: Vec<(String, String)> = groups[member[i]]
+                        .iter()
+                        .filter(|l| l.name != *label)
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect();
+                    pairs.push((label.clone(), format_value(*v)));
+                    let labels = Labels::from_pairs(pairs);
+                    let idx = *index.entry(labels.clone()).or_insert_with(|| {
+                        out.push(StepSeries {
+                            labels,
+                            values: vec![None; n],
+                        });
+                        out.len() - 1
+                    });
+                    let slot = &mut out[idx].values[step];
+                    *slot = Some(slot.unwrap_or(0.0) + 1.0);
+                }
+            }
+            Ok(Val::Vector(out))
+        }
+        "quantile" => {
+            let q = scalar_param("quantile")?;
+            let mut values: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); n]; groups.len()];
+            for (i, s) in input.iter().enumerate() {
+                for (step, v) in s.values.iter().enumerate() {
+                    if let Some(v) = v {
+                        values[member[i]][step].push(*v);
+                    }
+                }
+            }
+            let out = groups
+                .into_iter()
+                .zip(values)
+                .map(|(labels, mut per_step)| StepSeries {
+                    labels,
+                    values: per_step
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(step, vals)| (!vals.is_empty()).then(|| quantile(q[step], vals)))
+                        .collect(),
+                })
+                .collect();
+            Ok(Val::Vector(out))
+        }
+        "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" => {
+            let mut acc: Vec<Vec<Option<Acc>>> = vec![vec![None; n]; groups.len()];
+            for (i, s) in input.iter().enumerate() {
+                let g = member[i];
+                for (step, v) in s.values.iter().enumerate() {
+                    let Some(v) = *v else { continue };
+                    let slot = &mut acc[g][step];
+                    match slot {
+                        None => {
+                            *slot = Some(Acc {
+                                value: if op == "stddev" || op == "stdvar" {
+                                    0.0
+                                } else {
+                                    v
+                                },
+                                mean: v,
+                                count: 1.0,
+                            });
+                        }
+                        Some(a) => {
+                            a.count += 1.0;
+                            match op.as_str() {
+                                "sum" => a.value += v,
+                                "max" if (a.value < v || a.value.is_nan()) => {
+                                    a.value = v;
+                                }
+                                "min" if (a.value > v || a.value.is_nan()) => {
+                                    a.value = v;
+                                }
+                                "avg" => {
+                                    if a.mean.is_infinite() {
+                                        if v.is_infinite() && (a.mean > 0.0) == (v > 0.0) {
+                                            continue;
+                                        }
+                                        if !v.is_infinite() && !v.is_nan() {
+                                            continue;
+                                        }
+                                    }
+                                    a.mean += v / a.count - a.mean / a.count;
+                                }
+                                "stddev" | "stdvar" => {
+                                    let delta = v - a.mean;
+                                    a.mean += delta / a.count;
+                                    a.value += delta * (v - a.mean);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            let out = groups
+                .into_iter()
+                .zip(acc)
+                .map(|(labels, per_step)| StepSeries {
+                    labels,
+                    values: per_step
+                        .into_iter()
+                        .map(|a| {
+                            a.map(|a| match op.as_str() {
+                                "avg" => a.mean,
+                                "count" => a.count,
+                                "group" => 1.0,
+                                "stdvar" => a.value / a.count,
+                                "stddev" => (a.value / a.count).sqrt(),
+                                _ => a.value,
+                            })
+                        })
+                        .collect(),
+                })
+                .collect();
+            Ok(Val::Vector(out))
+        }
+        other => exec_err(format!("unknown aggregation {other}")),
+    }
+}
+
+/// `histogram_quantile(φ, buckets)` over classic histograms: series grouped by their labels
+/// without `le`, per step; the result drops the metric name (two metrics' buckets with equal
+/// other labels are then Prometheus's duplicate-labelset error).
+pub(crate) fn histogram_quantile(
+    q: &[f64],
+    input: &[StepSeries],
+    n: usize,
+) -> Result<Val, QueryError> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    for (i, s) in input.iter().enumerate() {
+        let Some(le) = s.labels.get("le") else {
+            continue;
+        };
+        let Ok(upper) = parse_go_float(le) else {
+            continue;
+        };
+        let key = Labels::from_sorted(
+            s.labels
+                .iter()
+                .filter(|l| l.name != "le")
+                .cloned()
+                .collect(),
+        );
+        let g = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push((upper, i));
+    }
+    let out = groups
+        .into_iter()
+        .map(|(labels, members)| StepSeries {
+            labels: drop_name(&labels),
+            values: (0..n)
+                .map(|step| {
+                    let buckets: Vec<(f64, f64)> = members
+                        .iter()
+                        .filter_map(|&(upper, i)| input[i].values[step].map(|c| (upper, c)))
+                        .collect();
+                    (!buckets.is_empty()).then(|| bucket_quantile(q[step], buckets))
+                })
+                .collect(),
+        })
+        .collect();
+    crate::engine::merge_same_labels(out)
+}
+
+/// Go's `strconv.ParseFloat` for bucket bounds (`+Inf`, `1e3`, …).
+fn parse_go_float(s: &str) -> Result<f64, ()> {
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Ok(f64::INFINITY),
+        "-inf" | "-infinity" => Ok(f64::NEG_INFINITY),
+        "nan" => Ok(f64::NAN),
+        _ => s.parse::<f64>().map_err(|_| ()),
+    }
+}
+
+/// Prometheus 2.42's `bucketQuantile`.
+fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Coalesce buckets with the same bound.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for (upper, count) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == upper => last.1 += count,
+            _ => merged.push((upper, count)),
+        }
+    }
+    // Counts must not decrease.
+    let mut max = f64::NEG_INFINITY;
+    for b in &mut merged {
+        if b.1 > max {
+            max = b.1;
+        } else if b.1 < max {
+            b.1 = max;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = merged[merged.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let b = merged[..merged.len() - 1].partition_point(|b| b.1 < rank);
+    if b == merged.len() - 1 {
+        return merged[merged.len() - 2].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, merged[b].0, merged[b].1);
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}

@@ -1,0 +1,403 @@
+//! Binary operators: arithmetic, comparison (with and without `bool`), set operators, and
+//! vector matching (`on`, `ignoring`, `group_left`, `group_right`) with Prometheus's errors.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use rthanos_model::Labels;
+
+use crate::engine::{
+    Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, merge_same_labels,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl Op {
+    fn parse(s: &str) -> Result<Op, QueryError> {
+        Ok(match s {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            other => return exec_err(format!("unknown binary operator {other:?}")),
+        })
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    /// Arithmetic results lose the metric name (not `atan2`, as in Prometheus 2.x).
+    fn drops_name(self) -> bool {
+        matches!(
+            self,
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow
+        )
+    }
+
+    /// Prometheus's `vectorElemBinop`: the value, and whether a comparison keeps it.
+    fn apply(self, l: f64, r: f64) -> (f64, bool) {
+        match self {
+            Op::Add => (l + r, true),
+            Op::Sub => (l - r, true),
+            Op::Mul => (l * r, true),
+            Op::Div => (l / r, true),
+            Op::Mod => (l % r, true),
+            Op::Pow => (l.powf(r), true),
+            Op::Atan2 => (l.atan2(r), true),
+            Op::Eq => (l, l == r),
+            Op::Ne => (l, l != r),
+            Op::Gt => (l, l > r),
+            Op::Lt => (l, l < r),
+            Op::Ge => (l, l >= r),
+            Op::Le => (l, l <= r),
+            Op::And | Op::Or | Op::Unless => (l, true),
+        }
+    }
+}
+
+fn bool_value(keep: bool) -> f64 {
+    if keep { 1.0 } else { 0.0 }
+}
+
+/// The labels two series are matched on.
+fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| on.labels.contains(&l.name))
+                .cloned()
+                .collect(),
+        ),
+        Some(LabelModifier::Exclude(ignoring)) => Labels::from_sorted(
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !ignoring.labels.contains(&l.name))
+                .cloned()
+                .collect(),
+        ),
+        None => drop_name(labels),
+    }
+}
+
+/// Evaluates a binary expression.
+pub(crate) fn eval_binary(b: &BinaryExpr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let op = Op::parse(&b.op.to_string())?;
+    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+    let lhs = eval(&b.lhs, ctx)?;
+    let rhs = eval(&b.rhs, ctx)?;
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
+            l.iter()
+                .zip(&r)
+                .map(|(&l, &r)| {
+                    let (v, keep) = op.apply(l, r);
+                    if op.is_comparison() {
+                        bool_value(keep)
+                    } else {
+                        v
+                    }
+                })
+                .collect(),
+        )),
+        (Val::Vector(v), Val::Scalar(s)) => vector_scalar(op, v, &s, false, return_bool),
+        (Val::Scalar(s), Val::Vector(v)) => vector_scalar(op, v, &s, true, return_bool),
+        (Val::Vector(l), Val::Vector(r)) => {
+            let modifier = b.modifier.as_ref();
+            let matching = modifier.and_then(|m| m.matching.clone());
+            match op {
+                Op::And | Op::Or | Op::Unless => Ok(set_op(op, &l, &r, &matching, ctx.steps.len())),
+                _ => {
+                    let card =
+                        modifier.map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
+                    vector_vector(op, l, r, &matching, &card, return_bool, ctx.steps.len())
+                }
+            }
+        }
+        _ => exec_err("binary operators need scalars or instant vectors"),
+    }
+}
+
+fn vector_scalar(
+    op: Op,
+    vector: Vec<StepSeries>,
+    scalar: &[f64],
+    scalar_left: bool,
+    return_bool: bool,
+) -> Result<Val, QueryError> {
+    let drop = op.drops_name() || return_bool;
+    let out = vector
+        .into_iter()
+        .filter_map(|s| {
+            let values: Vec<Option<f64>> = s
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let v = (*v)?;
+                    let (l, r) = if scalar_left {
+                        (scalar[i], v)
+                    } else {
+                        (v, scalar[i])
+                    };
+                    let (mut value, keep) = op.apply(l, r);
+                    // A comparison keeps the vector's value, whichever side it is on.
+                    if op.is_comparison() && scalar_left {
+                        value = v;
+                    }
+                    if return_bool {
+                        Some(bool_value(keep))
+                    } else if keep {
+                        Some(value)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            values.iter().any(Option::is_some).then(|| StepSeries {
+                labels: if drop { drop_name(&s.labels) } else { s.labels },
+                values,
+            })
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+fn set_op(
+    op: Op,
+    lhs: &[StepSeries],
+    rhs: &[StepSeries],
+    matching: &Option<LabelModifier>,
+    steps: usize,
+) -> Val {
+    let mut ids: HashMap<Labels, usize> = HashMap::new();
+    let mut sig_id = |labels: &Labels| {
+        let next = ids.len();
+        *ids.entry(signature(labels, matching)).or_insert(next)
+    };
+    let lsig: Vec<usize> = lhs.iter().map(|s| sig_id(&s.labels)).collect();
+    let rsig: Vec<usize> = rhs.iter().map(|s| sig_id(&s.labels)).collect();
+    let mut seen = vec![usize::MAX; ids.len()];
+    let mut out_l: Vec<StepSeries> = lhs
+        .iter()
+        .map(|s| StepSeries {
+            labels: s.labels.clone(),
+            values: vec![None; steps],
+        })
+        .collect();
+    let mut out_r: Vec<StepSeries> = rhs
+        .iter()
+        .map(|s| StepSeries {
+            labels: s.labels.clone(),
+            values: vec![None; steps],
+        })
+        .collect();
+    for step in 0..steps {
+        let mark = |sigs: &[usize], series: &[StepSeries], seen: &mut Vec<usize>| {
+            for (i, s) in series.iter().enumerate() {
+                if s.values[step].is_some() {
+                    seen[sigs[i]] = step;
+                }
+            }
+        };
+        match op {
+            Op::And | Op::Unless => {
+                mark(&rsig, rhs, &mut seen);
+                for (i, s) in lhs.iter().enumerate() {
+                    let matched = seen[lsig[i]] == step;
+                    if s.values[step].is_some() && matched == (op == Op::And) {
+                        out_l[i].values[step] = s.values[step];
+                    }
+                }
+            }
+            _ => {
+                mark(&lsig, lhs, &mut seen);
+                for (i, s) in lhs.iter().enumerate() {
+                    out_l[i].values[step] = s.values[step];
+                }
+                for (j, s) in rhs.iter().enumerate() {
+                    if s.values[step].is_some() && seen[rsig[j]] != step {
+                        out_r[j].values[step] = s.values[step];
+                    }
+                }
+            }
+        }
+    }
+    Val::Vector(
+        out_l
+            .into_iter()
+            .chain(out_r)
+            .filter(|s| s.values.iter().any(Option::is_some))
+            .collect(),
+    )
+}
+
+/// The result labels of matching `many` (the side that may repeat) with `one`.
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    op: Op,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+) -> Labels {
+    let mut pairs: Vec<(String, String)> = many
+        .iter()
+        .filter(|l| !(l.name == "__name__" && (op.drops_name() || return_bool)))
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect();
+    if matches!(card, VectorMatchCardinality::OneToOne) {
+        match matching {
+            Some(LabelModifier::Include(on)) => {
+                pairs.retain(|(n, _)| on.labels.iter().any(|o| o == n));
+            }
+            Some(LabelModifier::Exclude(ignoring)) => {
+                pairs.retain(|(n, _)| !ignoring.labels.iter().any(|o| o == n));
+            }
+            None => {}
+        }
+    }
+    if let Some(include) = card.labels() {
+        for name in &include.labels {
+            pairs.retain(|(n, _)| n != name);
+            if let Some(v) = one.get(name)
+                && !v.is_empty()
+            {
+                pairs.push((name.clone(), v.to_string()));
+            }
+        }
+    }
+    Labels::from_pairs(pairs)
+}
+
+fn vector_vector(
+    op: Op,
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
+    matching: &Option<LabelModifier>,
+    card: &VectorMatchCardinality,
+    return_bool: bool,
+    steps: usize,
+) -> Result<Val, QueryError> {
+    // One-to-many is many-to-one with the sides swapped; values are swapped back below.
+    let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    let mut ids: HashMap<Labels, usize> = HashMap::new();
+    let mut sig_id = |labels: &Labels| {
+        let next = ids.len();
+        *ids.entry(signature(labels, matching)).or_insert(next)
+    };
+    let many_sig: Vec<usize> = many.iter().map(|s| sig_id(&s.labels)).collect();
+    let one_sig: Vec<usize> = one.iter().map(|s| sig_id(&s.labels)).collect();
+    let mut one_at = vec![(usize::MAX, 0usize); ids.len()];
+    let mut matched_at = vec![usize::MAX; ids.len()];
+    let mut inserted: HashMap<usize, Vec<Labels>> = HashMap::new();
+    let mut out_index: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut out: Vec<StepSeries> = Vec::new();
+    let one_side = if swapped { "left" } else { "right" };
+    for step in 0..steps {
+        for (j, s) in one.iter().enumerate() {
+            if s.values[step].is_none() {
+                continue;
+            }
+            let sig = one_sig[j];
+            if one_at[sig].0 == step {
+                let other = &one[one_at[sig].1];
+                let matched = signature(&s.labels, matching);
+                return exec_err(format!(
+                    "found duplicate series for the match group {matched} on the {one_side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    s.labels, other.labels
+                ));
+            }
+            one_at[sig] = (step, j);
+        }
+        if matches!(
+            card,
+            VectorMatchCardinality::ManyToOne(_) | VectorMatchCardinality::OneToMany(_)
+        ) {
+            inserted.clear();
+        }
+        for (i, s) in many.iter().enumerate() {
+            let Some(mv) = s.values[step] else { continue };
+            let sig = many_sig[i];
+            if one_at[sig].0 != step {
+                continue;
+            }
+            let j = one_at[sig].1;
+            let Some(ov) = one[j].values[step] else {
+                continue;
+            };
+            let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
+            let (value, keep) = op.apply(l, r);
+            let value = if return_bool {
+                bool_value(keep)
+            } else if keep {
+                value
+            } else {
+                continue;
+            };
+            let idx = match out_index.get(&(i, j)) {
+                Some(&idx) => idx,
+                None => {
+                    let labels =
+                        result_labels(&s.labels, &one[j].labels, op, matching, card, return_bool);
+                    out.push(StepSeries {
+                        labels,
+                        values: vec![None; steps],
+                    });
+                    out_index.insert((i, j), out.len() - 1);
+                    out.len() - 1
+                }
+            };
+            if matches!(card, VectorMatchCardinality::OneToOne) {
+                if matched_at[sig] == step {
+                    return exec_err(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                    );
+                }
+                matched_at[sig] = step;
+            } else {
+                let seen = inserted.entry(sig).or_default();
+                if seen.contains(&out[idx].labels) {
+                    return exec_err(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    );
+                }
+                seen.push(out[idx].labels.clone());
+            }
+            out[idx].values[step] = Some(value);
+        }
+    }
+    merge_same_labels(out)
+}

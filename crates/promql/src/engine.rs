@@ -1,0 +1,722 @@
+//! The evaluator: fetches every selector's series, then evaluates the expression for all steps
+//! at once. Intermediate instant vectors are series with one optional value per step, so each
+//! node runs once per query, not once per step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
+use rthanos_model::{Labels, MatchType, Matcher};
+
+use crate::storage::{Queryable, SelectHints, StorageError};
+use crate::value::{InstantSample, Sample, Series, Value, is_stale};
+
+/// Why a query failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    /// The query does not parse (HTTP 400, `bad_data`).
+    #[error("{0}")]
+    Parse(String),
+    /// The query parses but cannot be evaluated as asked (HTTP 422, `execution`).
+    #[error("{0}")]
+    Execution(String),
+    /// Storage failed (HTTP 422/503).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// `--query.max-samples` was passed.
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    /// `--query.timeout` was passed.
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+}
+
+pub(crate) fn exec_err<T>(msg: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError::Execution(msg.into()))
+}
+
+/// Engine settings (the querier's `--query.*` flags).
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// `--query.lookback-delta`: how far back an instant selector looks for a sample.
+    pub lookback_delta: Duration,
+    /// `--query.max-samples`: most samples held at once by one query.
+    pub max_samples: usize,
+    /// `--query.timeout`.
+    pub timeout: Duration,
+    /// Step of subqueries that give none (Prometheus: the global evaluation interval).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The PromQL engine.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    options: EngineOptions,
+}
+
+/// A series of an instant vector over the query's steps.
+#[derive(Clone, Debug)]
+pub(crate) struct StepSeries {
+    pub(crate) labels: Labels,
+    pub(crate) values: Vec<Option<f64>>,
+}
+
+/// A value over the query's steps.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Scalar(Vec<f64>),
+    Vector(Vec<StepSeries>),
+    String(String),
+    /// Only as a query's result (an instant query of a range selector or a subquery).
+    Matrix(Vec<Series>),
+}
+
+/// Where evaluation is: the steps, and the data fetched for each selector.
+pub(crate) struct Ctx<'a> {
+    pub(crate) steps: Vec<i64>,
+    pub(crate) lookback: i64,
+    /// Query start and end, for `@ start()` / `@ end()`.
+    pub(crate) query_start: i64,
+    pub(crate) query_end: i64,
+    pub(crate) data: &'a HashMap<usize, Arc<Vec<Series>>>,
+    pub(crate) options: &'a EngineOptions,
+    pub(crate) deadline: Instant,
+}
+
+pub(crate) fn millis(d: &Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => millis(d),
+        Some(Offset::Neg(d)) => -millis(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => millis(&d),
+        Err(e) => -millis(&e.duration()),
+    }
+}
+
+impl Ctx<'_> {
+    pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|at| match at {
+            AtModifier::Start => self.query_start,
+            AtModifier::End => self.query_end,
+            AtModifier::At(t) => system_time_ms(t),
+        })
+    }
+
+    pub(crate) fn check_deadline(&self) -> Result<(), QueryError> {
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("expression evaluation"));
+        }
+        Ok(())
+    }
+
+    /// The data fetched for a selector node.
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> Arc<Vec<Series>> {
+        self.data
+            .get(&(vs as *const VectorSelector as usize))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn with_steps(&self, steps: Vec<i64>) -> Ctx<'_> {
+        Ctx {
+            steps,
+            lookback: self.lookback,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            data: self.data,
+            options: self.options,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// The model's matchers for a selector, its metric name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name
+        && !vs
+            .matchers
+            .matchers
+            .iter()
+            .any(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
+    {
+        out.push(Matcher::equal("__name__", name.as_str()));
+    }
+    for m in &vs.matchers.matchers {
+        let (kind, value) = match &m.op {
+            MatchOp::Equal => (MatchType::Equal, m.value.clone()),
+            MatchOp::NotEqual => (MatchType::NotEqual, m.value.clone()),
+            MatchOp::Re(_) => (MatchType::Regex, m.value.clone()),
+            MatchOp::NotRe(_) => (MatchType::NotRegex, m.value.clone()),
+        };
+        out.push(
+            Matcher::new(kind, m.name.as_str(), value.as_str())
+                .map_err(|e| QueryError::Parse(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// A selector to fetch: its node, matchers, and the times its samples are needed for.
+struct Fetch<'e> {
+    node: &'e VectorSelector,
+    hints: SelectHints,
+}
+
+/// Collects the selectors of `expr`, evaluated at times [start, end].
+fn collect<'e>(
+    expr: &'e Expr,
+    start: i64,
+    end: i64,
+    lookback: i64,
+    query: (i64, i64),
+    options: &EngineOptions,
+    out: &mut Vec<Fetch<'e>>,
+) {
+    let at = |at: &Option<AtModifier>| match at {
+        None => None,
+        Some(AtModifier::Start) => Some(query.0),
+        Some(AtModifier::End) => Some(query.1),
+        Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+    };
+    let window = |at_time: Option<i64>, offset: i64| match at_time {
+        Some(t) => (t - offset, t - offset),
+        None => (start - offset, end - offset),
+    };
+    match expr {
+        Expr::VectorSelector(vs) => {
+            let (s, e) = window(at(&vs.at), offset_ms(&vs.offset));
+            out.push(Fetch {
+                node: vs,
+                hints: SelectHints {
+                    start: s - lookback,
+                    end: e,
+                    ..SelectHints::default()
+                },
+            });
+        }
+        Expr::MatrixSelector(MatrixSelector { vs, range }) => {
+            let (s, e) = window(at(&vs.at), offset_ms(&vs.offset));
+            let range = millis(range);
+            out.push(Fetch {
+                node: vs,
+                hints: SelectHints {
+                    start: s - range,
+                    end: e,
+                    range,
+                    ..SelectHints::default()
+                },
+            });
+        }
+        Expr::Subquery(sq) => {
+            let (s, e) = window(at(&sq.at), offset_ms(&sq.offset));
+            let range = millis(&sq.range);
+            let step = sq
+                .step
+                .as_ref()
+                .map_or(millis(&options.default_subquery_step), millis);
+            let first = subquery_first_step(s - range, step.max(1));
+            collect(&sq.expr, first, e, lookback, query, options, out);
+        }
+        Expr::Aggregate(a) => {
+            collect(&a.expr, start, end, lookback, query, options, out);
+            if let Some(p) = &a.param {
+                collect(p, start, end, lookback, query, options, out);
+            }
+        }
+        Expr::Unary(u) => collect(&u.expr, start, end, lookback, query, options, out),
+        Expr::Binary(b) => {
+            collect(&b.lhs, start, end, lookback, query, options, out);
+            collect(&b.rhs, start, end, lookback, query, options, out);
+        }
+        Expr::Paren(p) => collect(&p.expr, start, end, lookback, query, options, out),
+        Expr::Call(c) => {
+            for arg in &c.args.args {
+                collect(arg, start, end, lookback, query, options, out);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Subqueries step on absolute multiples of their step: the first step at or after `start`.
+pub(crate) fn subquery_first_step(start: i64, step: i64) -> i64 {
+    let aligned = start.div_euclid(step) * step;
+    if aligned < start {
+        aligned + step
+    } else {
+        aligned
+    }
+}
+
+impl Engine {
+    /// An engine with `options`.
+    pub fn new(options: EngineOptions) -> Self {
+        Self { options }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Evaluates `query` at time `t` (ms).
+    pub async fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        t: i64,
+    ) -> Result<Value, QueryError> {
+        let expr = crate::parse::parse_query(query)?;
+        let val = self.run(storage, &expr, t, t, 0).await?;
+        Ok(match val {
+            Val::Scalar(v) => Value::Scalar { t, v: v[0] },
+            Val::String(s) => Value::String { t, s },
+            Val::Vector(series) => Value::Vector(
+                series
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.values[0].map(|v| InstantSample {
+                            labels: s.labels,
+                            t,
+                            v,
+                        })
+                    })
+                    .collect(),
+            ),
+            Val::Matrix(m) => Value::Matrix(m),
+        })
+    }
+
+    /// Evaluates `query` from `start` to `end` every `step` (ms).
+    pub async fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Value, QueryError> {
+        if step <= 0 {
+            return Err(QueryError::Parse(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(QueryError::Parse(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let expr = crate::parse::parse_query(query)?;
+        let kind = expr.value_type();
+        if kind != promql_parser::parser::value::ValueType::Scalar
+            && kind != promql_parser::parser::value::ValueType::Vector
+        {
+            return exec_err(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                match kind {
+                    promql_parser::parser::value::ValueType::Matrix => "range vector",
+                    _ => "string",
+                }
+            ));
+        }
+        let steps: Vec<i64> = (0..)
+            .map(|i| start + i * step)
+            .take_while(|t| *t <= end)
+            .collect();
+        let val = self.run(storage, &expr, start, end, step).await?;
+        Ok(Value::Matrix(to_matrix(val, &steps)))
+    }
+
+    async fn run(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Val, QueryError> {
+        let deadline = Instant::now() + self.options.timeout;
+        let lookback = millis(&self.options.lookback_delta);
+        let mut fetches = Vec::new();
+        collect(
+            expr,
+            start,
+            end,
+            lookback,
+            (start, end),
+            &self.options,
+            &mut fetches,
+        );
+        let mut data = HashMap::new();
+        for fetch in fetches {
+            let matchers = selector_matchers(fetch.node)?;
+            let hints = SelectHints {
+                step,
+                ..fetch.hints
+            };
+            let selected = tokio_timeout(deadline, storage.select(&matchers, &hints)).await??;
+            data.insert(
+                fetch.node as *const VectorSelector as usize,
+                Arc::new(selected),
+            );
+        }
+        let steps: Vec<i64> = if step == 0 {
+            vec![start]
+        } else {
+            (0..)
+                .map(|i| start + i * step)
+                .take_while(|t| *t <= end)
+                .collect()
+        };
+        let ctx = Ctx {
+            steps,
+            lookback,
+            query_start: start,
+            query_end: end,
+            data: &data,
+            options: &self.options,
+            deadline,
+        };
+        eval(expr, &ctx)
+    }
+}
+
+async fn tokio_timeout<T>(
+    deadline: Instant,
+    fut: impl Future<Output = T>,
+) -> Result<T, QueryError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left, fut)
+        .await
+        .map_err(|_| QueryError::Timeout("query preparation"))
+}
+
+/// A range query's result: one series per label set, points where it has a value.
+fn to_matrix(val: Val, steps: &[i64]) -> Vec<Series> {
+    let mut out: Vec<Series> = match val {
+        Val::Scalar(values) => vec![Series {
+            labels: Labels::default(),
+            samples: steps
+                .iter()
+                .zip(values)
+                .map(|(&t, v)| Sample { t, v })
+                .collect(),
+        }],
+        Val::Vector(series) => series
+            .into_iter()
+            .map(|s| Series {
+                labels: s.labels,
+                samples: steps
+                    .iter()
+                    .zip(s.values)
+                    .filter_map(|(&t, v)| v.map(|v| Sample { t, v }))
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect(),
+        Val::Matrix(m) => m,
+        Val::String(_) => Vec::new(),
+    };
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// Evaluates a node over the context's steps.
+pub(crate) fn eval(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    ctx.check_deadline()?;
+    match expr {
+        Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ctx.steps.len()])),
+        Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+        Expr::Paren(p) => eval(&p.expr, ctx),
+        Expr::Unary(u) => match eval(&u.expr, ctx)? {
+            Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+            Val::Vector(series) => {
+                let out = series
+                    .into_iter()
+                    .map(|s| StepSeries {
+                        labels: drop_name(&s.labels),
+                        values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
+                    })
+                    .collect();
+                merge_same_labels(out)
+            }
+            _ => exec_err("unary minus needs a scalar or an instant vector"),
+        },
+        Expr::VectorSelector(vs) => Ok(Val::Vector(eval_vector_selector(vs, ctx).0)),
+        Expr::MatrixSelector(ms) => {
+            let t = ctx.steps[0];
+            let windows = matrix_windows(&ms.vs, millis(&ms.range), ctx)?;
+            Ok(Val::Matrix(
+                windows
+                    .into_iter()
+                    .map(|w| Series {
+                        labels: w.labels,
+                        samples: w.windows[0].clone(),
+                    })
+                    .filter(|s| !s.samples.is_empty())
+                    .inspect(|_s| {
+                        let _ = t;
+                    })
+                    .collect(),
+            ))
+        }
+        Expr::Subquery(sq) => {
+            let windows = subquery_windows(sq, ctx)?;
+            Ok(Val::Matrix(
+                windows
+                    .into_iter()
+                    .map(|w| Series {
+                        labels: w.labels,
+                        samples: w.windows[0].clone(),
+                    })
+                    .filter(|s| !s.samples.is_empty())
+                    .collect(),
+            ))
+        }
+        Expr::Aggregate(a) => crate::aggregate::eval_aggregate(a, ctx),
+        Expr::Binary(b) => crate::binary::eval_binary(b, ctx),
+        Expr::Call(c) => crate::functions::eval_call(c, ctx),
+        Expr::Extension(_) => exec_err("extension expressions are not supported"),
+    }
+}
+
+/// The labels without `__name__`.
+pub(crate) fn drop_name(labels: &Labels) -> Labels {
+    if labels.get("__name__").is_none() {
+        return labels.clone();
+    }
+    Labels::from_sorted(
+        labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Series with equal labels joined into one; two values at one step are Prometheus's
+/// "vector cannot contain metrics with the same labelset" error.
+pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Val, QueryError> {
+    let mut index: HashMap<Labels, usize> = HashMap::with_capacity(series.len());
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    for s in series {
+        match index.get(&s.labels) {
+            Some(&i) => {
+                let target = &mut out[i];
+                for (slot, v) in target.values.iter_mut().zip(s.values) {
+                    if let Some(v) = v {
+                        if slot.is_some() {
+                            return exec_err(
+                                "vector cannot contain metrics with the same labelset",
+                            );
+                        }
+                        *slot = Some(v);
+                    }
+                }
+            }
+            None => {
+                index.insert(s.labels.clone(), out.len());
+                out.push(s);
+            }
+        }
+    }
+    Ok(Val::Vector(out))
+}
+
+/// An instant selector at each step: the latest sample in [t - lookback, t] (after offset and
+/// @), unless it is a staleness marker. Also returns, per series and step, the sample's own
+/// timestamp (for `timestamp()`).
+pub(crate) fn eval_vector_selector(
+    vs: &VectorSelector,
+    ctx: &Ctx<'_>,
+) -> (Vec<StepSeries>, Vec<Vec<i64>>) {
+    let data = ctx.series_of(vs);
+    let offset = offset_ms(&vs.offset);
+    let at = ctx.at_ms(&vs.at);
+    let mut out = Vec::with_capacity(data.len());
+    let mut times = Vec::with_capacity(data.len());
+    for series in data.iter() {
+        let mut values = Vec::with_capacity(ctx.steps.len());
+        let mut stamps = Vec::with_capacity(ctx.steps.len());
+        let mut any = false;
+        for &step in &ctx.steps {
+            let reference = at.unwrap_or(step) - offset;
+            // Last sample at or before the reference time.
+            let idx = series.samples.partition_point(|s| s.t <= reference);
+            let found = idx
+                .checked_sub(1)
+                .map(|i| series.samples[i])
+                .filter(|s| s.t >= reference - ctx.lookback && !is_stale(s.v));
+            match found {
+                Some(s) => {
+                    values.push(Some(s.v));
+                    stamps.push(s.t);
+                    any = true;
+                }
+                None => {
+                    values.push(None);
+                    stamps.push(0);
+                }
+            }
+        }
+        if any {
+            out.push(StepSeries {
+                labels: series.labels.clone(),
+                values,
+            });
+            times.push(stamps);
+        }
+    }
+    (out, times)
+}
+
+/// A range argument's samples for each step.
+pub(crate) struct Windows {
+    pub(crate) labels: Labels,
+    /// Per step, the samples in the window.
+    pub(crate) windows: Vec<Vec<Sample>>,
+}
+
+/// A range selector's windows: samples in [t - range, t] after offset and @, staleness
+/// markers left out.
+pub(crate) fn matrix_windows(
+    vs: &VectorSelector,
+    range: i64,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<Windows>, QueryError> {
+    let data = ctx.series_of(vs);
+    let offset = offset_ms(&vs.offset);
+    let at = ctx.at_ms(&vs.at);
+    let mut out = Vec::with_capacity(data.len());
+    let mut held = 0usize;
+    for series in data.iter() {
+        let samples: Vec<Sample> = series
+            .samples
+            .iter()
+            .filter(|s| !is_stale(s.v))
+            .copied()
+            .collect();
+        let windows = windows_over(
+            &samples,
+            &ctx.steps,
+            |step| at.unwrap_or(step) - offset,
+            range,
+        );
+        held += windows.iter().map(Vec::len).sum::<usize>() / ctx.steps.len().max(1);
+        if held > ctx.options.max_samples {
+            return Err(QueryError::TooManySamples("expression evaluation"));
+        }
+        out.push(Windows {
+            labels: series.labels.clone(),
+            windows,
+        });
+    }
+    Ok(out)
+}
+
+/// Per step, the samples with times in [end(step) - range, end(step)].
+fn windows_over(
+    samples: &[Sample],
+    steps: &[i64],
+    end: impl Fn(i64) -> i64,
+    range: i64,
+) -> Vec<Vec<Sample>> {
+    steps
+        .iter()
+        .map(|&step| {
+            let hi = end(step);
+            let lo = hi - range;
+            let from = samples.partition_point(|s| s.t < lo);
+            let to = samples.partition_point(|s| s.t <= hi);
+            samples[from..to.max(from)].to_vec()
+        })
+        .collect()
+}
+
+/// A subquery's windows: the inner expression evaluated every subquery step over the range,
+/// then, per outer step, the points in [t - range, t].
+pub(crate) fn subquery_windows(
+    sq: &SubqueryExpr,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<Windows>, QueryError> {
+    let offset = offset_ms(&sq.offset);
+    let at = ctx.at_ms(&sq.at);
+    let range = millis(&sq.range);
+    let step = sq
+        .step
+        .as_ref()
+        .map_or(millis(&ctx.options.default_subquery_step), millis)
+        .max(1);
+    let (first_end, last_end) = match at {
+        Some(t) => (t - offset, t - offset),
+        None => (
+            ctx.steps.first().copied().unwrap_or(0) - offset,
+            ctx.steps.last().copied().unwrap_or(0) - offset,
+        ),
+    };
+    let start = subquery_first_step(first_end - range, step);
+    let inner_steps: Vec<i64> = (0..)
+        .map(|i| start + i * step)
+        .take_while(|t| *t <= last_end)
+        .collect();
+    let inner = eval(&sq.expr, &ctx.with_steps(inner_steps.clone()))?;
+    let series: Vec<(Labels, Vec<Sample>)> = match inner {
+        Val::Vector(series) => series
+            .into_iter()
+            .map(|s| {
+                let samples = inner_steps
+                    .iter()
+                    .zip(s.values)
+                    .filter_map(|(&t, v)| v.map(|v| Sample { t, v }))
+                    .collect();
+                (s.labels, samples)
+            })
+            .collect(),
+        Val::Scalar(values) => vec![(
+            Labels::default(),
+            inner_steps
+                .iter()
+                .zip(values)
+                .map(|(&t, v)| Sample { t, v })
+                .collect(),
+        )],
+        _ => return exec_err("subquery is only allowed on instant vector or scalar"),
+    };
+    Ok(series
+        .into_iter()
+        .map(|(labels, samples)| Windows {
+            labels,
+            windows: windows_over(
+                &samples,
+                &ctx.steps,
+                |step| at.unwrap_or(step) - offset,
+                range,
+            ),
+        })
+        .collect())
+}

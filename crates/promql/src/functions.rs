@@ -1,0 +1,797 @@
+//! Function calls: range functions over windows, instant-vector functions per step.
+
+use chrono::{Datelike, Timelike};
+use promql_parser::parser::{Call, Expr};
+use rthanos_model::{Label, Labels};
+
+use crate::engine::{
+    Ctx, QueryError, StepSeries, Val, Windows, drop_name, eval, eval_vector_selector, exec_err,
+    matrix_windows, merge_same_labels, millis, offset_ms, subquery_windows,
+};
+use crate::value::Sample;
+
+fn unparen(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(p) => unparen(&p.expr),
+        other => other,
+    }
+}
+
+/// Scalar argument values per step.
+fn scalar_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<Vec<f64>, QueryError> {
+    match eval(expr, ctx)? {
+        Val::Scalar(v) => Ok(v),
+        _ => exec_err("expected a scalar argument"),
+    }
+}
+
+fn vector_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<Vec<StepSeries>, QueryError> {
+    match eval(expr, ctx)? {
+        Val::Vector(v) => Ok(v),
+        _ => exec_err("expected an instant vector argument"),
+    }
+}
+
+fn string_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<String, QueryError> {
+    match eval(expr, ctx)? {
+        Val::String(s) => Ok(s),
+        _ => exec_err("expected a string argument"),
+    }
+}
+
+/// A range argument's windows, and where each window ends relative to its step (offset, @).
+struct RangeArg {
+    windows: Vec<Windows>,
+    range: i64,
+    offset: i64,
+    at: Option<i64>,
+}
+
+fn range_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<RangeArg, QueryError> {
+    match unparen(expr) {
+        Expr::MatrixSelector(ms) => Ok(RangeArg {
+            windows: matrix_windows(&ms.vs, millis(&ms.range), ctx)?,
+            range: millis(&ms.range),
+            offset: offset_ms(&ms.vs.offset),
+            at: ctx.at_ms(&ms.vs.at),
+        }),
+        Expr::Subquery(sq) => Ok(RangeArg {
+            windows: subquery_windows(sq, ctx)?,
+            range: millis(&sq.range),
+            offset: offset_ms(&sq.offset),
+            at: ctx.at_ms(&sq.at),
+        }),
+        _ => exec_err("expected a range vector argument"),
+    }
+}
+
+/// Applies `f` to every window; `f` gets the window, the step index and the step's window end.
+fn over_windows(
+    arg: RangeArg,
+    keep_name: bool,
+    ctx: &Ctx<'_>,
+    f: impl Fn(&[Sample], usize, i64) -> Result<Option<f64>, QueryError>,
+) -> Result<Val, QueryError> {
+    let mut out = Vec::with_capacity(arg.windows.len());
+    for w in arg.windows {
+        let mut values = Vec::with_capacity(ctx.steps.len());
+        let mut any = false;
+        for (i, window) in w.windows.iter().enumerate() {
+            let end = arg.at.unwrap_or(ctx.steps[i]) - arg.offset;
+            let v = if window.is_empty() {
+                None
+            } else {
+                f(window, i, end)?
+            };
+            any |= v.is_some();
+            values.push(v);
+        }
+        if any {
+            out.push(StepSeries {
+                labels: if keep_name {
+                    w.labels
+                } else {
+                    drop_name(&w.labels)
+                },
+                values,
+            });
+        }
+    }
+    merge_same_labels(out)
+}
+
+/// Neumaier's compensated sum step, as Prometheus's `kahanSumInc`.
+fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// Prometheus's `extrapolatedRate` (2.x): rate, increase, delta.
+fn extrapolated_rate(
+    samples: &[Sample],
+    range_end: i64,
+    range: i64,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let first = samples[0];
+    let last = samples[samples.len() - 1];
+    let range_start = range_end - range;
+    let mut result = last.v - first.v;
+    if counter {
+        let mut prev = first.v;
+        for s in &samples[1..] {
+            if s.v < prev {
+                result += prev;
+            }
+            prev = s.v;
+        }
+    }
+    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
+    let duration_to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
+    let average_between = sampled_interval / (samples.len() - 1) as f64;
+    if counter && result > 0.0 && first.v >= 0.0 {
+        let duration_to_zero = sampled_interval * (first.v / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    let threshold = average_between * 1.1;
+    let mut extrapolate_to = sampled_interval;
+    extrapolate_to += if duration_to_start < threshold {
+        duration_to_start
+    } else {
+        average_between / 2.0
+    };
+    extrapolate_to += if duration_to_end < threshold {
+        duration_to_end
+    } else {
+        average_between / 2.0
+    };
+    result *= extrapolate_to / sampled_interval;
+    if per_second {
+        result /= range as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// irate / idelta: the last two samples.
+fn instant_value(samples: &[Sample], per_second: bool) -> Option<f64> {
+    if samples.len() < 2 {
+        return None;
+    }
+    let last = samples[samples.len() - 1];
+    let prev = samples[samples.len() - 2];
+    let mut result = if per_second && last.v < prev.v {
+        last.v
+    } else {
+        last.v - prev.v
+    };
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    if per_second {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Least-squares slope and intercept (at `intercept_time`), as Prometheus's `linearRegression`.
+fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = samples[0].v;
+    let mut const_y = true;
+    for (i, s) in samples.iter().enumerate() {
+        if const_y && i > 0 && s.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (s.t - intercept_time) as f64 / 1000.0;
+        (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_inc(s.v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_inc(x * s.v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// Prometheus's `quantile` over values (sorted here).
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn avg_over_time(samples: &[Sample]) -> f64 {
+    let (mut mean, mut c, mut count) = (0.0f64, 0.0, 0.0);
+    for s in samples {
+        count += 1.0;
+        if mean.is_infinite() {
+            if s.v.is_infinite() && (mean > 0.0) == (s.v > 0.0) {
+                continue;
+            }
+            if !s.v.is_infinite() && !s.v.is_nan() {
+                continue;
+            }
+        }
+        (mean, c) = kahan_inc(s.v / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() { mean } else { mean + c }
+}
+
+fn stdvar_over_time(samples: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for s in samples {
+        count += 1.0;
+        let delta = s.v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (s.v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+fn holt_winters(samples: &[Sample], sf: f64, tf: f64) -> Result<Option<f64>, QueryError> {
+    if sf <= 0.0 || sf >= 1.0 {
+        return exec_err(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+        ));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return exec_err(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+        ));
+    }
+    if samples.len() < 2 {
+        return Ok(None);
+    }
+    let (mut s0, mut s1) = (0.0, samples[0].v);
+    let mut b = samples[1].v - samples[0].v;
+    for (i, s) in samples.iter().enumerate().skip(1) {
+        let x = sf * s.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Ok(Some(s1))
+}
+
+/// Labels for `absent()`: the equality matchers of a selector argument (a name given twice
+/// is left out).
+fn absent_labels(expr: &Expr) -> Labels {
+    let vs = match unparen(expr) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::default(),
+    };
+    // As Prometheus: a name with one equality matcher and nothing else gives its label; a
+    // name matched twice, or not by equality, gives none.
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == "__name__" {
+            continue;
+        }
+        let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        if equal && !pairs.iter().any(|(n, _)| *n == m.name) {
+            pairs.push((m.name.clone(), m.value.clone()));
+        } else {
+            dropped.push(m.name.clone());
+        }
+    }
+    pairs.retain(|(n, _)| !dropped.contains(n));
+    Labels::from_pairs(pairs)
+}
+
+/// Per step, whether any series of `series` has a value.
+fn present_per_step(series: &[StepSeries], steps: usize) -> Vec<bool> {
+    let mut present = vec![false; steps];
+    for s in series {
+        for (p, v) in present.iter_mut().zip(&s.values) {
+            *p |= v.is_some();
+        }
+    }
+    present
+}
+
+/// Applies `f` to every value of a vector, dropping `__name__`.
+fn map_values(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> f64) -> Result<Val, QueryError> {
+    let out = series
+        .into_iter()
+        .map(|s| StepSeries {
+            labels: drop_name(&s.labels),
+            values: s
+                .values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| v.map(|x| f(x, i)))
+                .collect(),
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+fn date_part(t_seconds: f64, part: &str) -> f64 {
+    let Some(time) = chrono::DateTime::from_timestamp(t_seconds as i64, 0) else {
+        return f64::NAN;
+    };
+    f64::from(match part {
+        "minute" => time.minute(),
+        "hour" => time.hour(),
+        "day_of_week" => time.weekday().num_days_from_sunday(),
+        "day_of_month" => time.day(),
+        "day_of_year" => time.ordinal(),
+        "month" => time.month(),
+        "year" => return f64::from(time.year()),
+        _ => {
+            // days_in_month
+            let (y, m) = (time.year(), time.month());
+            let next = if m == 12 {
+                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
+            } else {
+                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
+            };
+            match (next, chrono::NaiveDate::from_ymd_opt(y, m, 1)) {
+                (Some(n), Some(f)) => u32::try_from((n - f).num_days()).unwrap_or(0),
+                _ => return f64::NAN,
+            }
+        }
+    })
+}
+
+fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
+    let mut pairs: Vec<(String, String)> = labels
+        .iter()
+        .filter(|l| l.name != name)
+        .map(|Label { name, value }| (name.clone(), value.clone()))
+        .collect();
+    if !value.is_empty() {
+        pairs.push((name.to_string(), value.to_string()));
+    }
+    Labels::from_pairs(pairs)
+}
+
+/// Evaluates a function call.
+pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let name = call.func.name;
+    let args = &call.args.args;
+    let n = ctx.steps.len();
+    let arg = |i: usize| -> Result<&Expr, QueryError> {
+        args.get(i)
+            .map(|a| a.as_ref())
+            .ok_or_else(|| QueryError::Parse(format!("missing argument {i} of {name}")))
+    };
+    match name {
+        "time" => Ok(Val::Scalar(
+            ctx.steps.iter().map(|&t| t as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        "vector" => {
+            let v = scalar_arg(arg(0)?, ctx)?;
+            Ok(Val::Vector(vec![StepSeries {
+                labels: Labels::default(),
+                values: v.into_iter().map(Some).collect(),
+            }]))
+        }
+        "scalar" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            let mut out = vec![f64::NAN; n];
+            let mut counts = vec![0usize; n];
+            for s in &series {
+                for (i, v) in s.values.iter().enumerate() {
+                    if let Some(v) = v {
+                        counts[i] += 1;
+                        out[i] = *v;
+                    }
+                }
+            }
+            for (o, c) in out.iter_mut().zip(counts) {
+                if c != 1 {
+                    *o = f64::NAN;
+                }
+            }
+            Ok(Val::Scalar(out))
+        }
+        "timestamp" => {
+            if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
+                let (series, stamps) = eval_vector_selector(vs, ctx);
+                let out = series
+                    .into_iter()
+                    .zip(stamps)
+                    .map(|(s, ts)| StepSeries {
+                        labels: drop_name(&s.labels),
+                        values: s
+                            .values
+                            .iter()
+                            .zip(ts)
+                            .map(|(v, t)| v.map(|_| t as f64 / 1000.0))
+                            .collect(),
+                    })
+                    .collect();
+                return merge_same_labels(out);
+            }
+            let series = vector_arg(arg(0)?, ctx)?;
+            map_values(series, |_, i| ctx.steps[i] as f64 / 1000.0)
+        }
+        // Range functions.
+        "rate" | "increase" | "delta" => {
+            let counter = name != "delta";
+            let per_second = name == "rate";
+            let r = range_arg(arg(0)?, ctx)?;
+            let range = r.range;
+            over_windows(r, false, ctx, |w, _, end| {
+                Ok(extrapolated_rate(w, end, range, counter, per_second))
+            })
+        }
+        "irate" | "idelta" => {
+            let per_second = name == "irate";
+            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+                Ok(instant_value(w, per_second))
+            })
+        }
+        "changes" | "resets" => {
+            let resets = name == "resets";
+            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+                let count = w
+                    .windows(2)
+                    .filter(|p| {
+                        if resets {
+                            p[1].v < p[0].v
+                        } else {
+                            p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())
+                        }
+                    })
+                    .count();
+                Ok(Some(count as f64))
+            })
+        }
+        "deriv" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            if w.len() < 2 {
+                return Ok(None);
+            }
+            Ok(Some(linear_regression(w, w[0].t).0))
+        }),
+        "predict_linear" => {
+            let duration = scalar_arg(arg(1)?, ctx)?;
+            let steps = ctx.steps.clone();
+            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
+                if w.len() < 2 {
+                    return Ok(None);
+                }
+                let (slope, intercept) = linear_regression(w, steps[i]);
+                Ok(Some(slope * duration[i] + intercept))
+            })
+        }
+        "holt_winters" | "double_exponential_smoothing" => {
+            let sf = scalar_arg(arg(1)?, ctx)?;
+            let tf = scalar_arg(arg(2)?, ctx)?;
+            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
+                holt_winters(w, sf[i], tf[i])
+            })
+        }
+        "avg_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            Ok(Some(avg_over_time(w)))
+        }),
+        "sum_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for s in w {
+                (sum, c) = kahan_inc(s.v, sum, c);
+            }
+            Ok(Some(if f64::is_infinite(sum) { sum } else { sum + c }))
+        }),
+        "count_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            Ok(Some(w.len() as f64))
+        }),
+        "present_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |_, _, _| {
+            Ok(Some(1.0))
+        }),
+        "last_over_time" => over_windows(range_arg(arg(0)?, ctx)?, true, ctx, |w, _, _| {
+            Ok(w.last().map(|s| s.v))
+        }),
+        "min_over_time" | "max_over_time" => {
+            let max = name == "max_over_time";
+            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+                let mut best = w[0].v;
+                for s in w {
+                    if (max && s.v > best) || (!max && s.v < best) || best.is_nan() {
+                        best = s.v;
+                    }
+                }
+                Ok(Some(best))
+            })
+        }
+        "stddev_over_time" | "stdvar_over_time" => {
+            let dev = name == "stddev_over_time";
+            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+                let var = stdvar_over_time(w);
+                Ok(Some(if dev { var.sqrt() } else { var }))
+            })
+        }
+        "quantile_over_time" => {
+            let q = scalar_arg(arg(0)?, ctx)?;
+            over_windows(range_arg(arg(1)?, ctx)?, false, ctx, |w, i, _| {
+                let mut values: Vec<f64> = w.iter().map(|s| s.v).collect();
+                Ok(Some(quantile(q[i], &mut values)))
+            })
+        }
+        "absent_over_time" => {
+            let r = range_arg(arg(0)?, ctx)?;
+            let mut present = vec![false; n];
+            for w in &r.windows {
+                for (p, window) in present.iter_mut().zip(&w.windows) {
+                    *p |= !window.is_empty();
+                }
+            }
+            absent_result(present, absent_labels(arg(0)?))
+        }
+        "absent" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            absent_result(present_per_step(&series, n), absent_labels(arg(0)?))
+        }
+        "label_replace" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            let dst = string_arg(arg(1)?, ctx)?;
+            let replacement = string_arg(arg(2)?, ctx)?;
+            let src = string_arg(arg(3)?, ctx)?;
+            let pattern = string_arg(arg(4)?, ctx)?;
+            let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+                QueryError::Execution(format!(
+                    "invalid regular expression in label_replace(): {pattern}: {e}"
+                ))
+            })?;
+            if !is_valid_label_name(&dst) {
+                return exec_err(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                ));
+            }
+            let out = series
+                .into_iter()
+                .map(|s| {
+                    let value = s.labels.get(&src).unwrap_or("");
+                    let labels = match regex.captures(value) {
+                        Some(caps) => {
+                            let mut result = String::new();
+                            caps.expand(&replacement, &mut result);
+                            set_label(&s.labels, &dst, &result)
+                        }
+                        None => s.labels.clone(),
+                    };
+                    StepSeries {
+                        labels,
+                        values: s.values,
+                    }
+                })
+                .collect();
+            merge_same_labels(out)
+        }
+        "label_join" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            let dst = string_arg(arg(1)?, ctx)?;
+            let sep = string_arg(arg(2)?, ctx)?;
+            let mut sources = Vec::new();
+            for i in 3..args.len() {
+                sources.push(string_arg(arg(i)?, ctx)?);
+            }
+            if !is_valid_label_name(&dst) {
+                return exec_err(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                ));
+            }
+            for src in &sources {
+                if !is_valid_label_name(src) {
+                    return exec_err(format!("invalid source label name in label_join(): {src}"));
+                }
+            }
+            let out = series
+                .into_iter()
+                .map(|s| {
+                    let joined = sources
+                        .iter()
+                        .map(|src| s.labels.get(src).unwrap_or(""))
+                        .collect::<Vec<_>>()
+                        .join(&sep);
+                    StepSeries {
+                        labels: set_label(&s.labels, &dst, &joined),
+                        values: s.values,
+                    }
+                })
+                .collect();
+            merge_same_labels(out)
+        }
+        "histogram_quantile" => crate::aggregate::histogram_quantile(
+            &scalar_arg(arg(0)?, ctx)?,
+            &vector_arg(arg(1)?, ctx)?,
+            n,
+        ),
+        // Native-histogram functions: float series have no native histograms.
+        "histogram_count" | "histogram_sum" | "histogram_fraction" => Ok(Val::Vector(Vec::new())),
+        "sort" | "sort_desc" => {
+            let mut series = vector_arg(arg(0)?, ctx)?;
+            if n == 1 {
+                let desc = name == "sort_desc";
+                series.sort_by(|a, b| {
+                    let (x, y) = (
+                        a.values[0].unwrap_or(f64::NAN),
+                        b.values[0].unwrap_or(f64::NAN),
+                    );
+                    // NaN last in both directions, as Prometheus.
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if desc => y.total_cmp(&x),
+                        _ => x.total_cmp(&y),
+                    }
+                });
+            }
+            Ok(Val::Vector(series))
+        }
+        "clamp" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            let lo = scalar_arg(arg(1)?, ctx)?;
+            let hi = scalar_arg(arg(2)?, ctx)?;
+            let out: Vec<StepSeries> = series
+                .into_iter()
+                .map(|s| StepSeries {
+                    labels: drop_name(&s.labels),
+                    values: s
+                        .values
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            if hi[i] < lo[i] {
+                                None
+                            } else {
+                                v.map(|x| go_max(lo[i], go_min(hi[i], x)))
+                            }
+                        })
+                        .collect(),
+                })
+                .collect();
+            merge_same_labels(out)
+        }
+        "clamp_min" | "clamp_max" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            let bound = scalar_arg(arg(1)?, ctx)?;
+            let min = name == "clamp_min";
+            map_values(series, |x, i| {
+                if min {
+                    go_max(bound[i], x)
+                } else {
+                    go_min(bound[i], x)
+                }
+            })
+        }
+        "round" => {
+            let series = vector_arg(arg(0)?, ctx)?;
+            let to_nearest = match args.get(1) {
+                Some(a) => scalar_arg(a, ctx)?,
+                None => vec![1.0; n],
+            };
+            map_values(series, |x, i| {
+                let inverse = 1.0 / to_nearest[i];
+                (x * inverse + 0.5).floor() / inverse
+            })
+        }
+        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "month" | "year"
+        | "days_in_month" => {
+            let series = match args.first() {
+                Some(a) => vector_arg(a, ctx)?,
+                None => vec![StepSeries {
+                    labels: Labels::default(),
+                    values: ctx.steps.iter().map(|&t| Some(t as f64 / 1000.0)).collect(),
+                }],
+            };
+            map_values(series, |x, _| date_part(x, name))
+        }
+        _ => {
+            let f: fn(f64) -> f64 = match name {
+                "abs" => f64::abs,
+                "ceil" => f64::ceil,
+                "floor" => f64::floor,
+                "exp" => f64::exp,
+                "sqrt" => f64::sqrt,
+                "ln" => f64::ln,
+                "log2" => f64::log2,
+                "log10" => f64::log10,
+                "sgn" => |x: f64| {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        x
+                    }
+                },
+                "sin" => f64::sin,
+                "cos" => f64::cos,
+                "tan" => f64::tan,
+                "asin" => f64::asin,
+                "acos" => f64::acos,
+                "atan" => f64::atan,
+                "sinh" => f64::sinh,
+                "cosh" => f64::cosh,
+                "tanh" => f64::tanh,
+                "asinh" => f64::asinh,
+                "acosh" => f64::acosh,
+                "atanh" => f64::atanh,
+                "deg" => f64::to_degrees,
+                "rad" => f64::to_radians,
+                other => return exec_err(format!("unknown function {other}")),
+            };
+            let series = vector_arg(arg(0)?, ctx)?;
+            map_values(series, |x, _| f(x))
+        }
+    }
+}
+
+/// Go's `math.Max`: NaN if either is NaN (Rust's `max` ignores NaN).
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn absent_result(present: Vec<bool>, labels: Labels) -> Result<Val, QueryError> {
+    let values: Vec<Option<f64>> = present
+        .into_iter()
+        .map(|p| if p { None } else { Some(1.0) })
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return Ok(Val::Vector(Vec::new()));
+    }
+    Ok(Val::Vector(vec![StepSeries { labels, values }]))
+}

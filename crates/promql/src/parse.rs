@@ -1,0 +1,214 @@
+//! Parsing with `promql-parser`, held to what Prometheus 2.42 accepts.
+
+use promql_parser::parser::{self, Expr};
+
+use crate::engine::QueryError;
+
+/// Functions of Prometheus 2.42 (native-histogram functions included: they parse, and
+/// evaluate to nothing on float data).
+const FUNCTIONS_2_42: &[&str] = &[
+    "abs",
+    "absent",
+    "absent_over_time",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "cos",
+    "cosh",
+    "count_over_time",
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "deg",
+    "delta",
+    "deriv",
+    "exp",
+    "floor",
+    "histogram_count",
+    "histogram_sum",
+    "histogram_fraction",
+    "histogram_quantile",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "label_replace",
+    "label_join",
+    "last_over_time",
+    "ln",
+    "log10",
+    "log2",
+    "max_over_time",
+    "min_over_time",
+    "minute",
+    "month",
+    "pi",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rad",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sgn",
+    "sin",
+    "sinh",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "tan",
+    "tanh",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
+];
+
+/// The name `promql-parser` knows Prometheus 2's `holt_winters` by.
+pub(crate) const HOLT_WINTERS_3X: &str = "double_exponential_smoothing";
+
+/// Parses a query as Prometheus 2.42 would.
+pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
+    let rewritten = rewrite_identifiers(query)?;
+    let expr = parser::parse(&rewritten).map_err(QueryError::Parse)?;
+    check_2x(&expr)?;
+    Ok(expr)
+}
+
+/// Renames `holt_winters` calls for the parser and refuses the 3.x name, outside string
+/// literals and comments.
+fn rewrite_identifiers(query: &str) -> Result<String, QueryError> {
+    let bytes = query.as_bytes();
+    let mut out = String::with_capacity(query.len() + 16);
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    if bytes[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i = (i + 1).min(bytes.len());
+                out.push_str(&query[start..i]);
+            }
+            b'#' => {
+                let start = i;
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                out.push_str(&query[start..i]);
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b':' => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':')
+                {
+                    i += 1;
+                }
+                let word = &query[start..i];
+                let called = query[i..].trim_start().starts_with('(');
+                match word {
+                    "holt_winters" if called => out.push_str(HOLT_WINTERS_3X),
+                    HOLT_WINTERS_3X if called => {
+                        return Err(QueryError::Parse(format!(
+                            "1:{}: parse error: unknown function with name \"{word}\"",
+                            start + 1
+                        )));
+                    }
+                    _ => out.push_str(word),
+                }
+            }
+            _ => {
+                let ch = query[i..].chars().next().unwrap_or(' ');
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses what the parser accepts but Prometheus 2.42 does not.
+fn check_2x(expr: &Expr) -> Result<(), QueryError> {
+    let refuse = |what: String| Err(QueryError::Parse(format!("parse error: {what}")));
+    match expr {
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string();
+            if op == "limitk" || op == "limit_ratio" {
+                return refuse(format!("unknown aggregation {op:?}"));
+            }
+            check_2x(&a.expr)?;
+            if let Some(p) = &a.param {
+                check_2x(p)?;
+            }
+            Ok(())
+        }
+        Expr::Unary(u) => check_2x(&u.expr),
+        Expr::Binary(b) => {
+            if let Some(m) = &b.modifier
+                && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+            {
+                return refuse("fill modifiers are not supported".into());
+            }
+            check_2x(&b.lhs)?;
+            check_2x(&b.rhs)
+        }
+        Expr::Paren(p) => check_2x(&p.expr),
+        Expr::Subquery(s) => check_2x(&s.expr),
+        Expr::VectorSelector(vs) => {
+            if vs.matchers.or_matchers.is_empty() {
+                Ok(())
+            } else {
+                refuse("unexpected \"or\" in label matching".into())
+            }
+        }
+        Expr::MatrixSelector(ms) => check_2x(&Expr::VectorSelector(ms.vs.clone())),
+        Expr::Call(call) => {
+            let name = call.func.name;
+            let known = name == HOLT_WINTERS_3X || FUNCTIONS_2_42.contains(&name);
+            if !known {
+                return refuse(format!("unknown function with name {name:?}"));
+            }
+            for arg in &call.args.args {
+                check_2x(arg)?;
+            }
+            Ok(())
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holt_winters_is_the_2x_name() {
+        assert!(parse_query("holt_winters(x[5m], 0.5, 0.5)").is_ok());
+        assert!(parse_query("double_exponential_smoothing(x[5m], 0.5, 0.5)").is_err());
+        // Not a call, or inside a string: untouched.
+        assert!(parse_query(r#"holt_winters{a="holt_winters("}"#).is_ok());
+        assert!(parse_query("sort_by_label(x, \"a\")").is_err());
+        assert!(parse_query("limitk(1, x)").is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! What queries return and what storage holds: samples, series, and query values.
+
+use rthanos_model::Labels;
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
+pub(crate) const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether `v` is the staleness marker.
+pub(crate) fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One sample: time in ms, value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Unix milliseconds.
+    pub t: i64,
+    /// Value.
+    pub v: f64,
+}
+
+/// A series: labels and samples in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels, sorted by name.
+    pub labels: Labels,
+    /// Samples, in increasing time order.
+    pub samples: Vec<Sample>,
+}
+
+/// An element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstantSample {
+    /// Labels.
+    pub labels: Labels,
+    /// Evaluation time (ms).
+    pub t: i64,
+    /// Value.
+    pub v: f64,
+}
+
+/// The result of a query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A number at a time.
+    Scalar {
+        /// Time (ms).
+        t: i64,
+        /// Value.
+        v: f64,
+    },
+    /// A string at a time.
+    String {
+        /// Time (ms).
+        t: i64,
+        /// Value.
+        s: String,
+    },
+    /// An instant vector (instant queries).
+    Vector(Vec<InstantSample>),
+    /// A range vector: series of points (range queries, or an instant query of a range).
+    Matrix(Vec<Series>),
+}
+
+/// A value as Prometheus's API prints it (`strconv.FormatFloat(v, 'f', -1, 64)`, with `+Inf`,
+/// `-Inf` and `NaN`).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        // Rust's Display is the shortest representation that reads back, without exponent,
+        // as Go's 'f' format with precision -1.
+        let s = format!("{v}");
+        if s == "-0" { "-0".into() } else { s }
+    }
+}
