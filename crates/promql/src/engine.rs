@@ -50,6 +50,8 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Step of subqueries that give none (Prometheus: the global evaluation interval).
     pub default_subquery_step: Duration,
+    /// `--query.max-concurrency`: queries evaluated at once; more wait for a slot.
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -59,14 +61,22 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step: Duration::from_secs(60),
+            max_concurrency: 20,
         }
     }
 }
 
 /// The PromQL engine.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Engine {
     options: EngineOptions,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new(EngineOptions::default())
+    }
 }
 
 /// A series of an instant vector over the query's steps.
@@ -276,7 +286,8 @@ pub(crate) fn subquery_first_step(start: i64, step: i64) -> i64 {
 impl Engine {
     /// An engine with `options`.
     pub fn new(options: EngineOptions) -> Self {
-        Self { options }
+        let slots = Arc::new(tokio::sync::Semaphore::new(options.max_concurrency.max(1)));
+        Self { options, slots }
     }
 
     /// The options.
@@ -361,6 +372,11 @@ impl Engine {
         step: i64,
     ) -> Result<Val, QueryError> {
         let deadline = Instant::now() + self.options.timeout;
+        // A slot first; the wait counts against the query's timeout, as in Prometheus.
+        let _slot = tokio::time::timeout(self.options.timeout, self.slots.acquire())
+            .await
+            .map_err(|_| QueryError::Timeout("query queue"))?
+            .map_err(|_| QueryError::Timeout("query queue"))?;
         let lookback = millis(&self.options.lookback_delta);
         let mut fetches = Vec::new();
         collect(
@@ -446,9 +462,26 @@ fn to_matrix(val: Val, steps: &[i64]) -> Vec<Series> {
     out
 }
 
-/// Evaluates a node over the context's steps.
+/// Evaluates a node over the context's steps, holding it to `--query.max-samples`: the
+/// values a node produces over all steps are what a Prometheus evaluation holds for it.
 pub(crate) fn eval(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     ctx.check_deadline()?;
+    let val = eval_node(expr, ctx)?;
+    let held = match &val {
+        Val::Vector(series) => series
+            .iter()
+            .map(|s| s.values.iter().filter(|v| v.is_some()).count())
+            .sum(),
+        Val::Matrix(series) => series.iter().map(|s| s.samples.len()).sum(),
+        Val::Scalar(_) | Val::String(_) => 0,
+    };
+    if held > ctx.options.max_samples {
+        return Err(QueryError::TooManySamples("query execution"));
+    }
+    Ok(val)
+}
+
+fn eval_node(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     match expr {
         Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; ctx.steps.len()])),
         Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
@@ -613,7 +646,8 @@ pub(crate) fn matrix_windows(
     let offset = offset_ms(&vs.offset);
     let at = ctx.at_ms(&vs.at);
     let mut out = Vec::with_capacity(data.len());
-    let mut held = 0usize;
+    // Samples held at each step: the windows of every series, as Prometheus counts them.
+    let mut held = vec![0usize; ctx.steps.len()];
     for series in data.iter() {
         let samples: Vec<Sample> = series
             .samples
@@ -627,9 +661,11 @@ pub(crate) fn matrix_windows(
             |step| at.unwrap_or(step) - offset,
             range,
         );
-        held += windows.iter().map(Vec::len).sum::<usize>() / ctx.steps.len().max(1);
-        if held > ctx.options.max_samples {
-            return Err(QueryError::TooManySamples("expression evaluation"));
+        for (h, w) in held.iter_mut().zip(&windows) {
+            *h += w.len();
+            if *h > ctx.options.max_samples {
+                return Err(QueryError::TooManySamples("query execution"));
+            }
         }
         out.push(Windows {
             labels: series.labels.clone(),

@@ -85,9 +85,49 @@ pub(crate) const HOLT_WINTERS_3X: &str = "double_exponential_smoothing";
 /// Parses a query as Prometheus 2.42 would.
 pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
     let rewritten = rewrite_identifiers(query)?;
-    let expr = parser::parse(&rewritten).map_err(QueryError::Parse)?;
+    let expr =
+        parser::parse(&rewritten).map_err(|e| QueryError::Parse(with_position(query, &e)))?;
     check_2x(&expr)?;
     Ok(expr)
+}
+
+/// Prometheus's error form, `<line>:<column>: parse error: <message>`, where the parser's
+/// message lets us find the column: errors at the end of the input, and messages quoting the
+/// offending text. `promql-parser` reports no positions itself; other messages go without one.
+fn with_position(query: &str, message: &str) -> String {
+    let at_end = [
+        "unclosed left parenthesis",
+        "unexpected end of input",
+        "unterminated quoted string",
+        "unclosed left bracket",
+        "unclosed left brace",
+    ];
+    let column = if at_end.iter().any(|m| message.starts_with(m)) {
+        Some(query.chars().count() + 1)
+    } else {
+        // A quoted fragment: `…: ')'`, `…syntax: 5x`, `…name 'f'`.
+        let fragment = message
+            .rsplit_once(": ")
+            .map(|(_, f)| f.trim_matches('\''))
+            .or_else(|| message.split('\'').nth(1))
+            .filter(|f| !f.is_empty());
+        fragment
+            .and_then(|f| query.find(f))
+            .map(|byte| query[..byte].chars().count() + 1)
+    };
+    match column {
+        Some(c) => {
+            // Lines count from 1, columns from 1 within the line.
+            let before: String = query.chars().take(c - 1).collect();
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rsplit('\n')
+                .next()
+                .map_or(c, |l| l.chars().count() + 1);
+            format!("{line}:{col}: parse error: {message}")
+        }
+        None => format!("parse error: {message}"),
+    }
 }
 
 /// Renames `holt_winters` calls for the parser and refuses the 3.x name, outside string
@@ -201,6 +241,21 @@ fn check_2x(expr: &Expr) -> Result<(), QueryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_errors_carry_a_position_where_one_is_known() {
+        let err = |q: &str| parse_query(q).expect_err("invalid").to_string();
+        assert_eq!(err("sum("), "1:5: parse error: unclosed left parenthesis");
+        assert_eq!(
+            err("rate(foo[5m)"),
+            "1:12: parse error: unexpected character inside brackets: ')'"
+        );
+        assert_eq!(
+            err("foo[5x]"),
+            "1:5: parse error: bad number or duration syntax: 5x"
+        );
+        assert!(err("foo bar").starts_with("parse error: "));
+    }
 
     #[test]
     fn holt_winters_is_the_2x_name() {

@@ -1,0 +1,174 @@
+//! Engine limits and options: max samples, timeout, lookback delta, concurrency, error kinds.
+
+use std::time::Duration;
+
+use rthanos_model::Labels;
+use rthanos_promql::{
+    Engine, EngineOptions, MemoryStorage, QueryError, Queryable, Sample, SelectHints, Series,
+    StorageError, Value,
+};
+
+fn storage(series: usize, samples: usize) -> MemoryStorage {
+    let mut s = MemoryStorage::new();
+    for i in 0..series {
+        s.append(
+            Labels::from_pairs([("__name__", "m"), ("i", &i.to_string())]),
+            (0..samples).map(|k| Sample {
+                t: k as i64 * 15_000,
+                v: k as f64,
+            }),
+        );
+    }
+    s
+}
+
+#[tokio::test]
+async fn too_many_samples_is_prometheus_error() {
+    let engine = Engine::new(EngineOptions {
+        max_samples: 100,
+        ..EngineOptions::default()
+    });
+    let data = storage(10, 100);
+    // 10 series x 40 samples in each 10m window: 400 > 100.
+    let err = engine
+        .instant_query(&data, "sum_over_time(m[10m])", 1_000_000)
+        .await
+        .expect_err("limit");
+    assert!(matches!(err, QueryError::TooManySamples(_)));
+    assert_eq!(
+        err.to_string(),
+        "query processing would load too many samples into memory in query execution"
+    );
+    // A range query holds every step's values.
+    let err = engine
+        .range_query(&data, "m", 0, 1_485_000, 15_000)
+        .await
+        .expect_err("limit");
+    assert!(matches!(err, QueryError::TooManySamples(_)));
+    // Under the limit: fine.
+    assert!(engine.instant_query(&data, "m", 1_000_000).await.is_ok());
+}
+
+async fn series_found(engine: &Engine, t: i64) -> usize {
+    match engine.instant_query(&storage(1, 1), "m", t).await {
+        Ok(Value::Vector(v)) => v.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn lookback_delta_is_an_option() {
+    let default = Engine::default();
+    assert_eq!(series_found(&default, 300_000).await, 1, "5m back: found");
+    assert_eq!(series_found(&default, 300_001).await, 0, "beyond 5m: gone");
+    let short = Engine::new(EngineOptions {
+        lookback_delta: Duration::from_secs(60),
+        ..EngineOptions::default()
+    });
+    assert_eq!(series_found(&short, 60_000).await, 1);
+    assert_eq!(series_found(&short, 60_001).await, 0);
+}
+
+/// A store that never answers.
+struct Stuck;
+
+#[async_trait::async_trait]
+impl Queryable for Stuck {
+    async fn select(
+        &self,
+        _: &[rthanos_model::Matcher],
+        _: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn timeout_stops_waiting_for_storage() {
+    let engine = Engine::new(EngineOptions {
+        timeout: Duration::from_millis(200),
+        ..EngineOptions::default()
+    });
+    let started = std::time::Instant::now();
+    let err = engine
+        .instant_query(&Stuck, "up", 0)
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, QueryError::Timeout(_)), "{err}");
+    assert!(err.to_string().starts_with("query timed out in "));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A store that takes a while and records how many selects run at once.
+#[derive(Default)]
+struct Slow {
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Queryable for Slow {
+    async fn select(
+        &self,
+        _: &[rthanos_model::Matcher],
+        _: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        self.running.fetch_sub(1, SeqCst);
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_limited() {
+    let engine = Engine::new(EngineOptions {
+        max_concurrency: 1,
+        ..EngineOptions::default()
+    });
+    let store = std::sync::Arc::new(Slow::default());
+    let mut queries = Vec::new();
+    for _ in 0..4 {
+        let (engine, store) = (engine.clone(), std::sync::Arc::clone(&store));
+        queries.push(tokio::spawn(async move {
+            engine.instant_query(store.as_ref(), "up", 0).await
+        }));
+    }
+    for q in queries {
+        assert!(q.await.expect("task").is_ok());
+    }
+    assert_eq!(store.most.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn errors_say_what_kind_they_are() {
+    let engine = Engine::default();
+    let data = storage(2, 10);
+    assert!(matches!(
+        engine.instant_query(&data, "sum(", 0).await,
+        Err(QueryError::Parse(_))
+    ));
+    // Two series lose their only difference: Prometheus's duplicate error.
+    let mut dup = MemoryStorage::new();
+    for name in ["a", "b"] {
+        dup.append(
+            Labels::from_pairs([("__name__", name)]),
+            [Sample { t: 0, v: 1.0 }],
+        );
+    }
+    let err = engine
+        .instant_query(&dup, "-{__name__=~\"a|b\"}", 0)
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, QueryError::Execution(_)));
+    assert_eq!(
+        err.to_string(),
+        "vector cannot contain metrics with the same labelset"
+    );
+    assert!(matches!(
+        engine.range_query(&data, "m[5m]", 0, 60_000, 15_000).await,
+        Err(QueryError::Execution(_))
+    ));
+}
