@@ -2,6 +2,7 @@
 //! at once. Intermediate instant vectors are series with one optional value per step, so each
 //! node runs once per query, not once per step.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,7 +128,7 @@ fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         at.as_ref().map(|at| match at {
             AtModifier::Start => self.query_start,
@@ -144,14 +145,13 @@ impl Ctx<'_> {
     }
 
     /// The data fetched for a selector node.
-    pub(crate) fn series_of(&self, vs: &VectorSelector) -> Arc<Vec<Series>> {
+    pub(crate) fn series_of(&self, vs: &VectorSelector) -> &'a [Series] {
         self.data
             .get(&(vs as *const VectorSelector as usize))
-            .cloned()
-            .unwrap_or_default()
+            .map_or(&[], |s| s.as_slice())
     }
 
-    pub(crate) fn with_steps(&self, steps: Vec<i64>) -> Ctx<'_> {
+    pub(crate) fn with_steps(&self, steps: Vec<i64>) -> Ctx<'a> {
         Ctx {
             steps,
             lookback: self.lookback,
@@ -502,19 +502,15 @@ fn eval_node(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
         },
         Expr::VectorSelector(vs) => Ok(Val::Vector(eval_vector_selector(vs, ctx).0)),
         Expr::MatrixSelector(ms) => {
-            let t = ctx.steps[0];
             let windows = matrix_windows(&ms.vs, millis(&ms.range), ctx)?;
             Ok(Val::Matrix(
                 windows
-                    .into_iter()
+                    .iter()
                     .map(|w| Series {
-                        labels: w.labels,
-                        samples: w.windows[0].clone(),
+                        labels: w.labels.clone(),
+                        samples: w.window(0).to_vec(),
                     })
                     .filter(|s| !s.samples.is_empty())
-                    .inspect(|_s| {
-                        let _ = t;
-                    })
                     .collect(),
             ))
         }
@@ -522,10 +518,10 @@ fn eval_node(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let windows = subquery_windows(sq, ctx)?;
             Ok(Val::Matrix(
                 windows
-                    .into_iter()
+                    .iter()
                     .map(|w| Series {
-                        labels: w.labels,
-                        samples: w.windows[0].clone(),
+                        labels: w.labels.clone(),
+                        samples: w.window(0).to_vec(),
                     })
                     .filter(|s| !s.samples.is_empty())
                     .collect(),
@@ -628,60 +624,76 @@ pub(crate) fn eval_vector_selector(
     (out, times)
 }
 
-/// A range argument's samples for each step.
-pub(crate) struct Windows {
+/// A range argument's samples for one series, and for each step the part of them in the
+/// step's window (`samples[from..to]`): windows overlap, so they index one copy of the data.
+pub(crate) struct Windows<'a> {
     pub(crate) labels: Labels,
-    /// Per step, the samples in the window.
-    pub(crate) windows: Vec<Vec<Sample>>,
+    pub(crate) samples: Cow<'a, [Sample]>,
+    pub(crate) bounds: Vec<(usize, usize)>,
+}
+
+impl Windows<'_> {
+    /// The samples in step `i`'s window.
+    pub(crate) fn window(&self, i: usize) -> &[Sample] {
+        let (from, to) = self.bounds[i];
+        &self.samples[from..to]
+    }
 }
 
 /// A range selector's windows: samples in [t - range, t] after offset and @, staleness
 /// markers left out.
-pub(crate) fn matrix_windows(
+pub(crate) fn matrix_windows<'a>(
     vs: &VectorSelector,
     range: i64,
-    ctx: &Ctx<'_>,
-) -> Result<Vec<Windows>, QueryError> {
+    ctx: &Ctx<'a>,
+) -> Result<Vec<Windows<'a>>, QueryError> {
     let data = ctx.series_of(vs);
     let offset = offset_ms(&vs.offset);
     let at = ctx.at_ms(&vs.at);
     let mut out = Vec::with_capacity(data.len());
     // Samples held at each step: the windows of every series, as Prometheus counts them.
     let mut held = vec![0usize; ctx.steps.len()];
-    for series in data.iter() {
-        let samples: Vec<Sample> = series
-            .samples
-            .iter()
-            .filter(|s| !is_stale(s.v))
-            .copied()
-            .collect();
-        let windows = windows_over(
+    for series in data {
+        let samples: Cow<'a, [Sample]> = if series.samples.iter().any(|s| is_stale(s.v)) {
+            Cow::Owned(
+                series
+                    .samples
+                    .iter()
+                    .filter(|s| !is_stale(s.v))
+                    .copied()
+                    .collect(),
+            )
+        } else {
+            Cow::Borrowed(&series.samples)
+        };
+        let bounds = window_bounds(
             &samples,
             &ctx.steps,
             |step| at.unwrap_or(step) - offset,
             range,
         );
-        for (h, w) in held.iter_mut().zip(&windows) {
-            *h += w.len();
+        for (h, (from, to)) in held.iter_mut().zip(&bounds) {
+            *h += to - from;
             if *h > ctx.options.max_samples {
                 return Err(QueryError::TooManySamples("query execution"));
             }
         }
         out.push(Windows {
             labels: series.labels.clone(),
-            windows,
+            samples,
+            bounds,
         });
     }
     Ok(out)
 }
 
-/// Per step, the samples with times in [end(step) - range, end(step)].
-fn windows_over(
+/// Per step, the index range of the samples with times in [end(step) - range, end(step)].
+fn window_bounds(
     samples: &[Sample],
     steps: &[i64],
     end: impl Fn(i64) -> i64,
     range: i64,
-) -> Vec<Vec<Sample>> {
+) -> Vec<(usize, usize)> {
     steps
         .iter()
         .map(|&step| {
@@ -689,17 +701,17 @@ fn windows_over(
             let lo = hi - range;
             let from = samples.partition_point(|s| s.t < lo);
             let to = samples.partition_point(|s| s.t <= hi);
-            samples[from..to.max(from)].to_vec()
+            (from, to.max(from))
         })
         .collect()
 }
 
 /// A subquery's windows: the inner expression evaluated every subquery step over the range,
 /// then, per outer step, the points in [t - range, t].
-pub(crate) fn subquery_windows(
+pub(crate) fn subquery_windows<'a>(
     sq: &SubqueryExpr,
-    ctx: &Ctx<'_>,
-) -> Result<Vec<Windows>, QueryError> {
+    ctx: &Ctx<'a>,
+) -> Result<Vec<Windows<'a>>, QueryError> {
     let offset = offset_ms(&sq.offset);
     let at = ctx.at_ms(&sq.at);
     let range = millis(&sq.range);
@@ -747,12 +759,13 @@ pub(crate) fn subquery_windows(
         .into_iter()
         .map(|(labels, samples)| Windows {
             labels,
-            windows: windows_over(
+            bounds: window_bounds(
                 &samples,
                 &ctx.steps,
                 |step| at.unwrap_or(step) - offset,
                 range,
             ),
+            samples: Cow::Owned(samples),
         })
         .collect())
 }

@@ -40,14 +40,14 @@ fn string_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<String, QueryError> {
 }
 
 /// A range argument's windows, and where each window ends relative to its step (offset, @).
-struct RangeArg {
-    windows: Vec<Windows>,
+struct RangeArg<'a> {
+    windows: Vec<Windows<'a>>,
     range: i64,
     offset: i64,
     at: Option<i64>,
 }
 
-fn range_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<RangeArg, QueryError> {
+fn range_arg<'a>(expr: &Expr, ctx: &Ctx<'a>) -> Result<RangeArg<'a>, QueryError> {
     match unparen(expr) {
         Expr::MatrixSelector(ms) => Ok(RangeArg {
             windows: matrix_windows(&ms.vs, millis(&ms.range), ctx)?,
@@ -65,19 +65,25 @@ fn range_arg(expr: &Expr, ctx: &Ctx<'_>) -> Result<RangeArg, QueryError> {
     }
 }
 
+/// Series above which range functions run in parallel (rayon): below, threads cost more than
+/// they save.
+const PARALLEL_SERIES: usize = 64;
+
 /// Applies `f` to every window; `f` gets the window, the step index and the step's window end.
+/// Series are independent, so many of them are spread over threads.
 fn over_windows(
-    arg: RangeArg,
+    arg: &RangeArg<'_>,
     keep_name: bool,
     ctx: &Ctx<'_>,
-    f: impl Fn(&[Sample], usize, i64) -> Result<Option<f64>, QueryError>,
+    f: impl Fn(&[Sample], usize, i64) -> Result<Option<f64>, QueryError> + Sync,
 ) -> Result<Val, QueryError> {
-    let mut out = Vec::with_capacity(arg.windows.len());
-    for w in arg.windows {
+    use rayon::prelude::*;
+    let one = |w: &Windows<'_>| -> Result<Option<StepSeries>, QueryError> {
         let mut values = Vec::with_capacity(ctx.steps.len());
         let mut any = false;
-        for (i, window) in w.windows.iter().enumerate() {
-            let end = arg.at.unwrap_or(ctx.steps[i]) - arg.offset;
+        for (i, &step) in ctx.steps.iter().enumerate() {
+            let window = w.window(i);
+            let end = arg.at.unwrap_or(step) - arg.offset;
             let v = if window.is_empty() {
                 None
             } else {
@@ -86,15 +92,25 @@ fn over_windows(
             any |= v.is_some();
             values.push(v);
         }
-        if any {
-            out.push(StepSeries {
-                labels: if keep_name {
-                    w.labels
-                } else {
-                    drop_name(&w.labels)
-                },
-                values,
-            });
+        Ok(any.then(|| StepSeries {
+            labels: if keep_name {
+                w.labels.clone()
+            } else {
+                drop_name(&w.labels)
+            },
+            values,
+        }))
+    };
+    let results: Vec<Result<Option<StepSeries>, QueryError>> =
+        if arg.windows.len() >= PARALLEL_SERIES {
+            arg.windows.par_iter().map(one).collect()
+        } else {
+            arg.windows.iter().map(one).collect()
+        };
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        if let Some(s) = r? {
+            out.push(s);
         }
     }
     merge_same_labels(out)
@@ -462,19 +478,19 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let per_second = name == "rate";
             let r = range_arg(arg(0)?, ctx)?;
             let range = r.range;
-            over_windows(r, false, ctx, |w, _, end| {
+            over_windows(&r, false, ctx, |w, _, end| {
                 Ok(extrapolated_rate(w, end, range, counter, per_second))
             })
         }
         "irate" | "idelta" => {
             let per_second = name == "irate";
-            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 Ok(instant_value(w, per_second))
             })
         }
         "changes" | "resets" => {
             let resets = name == "resets";
-            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 let count = w
                     .windows(2)
                     .filter(|p| {
@@ -488,7 +504,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 Ok(Some(count as f64))
             })
         }
-        "deriv" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        "deriv" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             if w.len() < 2 {
                 return Ok(None);
             }
@@ -497,7 +513,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
         "predict_linear" => {
             let duration = scalar_arg(arg(1)?, ctx)?;
             let steps = ctx.steps.clone();
-            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
                 if w.len() < 2 {
                     return Ok(None);
                 }
@@ -508,32 +524,32 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
         "holt_winters" | "double_exponential_smoothing" => {
             let sf = scalar_arg(arg(1)?, ctx)?;
             let tf = scalar_arg(arg(2)?, ctx)?;
-            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
                 holt_winters(w, sf[i], tf[i])
             })
         }
-        "avg_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        "avg_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             Ok(Some(avg_over_time(w)))
         }),
-        "sum_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        "sum_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             let (mut sum, mut c) = (0.0, 0.0);
             for s in w {
                 (sum, c) = kahan_inc(s.v, sum, c);
             }
             Ok(Some(if f64::is_infinite(sum) { sum } else { sum + c }))
         }),
-        "count_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        "count_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             Ok(Some(w.len() as f64))
         }),
-        "present_over_time" => over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |_, _, _| {
+        "present_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |_, _, _| {
             Ok(Some(1.0))
         }),
-        "last_over_time" => over_windows(range_arg(arg(0)?, ctx)?, true, ctx, |w, _, _| {
+        "last_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, true, ctx, |w, _, _| {
             Ok(w.last().map(|s| s.v))
         }),
         "min_over_time" | "max_over_time" => {
             let max = name == "max_over_time";
-            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 let mut best = w[0].v;
                 for s in w {
                     if (max && s.v > best) || (!max && s.v < best) || best.is_nan() {
@@ -545,14 +561,14 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
         }
         "stddev_over_time" | "stdvar_over_time" => {
             let dev = name == "stddev_over_time";
-            over_windows(range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 let var = stdvar_over_time(w);
                 Ok(Some(if dev { var.sqrt() } else { var }))
             })
         }
         "quantile_over_time" => {
             let q = scalar_arg(arg(0)?, ctx)?;
-            over_windows(range_arg(arg(1)?, ctx)?, false, ctx, |w, i, _| {
+            over_windows(&range_arg(arg(1)?, ctx)?, false, ctx, |w, i, _| {
                 let mut values: Vec<f64> = w.iter().map(|s| s.v).collect();
                 Ok(Some(quantile(q[i], &mut values)))
             })
@@ -561,8 +577,8 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let r = range_arg(arg(0)?, ctx)?;
             let mut present = vec![false; n];
             for w in &r.windows {
-                for (p, window) in present.iter_mut().zip(&w.windows) {
-                    *p |= !window.is_empty();
+                for (i, p) in present.iter_mut().enumerate() {
+                    *p |= !w.window(i).is_empty();
                 }
             }
             absent_result(present, absent_labels(arg(0)?))

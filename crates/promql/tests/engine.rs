@@ -172,3 +172,34 @@ async fn errors_say_what_kind_they_are() {
         Err(QueryError::Execution(_))
     ));
 }
+
+#[tokio::test]
+async fn many_series_evaluate_in_parallel_to_the_same_answer() {
+    // 200 counters rising by 1 every 15s: each rate is 1/15 per second.
+    let data = storage(200, 100);
+    let engine = Engine::default();
+    let Value::Vector(rates) = engine
+        .instant_query(&data, "rate(m[1m])", 600_000)
+        .await
+        .expect("rate")
+    else {
+        panic!("vector expected")
+    };
+    assert_eq!(rates.len(), 200);
+    assert!(rates.iter().all(|s| (s.v - 1.0 / 15.0).abs() < 1e-12));
+    let Value::Matrix(sums) = engine
+        .range_query(&data, "sum(rate(m[1m]))", 120_000, 1_200_000, 60_000)
+        .await
+        .expect("sum")
+    else {
+        panic!("matrix expected")
+    };
+    assert_eq!(sums.len(), 1);
+    assert_eq!(sums[0].samples.len(), 19);
+    assert!(
+        sums[0]
+            .samples
+            .iter()
+            .all(|p| (p.v - 200.0 / 15.0).abs() < 1e-9)
+    );
+}
