@@ -593,10 +593,14 @@ pub(crate) fn eval_vector_selector(
         let mut values = Vec::with_capacity(ctx.steps.len());
         let mut stamps = Vec::with_capacity(ctx.steps.len());
         let mut any = false;
+        // The reference times never go back, so one cursor walks the samples.
+        let mut idx = 0usize;
         for &step in &ctx.steps {
             let reference = at.unwrap_or(step) - offset;
             // Last sample at or before the reference time.
-            let idx = series.samples.partition_point(|s| s.t <= reference);
+            while idx < series.samples.len() && series.samples[idx].t <= reference {
+                idx += 1;
+            }
             let found = idx
                 .checked_sub(1)
                 .map(|i| series.samples[i])
@@ -629,14 +633,14 @@ pub(crate) fn eval_vector_selector(
 pub(crate) struct Windows<'a> {
     pub(crate) labels: Labels,
     pub(crate) samples: Cow<'a, [Sample]>,
-    pub(crate) bounds: Vec<(usize, usize)>,
+    pub(crate) bounds: Vec<(u32, u32)>,
 }
 
 impl Windows<'_> {
     /// The samples in step `i`'s window.
     pub(crate) fn window(&self, i: usize) -> &[Sample] {
         let (from, to) = self.bounds[i];
-        &self.samples[from..to]
+        &self.samples[from as usize..to as usize]
     }
 }
 
@@ -673,7 +677,7 @@ pub(crate) fn matrix_windows<'a>(
             range,
         );
         for (h, (from, to)) in held.iter_mut().zip(&bounds) {
-            *h += to - from;
+            *h += (to - from) as usize;
             if *h > ctx.options.max_samples {
                 return Err(QueryError::TooManySamples("query execution"));
             }
@@ -688,20 +692,31 @@ pub(crate) fn matrix_windows<'a>(
 }
 
 /// Per step, the index range of the samples with times in [end(step) - range, end(step)].
+/// Window ends never go back (steps increase; with @ they stay put), so two cursors walk the
+/// samples once instead of two binary searches per step.
 fn window_bounds(
     samples: &[Sample],
     steps: &[i64],
     end: impl Fn(i64) -> i64,
     range: i64,
-) -> Vec<(usize, usize)> {
+) -> Vec<(u32, u32)> {
+    let (mut from, mut to) = (0usize, 0usize);
     steps
         .iter()
         .map(|&step| {
             let hi = end(step);
             let lo = hi - range;
-            let from = samples.partition_point(|s| s.t < lo);
-            let to = samples.partition_point(|s| s.t <= hi);
-            (from, to.max(from))
+            while from < samples.len() && samples[from].t < lo {
+                from += 1;
+            }
+            to = to.max(from);
+            while to < samples.len() && samples[to].t <= hi {
+                to += 1;
+            }
+            (
+                u32::try_from(from).unwrap_or(u32::MAX),
+                u32::try_from(to).unwrap_or(u32::MAX),
+            )
         })
         .collect()
 }

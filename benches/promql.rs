@@ -1,0 +1,399 @@
+//! Our PromQL engine against Prometheus 2.42 on the same data: 10 000 series × 24 h at 15 s
+//! (57.6 M samples) generated here as OpenMetrics, turned into a block by
+//! `promtool tsdb create-blocks-from openmetrics`, served by a real Prometheus and read by our
+//! engine through crates/tsdb. Range queries over the 24 h at a 60 s step.
+//!
+//! Run: `cargo bench --bench promql`. The block is cached under
+//! `$CARGO_TARGET_DIR/bench-data/promql-10k-24h`. Prometheus's time is its own engine time
+//! (`stats=all`: `execTotalTime`, which includes reading its TSDB and excludes JSON); ours is
+//! `Engine::range_query` over a `Queryable` that decodes the block's chunks. Peak memory is
+//! each side's resident set growth over the query (`VmHWM`), measured in a fresh process.
+//! Figures: docs/performance.md.
+
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rthanos_chunkenc::XorIterator;
+use rthanos_model::{Labels, Matcher};
+use rthanos_promql::{Engine, Queryable, Sample, SelectHints, Series, StorageError};
+use rthanos_testkit::Prometheus;
+use rthanos_tsdb::Block;
+
+const START_S: i64 = 1_700_006_400; // 2023-11-15T00:00:00Z
+const STEPS: i64 = 24 * 3600 / 15;
+
+const QUERIES: &[(&str, &str)] = &[
+    ("rate", "rate(http_requests_total[5m])"),
+    (
+        "sum_by_rate",
+        "sum by (job) (rate(http_requests_total[5m]))",
+    ),
+    (
+        "histogram_quantile",
+        "histogram_quantile(0.9, sum by (le, job) (rate(request_duration_seconds_bucket[5m])))",
+    ),
+    (
+        "topk",
+        "topk(5, sum by (instance) (rate(http_requests_total[5m])))",
+    ),
+    (
+        "join",
+        "sum by (instance) (rate(http_requests_total[5m])) * on (instance) group_left (version) build_info",
+    ),
+];
+
+/// SplitMix64: the same data on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// The OpenMetrics text: 5000 request counters, 4000 histogram buckets, 900 CPU counters, 100
+/// build_info gauges; one sample every 15 s for 24 h.
+fn write_openmetrics(path: &Path) {
+    let file = std::fs::File::create(path).expect("create");
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut rng = Rng(7);
+    let mut line = String::with_capacity(128);
+    let ts = |k: i64| format!("{}", START_S + k * 15);
+    writeln!(
+        out,
+        "# HELP http_requests Requests.\n# TYPE http_requests counter"
+    )
+    .expect("w");
+    for job in 0..10 {
+        for instance in 0..100 {
+            for code in [200, 201, 404, 500, 503] {
+                let mut v = (rng.next() % 1000) as f64;
+                for k in 0..STEPS {
+                    v += (rng.next() % 20) as f64;
+                    line.clear();
+                    let _ = writeln!(
+                        line,
+                        "http_requests_total{{code=\"{code}\",instance=\"host-{instance:03}\",job=\"api-{job}\"}} {v} {}",
+                        ts(k)
+                    );
+                    out.write_all(line.as_bytes()).expect("w");
+                }
+            }
+        }
+    }
+    writeln!(
+        out,
+        "# HELP request_duration_seconds Latency.\n# TYPE request_duration_seconds histogram"
+    )
+    .expect("w");
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+    ];
+    for job in 0..4 {
+        for instance in 0..100 {
+            // Cumulative counts per bucket, for every step.
+            let mut counts = vec![vec![0f64; bounds.len()]; STEPS as usize];
+            let mut totals = vec![0f64; bounds.len()];
+            for step in counts.iter_mut() {
+                for _ in 0..(rng.next() % 10) {
+                    let b = (rng.next() % bounds.len() as u64) as usize;
+                    for t in totals.iter_mut().skip(b) {
+                        *t += 1.0;
+                    }
+                }
+                step.copy_from_slice(&totals);
+            }
+            for (b, le) in bounds.iter().enumerate() {
+                for (k, step) in counts.iter().enumerate() {
+                    line.clear();
+                    let _ = writeln!(
+                        line,
+                        "request_duration_seconds_bucket{{instance=\"host-{instance:03}\",job=\"api-{job}\",le=\"{le}\"}} {} {}",
+                        step[b],
+                        ts(k as i64)
+                    );
+                    out.write_all(line.as_bytes()).expect("w");
+                }
+            }
+        }
+    }
+    writeln!(
+        out,
+        "# HELP process_cpu_seconds CPU.\n# TYPE process_cpu_seconds counter"
+    )
+    .expect("w");
+    for job in 0..9 {
+        for instance in 0..100 {
+            let mut v = 0.0;
+            for k in 0..STEPS {
+                v += (rng.next() % 100) as f64 / 100.0;
+                line.clear();
+                let _ = writeln!(
+                    line,
+                    "process_cpu_seconds_total{{instance=\"host-{instance:03}\",job=\"node-{job}\"}} {v} {}",
+                    ts(k)
+                );
+                out.write_all(line.as_bytes()).expect("w");
+            }
+        }
+    }
+    writeln!(out, "# HELP build_info Build.\n# TYPE build_info gauge").expect("w");
+    for instance in 0..100 {
+        for k in 0..STEPS {
+            line.clear();
+            let _ = writeln!(
+                line,
+                "build_info{{instance=\"host-{instance:03}\",version=\"v{}\"}} 1 {}",
+                instance % 3,
+                ts(k)
+            );
+            out.write_all(line.as_bytes()).expect("w");
+        }
+    }
+    writeln!(out, "# EOF").expect("w");
+    out.flush().expect("flush");
+}
+
+/// The promtool-made data directory, made once.
+fn data_dir() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let dir = target.join("bench-data/promql-10k-24h");
+    if dir.join("done").exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let input = dir.join("input.om");
+    eprintln!("generating 57.6M samples of OpenMetrics…");
+    write_openmetrics(&input);
+    eprintln!("promtool tsdb create-blocks-from openmetrics…");
+    let status = std::process::Command::new(rthanos_testkit::promtool())
+        .args([
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=24h",
+        ])
+        .arg(&input)
+        .arg(dir.join("data"))
+        .status()
+        .expect("promtool");
+    assert!(status.success(), "promtool failed");
+    std::fs::remove_file(&input).expect("rm input");
+    std::fs::write(dir.join("done"), b"").expect("mark");
+    dir
+}
+
+/// Our engine's storage: the blocks, read through crates/tsdb.
+struct Blocks(Vec<Block>);
+
+#[async_trait::async_trait]
+impl Queryable for Blocks {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        let err = |e: rthanos_tsdb::TsdbError| StorageError(e.to_string());
+        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let (mut ts, mut vs) = (vec![0i64; 256], vec![0f64; 256]);
+        for block in &self.0 {
+            let meta = block.meta();
+            if meta.max_time < hints.start || meta.min_time > hints.end {
+                continue;
+            }
+            for id in block.index().select(matchers).map_err(err)? {
+                let entry = block.index().series(id).map_err(err)?;
+                let samples = merged.entry(entry.labels).or_default();
+                for c in entry.chunks {
+                    if c.max_time < hints.start || c.min_time > hints.end {
+                        continue;
+                    }
+                    let chunk = block.chunks().chunk(c.reference).map_err(err)?;
+                    let mut it =
+                        XorIterator::new(chunk.data).map_err(|e| StorageError(e.to_string()))?;
+                    loop {
+                        let n = it
+                            .decode_batch(&mut ts, &mut vs)
+                            .map_err(|e| StorageError(e.to_string()))?;
+                        if n == 0 {
+                            break;
+                        }
+                        samples.extend(
+                            ts[..n]
+                                .iter()
+                                .zip(&vs[..n])
+                                .filter(|(t, _)| **t >= hints.start && **t <= hints.end)
+                                .map(|(&t, &v)| Sample { t, v }),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect())
+    }
+}
+
+fn open_blocks(data: &Path) -> Blocks {
+    let mut blocks = Vec::new();
+    for entry in std::fs::read_dir(data).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.join("meta.json").exists() {
+            blocks.push(Block::open(&path).expect("block"));
+        }
+    }
+    Blocks(blocks)
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn query_range_stats(port: u16, query: &str) -> (f64, usize) {
+    let url = format!(
+        "http://127.0.0.1:{port}/api/v1/query_range?query={}&start={}&end={}&step=60&stats=all",
+        urlencode(query),
+        START_S,
+        START_S + 24 * 3600
+    );
+    let body = reqwest_blocking(&url);
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["status"], "success", "{body:.300}");
+    let exec = json["data"]["stats"]["timings"]["execTotalTime"]
+        .as_f64()
+        .expect("execTotalTime");
+    let series = json["data"]["result"].as_array().map_or(0, Vec::len);
+    (exec, series)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn reqwest_blocking(url: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        reqwest::get(url)
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    })
+}
+
+/// Child mode: run one query on our engine and print its time and peak memory growth.
+fn child(data: &Path, name: &str) {
+    let query = QUERIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, q)| *q)
+        .expect("query name");
+    let blocks = open_blocks(data);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let before = peak_rss_mib(std::process::id());
+    let started = Instant::now();
+    let result = runtime
+        .block_on(Engine::default().range_query(
+            &blocks,
+            query,
+            START_S * 1000,
+            (START_S + 24 * 3600) * 1000,
+            60_000,
+        ))
+        .expect("query");
+    let elapsed = started.elapsed();
+    let series = match result {
+        rthanos_promql::Value::Matrix(m) => m.len(),
+        _ => 0,
+    };
+    println!(
+        "{} {} {:.1}",
+        elapsed.as_secs_f64(),
+        series,
+        peak_rss_mib(std::process::id()) - before
+    );
+}
+
+fn main() {
+    let data = data_dir();
+    if let Ok(name) = std::env::var("PROMQL_BENCH_CHILD") {
+        child(&data.join("data"), &name);
+        return;
+    }
+    let served = tempfile::tempdir().expect("tmp");
+    rthanos_testkit::copy_dir(&data.join("data"), served.path());
+    let runs = 5;
+    println!(
+        "| query | Prometheus 2.42 (median of {runs}) | rthanos engine (median of {runs}) | ratio | series | peak memory growth: Prometheus / rthanos |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, query) in QUERIES {
+        // A fresh Prometheus per query, so its peak memory is this query's.
+        let prometheus = Prometheus::start(served.path(), "global: {}\n");
+        let mut theirs = Vec::new();
+        let mut prom_series = 0;
+        let prom_before = peak_rss_mib(prometheus.pid());
+        for _ in 0..runs {
+            let (t, n) = query_range_stats(prometheus.port, query);
+            theirs.push(t);
+            prom_series = n;
+        }
+        let prom_growth = peak_rss_mib(prometheus.pid()) - prom_before;
+        drop(prometheus);
+        let mut ours = Vec::new();
+        let mut our_series = 0;
+        let mut our_growth = 0.0f64;
+        for _ in 0..runs {
+            let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+                .env("PROMQL_BENCH_CHILD", name)
+                .output()
+                .expect("child");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let mut fields = text.split_whitespace();
+            let t: f64 = fields.next().and_then(|v| v.parse().ok()).expect("time");
+            our_series = fields.next().and_then(|v| v.parse().ok()).expect("series");
+            let growth: f64 = fields.next().and_then(|v| v.parse().ok()).expect("memory");
+            ours.push(t);
+            our_growth = our_growth.max(growth);
+        }
+        assert_eq!(
+            prom_series, our_series,
+            "{name}: both answer the same series"
+        );
+        theirs.sort_by(f64::total_cmp);
+        ours.sort_by(f64::total_cmp);
+        let (p, o) = (theirs[runs / 2], ours[runs / 2]);
+        println!(
+            "| `{query}` | {:.0} ms | {:.0} ms | {:.2} | {our_series} | {prom_growth:.0} MiB / {our_growth:.0} MiB |",
+            p * 1000.0,
+            o * 1000.0,
+            o / p
+        );
+    }
+}
