@@ -10,16 +10,14 @@
 //! each side's resident set growth over the query (`VmHWM`), measured in a fresh process.
 //! Figures: docs/performance.md.
 
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rthanos_chunkenc::XorIterator;
 use rthanos_model::{Labels, Matcher};
-use rthanos_promql::{Engine, Queryable, Sample, SelectHints, Series, StorageError};
+use rthanos_promql::{Engine, Queryable, SelectHints, Series, StorageError, XorChunk};
 use rthanos_testkit::Prometheus;
 use rthanos_tsdb::Block;
 
@@ -197,14 +195,15 @@ struct Blocks(Vec<Block>);
 
 #[async_trait::async_trait]
 impl Queryable for Blocks {
+    /// The selected series with their chunks in the time range, still encoded: the engine
+    /// decodes a series when it evaluates it.
     async fn select(
         &self,
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<Vec<Series>, StorageError> {
         let err = |e: rthanos_tsdb::TsdbError| StorageError(e.to_string());
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        let (mut ts, mut vs) = (vec![0i64; 256], vec![0f64; 256]);
+        let mut merged: BTreeMap<Labels, Vec<XorChunk>> = BTreeMap::new();
         for block in &self.0 {
             let meta = block.meta();
             if meta.max_time < hints.start || meta.min_time > hints.end {
@@ -212,35 +211,25 @@ impl Queryable for Blocks {
             }
             for id in block.index().select(matchers).map_err(err)? {
                 let entry = block.index().series(id).map_err(err)?;
-                let samples = merged.entry(entry.labels).or_default();
+                let chunks = merged.entry(entry.labels).or_default();
                 for c in entry.chunks {
                     if c.max_time < hints.start || c.min_time > hints.end {
                         continue;
                     }
                     let chunk = block.chunks().chunk(c.reference).map_err(err)?;
-                    let mut it =
-                        XorIterator::new(chunk.data).map_err(|e| StorageError(e.to_string()))?;
-                    loop {
-                        let n = it
-                            .decode_batch(&mut ts, &mut vs)
-                            .map_err(|e| StorageError(e.to_string()))?;
-                        if n == 0 {
-                            break;
-                        }
-                        samples.extend(
-                            ts[..n]
-                                .iter()
-                                .zip(&vs[..n])
-                                .filter(|(t, _)| **t >= hints.start && **t <= hints.end)
-                                .map(|(&t, &v)| Sample { t, v }),
-                        );
-                    }
+                    chunks.push(XorChunk {
+                        data: chunk.data.to_vec(),
+                    });
                 }
             }
         }
         Ok(merged
             .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
+            .map(|(labels, chunks)| {
+                let mut series = Series::new(labels, Vec::new());
+                series.chunks = chunks;
+                series
+            })
             .collect())
     }
 }

@@ -435,23 +435,25 @@ async fn tokio_timeout<T>(
 /// A range query's result: one series per label set, points where it has a value.
 fn to_matrix(val: Val, steps: &[i64]) -> Vec<Series> {
     let mut out: Vec<Series> = match val {
-        Val::Scalar(values) => vec![Series {
-            labels: Labels::default(),
-            samples: steps
+        Val::Scalar(values) => vec![Series::new(
+            Labels::default(),
+            steps
                 .iter()
                 .zip(values)
                 .map(|(&t, v)| Sample { t, v })
                 .collect(),
-        }],
+        )],
         Val::Vector(series) => series
             .into_iter()
-            .map(|s| Series {
-                labels: s.labels,
-                samples: steps
-                    .iter()
-                    .zip(s.values)
-                    .filter_map(|(&t, v)| v.map(|v| Sample { t, v }))
-                    .collect(),
+            .map(|s| {
+                Series::new(
+                    s.labels,
+                    steps
+                        .iter()
+                        .zip(s.values)
+                        .filter_map(|(&t, v)| v.map(|v| Sample { t, v }))
+                        .collect(),
+                )
             })
             .filter(|s| !s.samples.is_empty())
             .collect(),
@@ -500,38 +502,33 @@ fn eval_node(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             }
             _ => exec_err("unary minus needs a scalar or an instant vector"),
         },
-        Expr::VectorSelector(vs) => Ok(Val::Vector(eval_vector_selector(vs, ctx).0)),
+        Expr::VectorSelector(vs) => Ok(Val::Vector(eval_vector_selector(vs, ctx)?.0)),
         Expr::MatrixSelector(ms) => {
             let windows = matrix_windows(&ms.vs, millis(&ms.range), ctx)?;
-            Ok(Val::Matrix(
-                windows
-                    .iter()
-                    .map(|w| Series {
-                        labels: w.labels.clone(),
-                        samples: w.window(0).to_vec(),
-                    })
-                    .filter(|s| !s.samples.is_empty())
-                    .collect(),
-            ))
+            first_windows(&windows, ctx)
         }
         Expr::Subquery(sq) => {
             let windows = subquery_windows(sq, ctx)?;
-            Ok(Val::Matrix(
-                windows
-                    .iter()
-                    .map(|w| Series {
-                        labels: w.labels.clone(),
-                        samples: w.window(0).to_vec(),
-                    })
-                    .filter(|s| !s.samples.is_empty())
-                    .collect(),
-            ))
+            first_windows(&windows, ctx)
         }
         Expr::Aggregate(a) => crate::aggregate::eval_aggregate(a, ctx),
         Expr::Binary(b) => crate::binary::eval_binary(b, ctx),
         Expr::Call(c) => crate::functions::eval_call(c, ctx),
         Expr::Extension(_) => exec_err("extension expressions are not supported"),
     }
+}
+
+/// An instant query's range result: each series' samples in the (only) step's window.
+fn first_windows(windows: &[Windows<'_>], ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let mut out = Vec::with_capacity(windows.len());
+    for w in windows {
+        let loaded = w.load(&ctx.steps)?;
+        let samples = loaded.window(0).to_vec();
+        if !samples.is_empty() {
+            out.push(Series::new(w.labels.clone(), samples));
+        }
+    }
+    Ok(Val::Matrix(out))
 }
 
 /// The labels without `__name__`.
@@ -583,13 +580,14 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Val, QueryErr
 pub(crate) fn eval_vector_selector(
     vs: &VectorSelector,
     ctx: &Ctx<'_>,
-) -> (Vec<StepSeries>, Vec<Vec<i64>>) {
+) -> Result<(Vec<StepSeries>, Vec<Vec<i64>>), QueryError> {
     let data = ctx.series_of(vs);
     let offset = offset_ms(&vs.offset);
     let at = ctx.at_ms(&vs.at);
     let mut out = Vec::with_capacity(data.len());
     let mut times = Vec::with_capacity(data.len());
-    for series in data.iter() {
+    for stored in data.iter() {
+        let samples = series_samples(stored)?;
         let mut values = Vec::with_capacity(ctx.steps.len());
         let mut stamps = Vec::with_capacity(ctx.steps.len());
         let mut any = false;
@@ -598,12 +596,12 @@ pub(crate) fn eval_vector_selector(
         for &step in &ctx.steps {
             let reference = at.unwrap_or(step) - offset;
             // Last sample at or before the reference time.
-            while idx < series.samples.len() && series.samples[idx].t <= reference {
+            while idx < samples.len() && samples[idx].t <= reference {
                 idx += 1;
             }
             let found = idx
                 .checked_sub(1)
-                .map(|i| series.samples[i])
+                .map(|i| samples[i])
                 .filter(|s| s.t >= reference - ctx.lookback && !is_stale(s.v));
             match found {
                 Some(s) => {
@@ -619,29 +617,101 @@ pub(crate) fn eval_vector_selector(
         }
         if any {
             out.push(StepSeries {
-                labels: series.labels.clone(),
+                labels: stored.labels.clone(),
                 values,
             });
             times.push(stamps);
         }
     }
-    (out, times)
+    Ok((out, times))
 }
 
-/// A range argument's samples for one series, and for each step the part of them in the
-/// step's window (`samples[from..to]`): windows overlap, so they index one copy of the data.
+/// Where a series' windows end: at each step (or at the @ time), less the offset; each window
+/// spans `range` back from its end.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WindowEnds {
+    pub(crate) at: Option<i64>,
+    pub(crate) offset: i64,
+    pub(crate) range: i64,
+}
+
+/// A range argument's series: its samples are loaded (chunks decoded) only when the series is
+/// evaluated, so a query holds one decoded series per thread, not all of them.
 pub(crate) struct Windows<'a> {
     pub(crate) labels: Labels,
-    pub(crate) samples: Cow<'a, [Sample]>,
-    pub(crate) bounds: Vec<(u32, u32)>,
+    source: WindowSource<'a>,
+    ends: WindowEnds,
 }
 
-impl Windows<'_> {
+enum WindowSource<'a> {
+    Stored(&'a Series),
+    Owned(Vec<Sample>),
+}
+
+/// A series' samples with, for each step, the part in the step's window (`samples[from..to]`):
+/// windows overlap, so they index one copy of the data.
+pub(crate) struct Loaded<'s> {
+    samples: Cow<'s, [Sample]>,
+    bounds: Vec<(u32, u32)>,
+}
+
+impl Loaded<'_> {
     /// The samples in step `i`'s window.
     pub(crate) fn window(&self, i: usize) -> &[Sample] {
         let (from, to) = self.bounds[i];
         &self.samples[from as usize..to as usize]
     }
+
+    /// The most samples any one window holds.
+    pub(crate) fn largest_window(&self) -> usize {
+        self.bounds
+            .iter()
+            .map(|(from, to)| (to - from) as usize)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Windows<'_> {
+    /// The samples (staleness markers left out) and each step's window.
+    pub(crate) fn load(&self, steps: &[i64]) -> Result<Loaded<'_>, QueryError> {
+        let samples: Cow<'_, [Sample]> = match &self.source {
+            WindowSource::Owned(samples) => Cow::Borrowed(samples),
+            WindowSource::Stored(series) => {
+                let all = series_samples(series)?;
+                if all.iter().any(|s| is_stale(s.v)) {
+                    Cow::Owned(all.iter().filter(|s| !is_stale(s.v)).copied().collect())
+                } else {
+                    all
+                }
+            }
+        };
+        let WindowEnds { at, offset, range } = self.ends;
+        let bounds = window_bounds(&samples, steps, |step| at.unwrap_or(step) - offset, range);
+        Ok(Loaded { samples, bounds })
+    }
+}
+
+/// A stored series' samples: as given, or decoded from its chunks (in time order, a sample
+/// repeated by overlapping chunks kept once).
+pub(crate) fn series_samples(series: &Series) -> Result<Cow<'_, [Sample]>, QueryError> {
+    if series.chunks.is_empty() {
+        return Ok(Cow::Borrowed(&series.samples));
+    }
+    let mut out: Vec<Sample> = Vec::with_capacity(
+        series.samples.len() + series.chunks.iter().map(|c| c.samples()).sum::<usize>(),
+    );
+    out.extend_from_slice(&series.samples);
+    for chunk in &series.chunks {
+        chunk
+            .decode_into(&mut out)
+            .map_err(|e| QueryError::Storage(StorageError(e)))?;
+    }
+    if out.windows(2).any(|w| w[0].t >= w[1].t) {
+        out.sort_by_key(|s| s.t);
+        out.dedup_by_key(|s| s.t);
+    }
+    Ok(Cow::Owned(out))
 }
 
 /// A range selector's windows: samples in [t - range, t] after offset and @, staleness
@@ -651,44 +721,20 @@ pub(crate) fn matrix_windows<'a>(
     range: i64,
     ctx: &Ctx<'a>,
 ) -> Result<Vec<Windows<'a>>, QueryError> {
-    let data = ctx.series_of(vs);
-    let offset = offset_ms(&vs.offset);
-    let at = ctx.at_ms(&vs.at);
-    let mut out = Vec::with_capacity(data.len());
-    // Samples held at each step: the windows of every series, as Prometheus counts them.
-    let mut held = vec![0usize; ctx.steps.len()];
-    for series in data {
-        let samples: Cow<'a, [Sample]> = if series.samples.iter().any(|s| is_stale(s.v)) {
-            Cow::Owned(
-                series
-                    .samples
-                    .iter()
-                    .filter(|s| !is_stale(s.v))
-                    .copied()
-                    .collect(),
-            )
-        } else {
-            Cow::Borrowed(&series.samples)
-        };
-        let bounds = window_bounds(
-            &samples,
-            &ctx.steps,
-            |step| at.unwrap_or(step) - offset,
-            range,
-        );
-        for (h, (from, to)) in held.iter_mut().zip(&bounds) {
-            *h += (to - from) as usize;
-            if *h > ctx.options.max_samples {
-                return Err(QueryError::TooManySamples("query execution"));
-            }
-        }
-        out.push(Windows {
+    let ends = WindowEnds {
+        at: ctx.at_ms(&vs.at),
+        offset: offset_ms(&vs.offset),
+        range,
+    };
+    Ok(ctx
+        .series_of(vs)
+        .iter()
+        .map(|series| Windows {
             labels: series.labels.clone(),
-            samples,
-            bounds,
-        });
-    }
-    Ok(out)
+            source: WindowSource::Stored(series),
+            ends,
+        })
+        .collect())
 }
 
 /// Per step, the index range of the samples with times in [end(step) - range, end(step)].
@@ -770,17 +816,13 @@ pub(crate) fn subquery_windows<'a>(
         )],
         _ => return exec_err("subquery is only allowed on instant vector or scalar"),
     };
+    let ends = WindowEnds { at, offset, range };
     Ok(series
         .into_iter()
         .map(|(labels, samples)| Windows {
             labels,
-            bounds: window_bounds(
-                &samples,
-                &ctx.steps,
-                |step| at.unwrap_or(step) - offset,
-                range,
-            ),
-            samples: Cow::Owned(samples),
+            source: WindowSource::Owned(samples),
+            ends,
         })
         .collect())
 }

@@ -78,11 +78,14 @@ fn over_windows(
     f: impl Fn(&[Sample], usize, i64) -> Result<Option<f64>, QueryError> + Sync,
 ) -> Result<Val, QueryError> {
     use rayon::prelude::*;
-    let one = |w: &Windows<'_>| -> Result<Option<StepSeries>, QueryError> {
+    // Each series is loaded (decoded) here, evaluated, and dropped: memory holds one decoded
+    // series per thread. Also returns its largest window, for `--query.max-samples`.
+    let one = |w: &Windows<'_>| -> Result<(Option<StepSeries>, usize), QueryError> {
+        let loaded = w.load(&ctx.steps)?;
         let mut values = Vec::with_capacity(ctx.steps.len());
         let mut any = false;
         for (i, &step) in ctx.steps.iter().enumerate() {
-            let window = w.window(i);
+            let window = loaded.window(i);
             let end = arg.at.unwrap_or(step) - arg.offset;
             let v = if window.is_empty() {
                 None
@@ -92,26 +95,34 @@ fn over_windows(
             any |= v.is_some();
             values.push(v);
         }
-        Ok(any.then(|| StepSeries {
+        let series = any.then(|| StepSeries {
             labels: if keep_name {
                 w.labels.clone()
             } else {
                 drop_name(&w.labels)
             },
             values,
-        }))
+        });
+        Ok((series, loaded.largest_window()))
     };
-    let results: Vec<Result<Option<StepSeries>, QueryError>> =
+    let results: Vec<Result<(Option<StepSeries>, usize), QueryError>> =
         if arg.windows.len() >= PARALLEL_SERIES {
             arg.windows.par_iter().map(one).collect()
         } else {
             arg.windows.iter().map(one).collect()
         };
     let mut out = Vec::with_capacity(results.len());
+    // Samples held at once: no step holds more than every series' largest window.
+    let mut held = 0usize;
     for r in results {
-        if let Some(s) = r? {
+        let (series, largest) = r?;
+        held += largest;
+        if let Some(s) = series {
             out.push(s);
         }
+    }
+    if held > ctx.options.max_samples {
+        return Err(QueryError::TooManySamples("query execution"));
     }
     merge_same_labels(out)
 }
@@ -453,7 +464,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
-                let (series, stamps) = eval_vector_selector(vs, ctx);
+                let (series, stamps) = eval_vector_selector(vs, ctx)?;
                 let out = series
                     .into_iter()
                     .zip(stamps)
@@ -577,8 +588,9 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let r = range_arg(arg(0)?, ctx)?;
             let mut present = vec![false; n];
             for w in &r.windows {
+                let loaded = w.load(&ctx.steps)?;
                 for (i, p) in present.iter_mut().enumerate() {
-                    *p |= !w.window(i).is_empty();
+                    *p |= !loaded.window(i).is_empty();
                 }
             }
             absent_result(present, absent_labels(arg(0)?))

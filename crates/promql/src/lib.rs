@@ -22,4 +22,4 @@ mod value;
 pub use engine::{Engine, EngineOptions, QueryError};
 pub use parse::parse_query;
 pub use storage::{MemoryStorage, Queryable, SelectHints, StorageError};
-pub use value::{InstantSample, Sample, Series, Value, format_value};
+pub use value::{InstantSample, Sample, Series, Value, XorChunk, format_value};

@@ -59,13 +59,7 @@ impl MemoryStorage {
         let index = match self.series.binary_search_by(|s| s.labels.cmp(&labels)) {
             Ok(i) => i,
             Err(i) => {
-                self.series.insert(
-                    i,
-                    Series {
-                        labels,
-                        samples: Vec::new(),
-                    },
-                );
+                self.series.insert(i, Series::new(labels, Vec::new()));
                 i
             }
         };
@@ -93,14 +87,15 @@ impl Queryable for MemoryStorage {
                     .iter()
                     .all(|m| m.matches(s.labels.get(&m.name).unwrap_or("")))
             })
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                samples: s
-                    .samples
-                    .iter()
-                    .filter(|p| p.t >= hints.start && p.t <= hints.end)
-                    .copied()
-                    .collect(),
+            .map(|s| {
+                Series::new(
+                    s.labels.clone(),
+                    s.samples
+                        .iter()
+                        .filter(|p| p.t >= hints.start && p.t <= hints.end)
+                        .copied()
+                        .collect(),
+                )
             })
             .filter(|s| !s.samples.is_empty())
             .collect())

@@ -19,13 +19,58 @@ pub struct Sample {
     pub v: f64,
 }
 
-/// A series: labels and samples in time order.
+/// A series: labels and samples in time order. A store may hand over XOR chunks instead of
+/// (or besides) decoded samples; the engine decodes them only when it evaluates the series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     /// Labels, sorted by name.
     pub labels: Labels,
     /// Samples, in increasing time order.
     pub samples: Vec<Sample>,
+    /// Encoded samples, in time order (may overlap each other: a sample seen twice counts once).
+    pub chunks: Vec<XorChunk>,
+}
+
+impl Series {
+    /// A series of decoded samples.
+    pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        Self {
+            labels,
+            samples,
+            chunks: Vec::new(),
+        }
+    }
+}
+
+/// A Prometheus XOR chunk as a store keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct XorChunk {
+    /// The chunk's bytes (the 2-byte sample count, then the bit stream).
+    pub data: Vec<u8>,
+}
+
+impl XorChunk {
+    /// The number of samples, from the chunk's header.
+    pub fn samples(&self) -> usize {
+        self.data
+            .get(..2)
+            .map_or(0, |h| usize::from(u16::from_be_bytes([h[0], h[1]])))
+    }
+
+    /// Appends the chunk's samples to `out`.
+    pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), String> {
+        let mut it = rthanos_chunkenc::XorIterator::new(&self.data).map_err(|e| e.to_string())?;
+        let (mut ts, mut vs) = ([0i64; 128], [0f64; 128]);
+        loop {
+            let n = it
+                .decode_batch(&mut ts, &mut vs)
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            out.extend(ts[..n].iter().zip(&vs[..n]).map(|(&t, &v)| Sample { t, v }));
+        }
+    }
 }
 
 /// An element of an instant vector.

@@ -203,3 +203,51 @@ async fn many_series_evaluate_in_parallel_to_the_same_answer() {
             .all(|p| (p.v - 200.0 / 15.0).abs() < 1e-9)
     );
 }
+
+/// A store that hands over XOR chunks, two of them overlapping.
+struct Chunked;
+
+#[async_trait::async_trait]
+impl Queryable for Chunked {
+    async fn select(
+        &self,
+        _: &[rthanos_model::Matcher],
+        _: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        let points = |from: i64, to: i64| (from..to).map(|k| (k * 15_000, k as f64));
+        let chunk = |from, to| rthanos_promql::XorChunk {
+            data: rthanos_chunkenc::xor::encode(points(from, to)).expect("encode"),
+        };
+        let mut series = Series::new(Labels::from_pairs([("__name__", "m")]), Vec::new());
+        series.chunks = vec![chunk(0, 50), chunk(40, 100)];
+        Ok(vec![series])
+    }
+}
+
+#[tokio::test]
+async fn chunked_series_answer_as_decoded_ones() {
+    let engine = Engine::default();
+    for query in [
+        "m",
+        "rate(m[5m])",
+        "count_over_time(m[30m])",
+        "changes(m[1h])",
+    ] {
+        let from_chunks = engine
+            .range_query(&Chunked, query, 0, 1_485_000, 60_000)
+            .await
+            .expect("chunks");
+        let from_samples = engine
+            .range_query(&storage(1, 100), query, 0, 1_485_000, 60_000)
+            .await
+            .expect("samples");
+        let strip = |v: Value| match v {
+            Value::Matrix(m) => m
+                .into_iter()
+                .map(|s| (s.labels.get("__name__").is_some(), s.samples))
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(strip(from_chunks), strip(from_samples), "{query}");
+    }
+}
