@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
-    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+    AtModifier, Expr, LabelModifier, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 use rthanos_model::{Labels, MatchType, Matcher};
 
@@ -197,36 +197,49 @@ struct Fetch<'e> {
     hints: SelectHints,
 }
 
-/// Collects the selectors of `expr`, evaluated at times [start, end].
-fn collect<'e>(
-    expr: &'e Expr,
+/// Where the walk over the expression is: the times its node is evaluated at, and what the
+/// nearest enclosing function and aggregation are (Prometheus's select hints).
+#[derive(Clone)]
+struct Walk<'o> {
     start: i64,
     end: i64,
     lookback: i64,
     query: (i64, i64),
-    options: &EngineOptions,
-    out: &mut Vec<Fetch<'e>>,
-) {
+    options: &'o EngineOptions,
+    func: Option<String>,
+    grouping: Option<(Vec<String>, bool)>,
+}
+
+/// Collects the selectors of `expr`, evaluated at times [walk.start, walk.end].
+fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
     let at = |at: &Option<AtModifier>| match at {
         None => None,
-        Some(AtModifier::Start) => Some(query.0),
-        Some(AtModifier::End) => Some(query.1),
+        Some(AtModifier::Start) => Some(walk.query.0),
+        Some(AtModifier::End) => Some(walk.query.1),
         Some(AtModifier::At(t)) => Some(system_time_ms(t)),
     };
     let window = |at_time: Option<i64>, offset: i64| match at_time {
         Some(t) => (t - offset, t - offset),
-        None => (start - offset, end - offset),
+        None => (walk.start - offset, walk.end - offset),
+    };
+    let hints = |start: i64, end: i64, range: i64| {
+        let (grouping, by) = walk.grouping.clone().unwrap_or_default();
+        SelectHints {
+            start,
+            end,
+            step: 0,
+            range,
+            func: walk.func.clone(),
+            grouping,
+            by,
+        }
     };
     match expr {
         Expr::VectorSelector(vs) => {
             let (s, e) = window(at(&vs.at), offset_ms(&vs.offset));
             out.push(Fetch {
                 node: vs,
-                hints: SelectHints {
-                    start: s - lookback,
-                    end: e,
-                    ..SelectHints::default()
-                },
+                hints: hints(s - walk.lookback, e, 0),
             });
         }
         Expr::MatrixSelector(MatrixSelector { vs, range }) => {
@@ -234,12 +247,7 @@ fn collect<'e>(
             let range = millis(range);
             out.push(Fetch {
                 node: vs,
-                hints: SelectHints {
-                    start: s - range,
-                    end: e,
-                    range,
-                    ..SelectHints::default()
-                },
+                hints: hints(s - range, e, range),
             });
         }
         Expr::Subquery(sq) => {
@@ -248,25 +256,48 @@ fn collect<'e>(
             let step = sq
                 .step
                 .as_ref()
-                .map_or(millis(&options.default_subquery_step), millis);
+                .map_or(millis(&walk.options.default_subquery_step), millis);
             let first = subquery_first_step(s - range, step.max(1));
-            collect(&sq.expr, first, e, lookback, query, options, out);
+            let inner = Walk {
+                start: first,
+                end: e,
+                ..walk.clone()
+            };
+            collect(&sq.expr, &inner, out);
         }
         Expr::Aggregate(a) => {
-            collect(&a.expr, start, end, lookback, query, options, out);
+            let grouping = a.modifier.as_ref().map_or((Vec::new(), true), |m| match m {
+                LabelModifier::Include(l) => (l.labels.clone(), true),
+                LabelModifier::Exclude(l) => (l.labels.clone(), false),
+            });
+            let inner = Walk {
+                func: Some(a.op.to_string()),
+                grouping: Some(grouping),
+                ..walk.clone()
+            };
+            collect(&a.expr, &inner, out);
             if let Some(p) = &a.param {
-                collect(p, start, end, lookback, query, options, out);
+                collect(p, walk, out);
             }
         }
-        Expr::Unary(u) => collect(&u.expr, start, end, lookback, query, options, out),
+        Expr::Unary(u) => collect(&u.expr, walk, out),
         Expr::Binary(b) => {
-            collect(&b.lhs, start, end, lookback, query, options, out);
-            collect(&b.rhs, start, end, lookback, query, options, out);
+            // A binary operation ends the search for an enclosing function.
+            let inner = Walk {
+                func: None,
+                ..walk.clone()
+            };
+            collect(&b.lhs, &inner, out);
+            collect(&b.rhs, &inner, out);
         }
-        Expr::Paren(p) => collect(&p.expr, start, end, lookback, query, options, out),
+        Expr::Paren(p) => collect(&p.expr, walk, out),
         Expr::Call(c) => {
+            let inner = Walk {
+                func: Some(c.func.name.to_string()),
+                ..walk.clone()
+            };
             for arg in &c.args.args {
-                collect(arg, start, end, lookback, query, options, out);
+                collect(arg, &inner, out);
             }
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
@@ -379,15 +410,16 @@ impl Engine {
             .map_err(|_| QueryError::Timeout("query queue"))?;
         let lookback = millis(&self.options.lookback_delta);
         let mut fetches = Vec::new();
-        collect(
-            expr,
+        let walk = Walk {
             start,
             end,
             lookback,
-            (start, end),
-            &self.options,
-            &mut fetches,
-        );
+            query: (start, end),
+            options: &self.options,
+            func: None,
+            grouping: None,
+        };
+        collect(expr, &walk, &mut fetches);
         let mut data = HashMap::new();
         for fetch in fetches {
             let matchers = selector_matchers(fetch.node)?;

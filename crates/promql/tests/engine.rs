@@ -251,3 +251,56 @@ async fn chunked_series_answer_as_decoded_ones() {
         assert_eq!(strip(from_chunks), strip(from_samples), "{query}");
     }
 }
+
+/// A store that records the hints it is given.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<SelectHints>>);
+
+#[async_trait::async_trait]
+impl Queryable for Recording {
+    async fn select(
+        &self,
+        _: &[rthanos_model::Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(hints.clone());
+        }
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn stores_get_prometheus_select_hints() {
+    let store = Recording::default();
+    let engine = Engine::default();
+    engine
+        .range_query(
+            &store,
+            "sum by (job) (rate(m[5m])) / ignoring (x) max_over_time(n[1h] offset 1h) + o",
+            3_600_000,
+            7_200_000,
+            60_000,
+        )
+        .await
+        .expect("query");
+    let seen = store.0.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 3);
+    let rate = &seen[0];
+    assert_eq!(rate.func.as_deref(), Some("rate"));
+    assert_eq!(
+        (rate.grouping.clone(), rate.by),
+        (vec!["job".to_string()], true)
+    );
+    assert_eq!(
+        (rate.start, rate.end, rate.range, rate.step),
+        (3_300_000, 7_200_000, 300_000, 60_000)
+    );
+    let max = &seen[1];
+    assert_eq!(max.func.as_deref(), Some("max_over_time"));
+    assert_eq!((max.start, max.end), (-3_600_000, 3_600_000));
+    // Under a binary operation and no function: no hint, lookback before the start.
+    let plain = &seen[2];
+    assert_eq!(plain.func, None);
+    assert_eq!(plain.start, 3_600_000 - 300_000);
+}
