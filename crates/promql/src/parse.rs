@@ -115,6 +115,16 @@ fn with_position(query: &str, message: &str) -> String {
             .and_then(|f| query.find(f))
             .map(|byte| query[..byte].chars().count() + 1)
     };
+    let (column, message) = match column {
+        Some(c) => (Some(c), message.to_string()),
+        None => match unexpected_token(query) {
+            Some((byte, token)) => (
+                Some(query[..byte].chars().count() + 1),
+                format!("unexpected {token:?}"),
+            ),
+            None => (None, message.to_string()),
+        },
+    };
     match column {
         Some(c) => {
             // Lines count from 1, columns from 1 within the line.
@@ -128,6 +138,24 @@ fn with_position(query: &str, message: &str) -> String {
         }
         None => format!("parse error: {message}"),
     }
+}
+
+/// For a syntax error the parser does not locate: the token after the longest prefix of the
+/// query that parses on its own (`foo bar` → `bar`), with its byte offset.
+fn unexpected_token(query: &str) -> Option<(usize, String)> {
+    use lrpar::{Lexeme, Lexer};
+    let lexer = parser::lexer(query).ok()?;
+    let spans: Vec<(usize, usize)> = lexer
+        .iter()
+        .filter_map(Result::ok)
+        .map(|l| (l.span().start(), l.span().end()))
+        .collect();
+    (1..spans.len()).rev().find_map(|k| {
+        let prefix = &query[..spans[k - 1].1];
+        parser::parse(prefix).ok()?;
+        let (start, end) = spans[k];
+        Some((start, query[start..end].to_string()))
+    })
 }
 
 /// Renames `holt_winters` calls for the parser and refuses the 3.x name, outside string
@@ -254,7 +282,8 @@ mod tests {
             err("foo[5x]"),
             "1:5: parse error: bad number or duration syntax: 5x"
         );
-        assert!(err("foo bar").starts_with("parse error: "));
+        assert_eq!(err("foo bar"), "1:5: parse error: unexpected \"bar\"");
+        assert_eq!(err("sum(x) 3"), "1:8: parse error: unexpected \"3\"");
     }
 
     #[test]
