@@ -81,6 +81,8 @@ fn over_windows(
     // Each series is loaded (decoded) here, evaluated, and dropped: memory holds one decoded
     // series per thread. Also returns its largest window, for `--query.max-samples`.
     let one = |w: &Windows<'_>| -> Result<(Option<StepSeries>, usize), QueryError> {
+        // --query.timeout also stops a long evaluation, series by series.
+        ctx.check_deadline()?;
         let loaded = w.load(&ctx.steps)?;
         let mut values = Vec::with_capacity(ctx.steps.len());
         let mut any = false;
@@ -755,16 +757,23 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             map_values(series, |x, _| date_part(x, name))
         }
         _ => {
-            let f: fn(f64) -> f64 = match name {
-                "abs" => f64::abs,
-                "ceil" => f64::ceil,
-                "floor" => f64::floor,
-                "exp" => f64::exp,
-                "sqrt" => f64::sqrt,
-                "ln" => f64::ln,
-                "log2" => f64::log2,
-                "log10" => f64::log10,
-                "sgn" => |x: f64| {
+            // Each function is its own monomorphised loop: no indirect call per sample.
+            macro_rules! math {
+                ($f:expr) => {{
+                    let series = vector_arg(arg(0)?, ctx)?;
+                    map_values(series, |x, _| $f(x))
+                }};
+            }
+            match name {
+                "abs" => math!(f64::abs),
+                "ceil" => math!(f64::ceil),
+                "floor" => math!(f64::floor),
+                "exp" => math!(f64::exp),
+                "sqrt" => math!(f64::sqrt),
+                "ln" => math!(f64::ln),
+                "log2" => math!(f64::log2),
+                "log10" => math!(f64::log10),
+                "sgn" => math!(|x: f64| {
                     if x > 0.0 {
                         1.0
                     } else if x < 0.0 {
@@ -772,25 +781,23 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                     } else {
                         x
                     }
-                },
-                "sin" => f64::sin,
-                "cos" => f64::cos,
-                "tan" => f64::tan,
-                "asin" => f64::asin,
-                "acos" => f64::acos,
-                "atan" => f64::atan,
-                "sinh" => f64::sinh,
-                "cosh" => f64::cosh,
-                "tanh" => f64::tanh,
-                "asinh" => f64::asinh,
-                "acosh" => f64::acosh,
-                "atanh" => f64::atanh,
-                "deg" => f64::to_degrees,
-                "rad" => f64::to_radians,
-                other => return exec_err(format!("unknown function {other}")),
-            };
-            let series = vector_arg(arg(0)?, ctx)?;
-            map_values(series, |x, _| f(x))
+                }),
+                "sin" => math!(f64::sin),
+                "cos" => math!(f64::cos),
+                "tan" => math!(f64::tan),
+                "asin" => math!(f64::asin),
+                "acos" => math!(f64::acos),
+                "atan" => math!(f64::atan),
+                "sinh" => math!(f64::sinh),
+                "cosh" => math!(f64::cosh),
+                "tanh" => math!(f64::tanh),
+                "asinh" => math!(f64::asinh),
+                "acosh" => math!(f64::acosh),
+                "atanh" => math!(f64::atanh),
+                "deg" => math!(f64::to_degrees),
+                "rad" => math!(f64::to_radians),
+                other => exec_err(format!("unknown function {other}")),
+            }
         }
     }
 }
