@@ -74,7 +74,12 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
             let mut order: Vec<Vec<usize>> = vec![Vec::new(); n];
             for step in 0..n {
                 let k = k[step];
-                if k.is_nan() || k < 1.0 {
+                if k.is_nan()
+                    || !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&k)
+                {
+                    return exec_err(format!("Scalar value {} overflows int64", format_value(k)));
+                }
+                if k < 1.0 {
                     continue;
                 }
                 let k = if k > 1e15 { usize::MAX } else { k as usize };
@@ -150,7 +155,11 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
                         .filter(|l| l.name != *label)
                         .map(|l| (l.name.clone(), l.value.clone()))
                         .collect();
-                    pairs.push((label.clone(), format_value(*v)));
+                    // `without` removes its labels after the value label is set, that one too.
+                    let removed = matches!(&a.modifier, Some(LabelModifier::Exclude(l)) if l.labels.contains(label));
+                    if !removed {
+                        pairs.push((label.clone(), format_value(*v)));
+                    }
                     let labels = Labels::from_pairs(pairs);
                     let idx = *index.entry(labels.clone()).or_insert_with(|| {
                         out.push(StepSeries {
@@ -365,7 +374,8 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         return f64::NAN;
     }
     let mut rank = q * observations;
-    let b = merged[..merged.len() - 1].partition_point(|b| b.1 < rank);
+    // As Go's sort.Search on `count >= rank` (false for a NaN count).
+    let b = merged[..merged.len() - 1].partition_point(|b| !(b.1 >= rank));
     if b == merged.len() - 1 {
         return merged[merged.len() - 2].0;
     }

@@ -137,7 +137,7 @@ pub(crate) fn eval_binary(b: &BinaryExpr, ctx: &Ctx<'_>) -> Result<Val, QueryErr
             let modifier = b.modifier.as_ref();
             let matching = modifier.and_then(|m| m.matching.clone());
             match op {
-                Op::And | Op::Or | Op::Unless => Ok(set_op(op, &l, &r, &matching, ctx.steps.len())),
+                Op::And | Op::Or | Op::Unless => set_op(op, &l, &r, &matching, ctx.steps.len()),
                 _ => {
                     let card =
                         modifier.map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
@@ -200,7 +200,7 @@ fn set_op(
     rhs: &[StepSeries],
     matching: &Option<LabelModifier>,
     steps: usize,
-) -> Val {
+) -> Result<Val, QueryError> {
     let mut ids: HashMap<Labels, usize> = HashMap::new();
     let mut sig_id = |labels: &Labels| {
         let next = ids.len();
@@ -254,7 +254,8 @@ fn set_op(
             }
         }
     }
-    Val::Vector(
+    // Equal labels on both sides (`x or x offset 1d`) are one series over the steps.
+    merge_same_labels(
         out_l
             .into_iter()
             .chain(out_r)
@@ -327,6 +328,12 @@ fn vector_vector(
     let mut out: Vec<StepSeries> = Vec::new();
     let one_side = if swapped { "left" } else { "right" };
     for step in 0..steps {
+        // Prometheus matches nothing, and checks nothing, at a step where a side is empty.
+        if !many.iter().any(|s| s.values[step].is_some())
+            || !one.iter().any(|s| s.values[step].is_some())
+        {
+            continue;
+        }
         for (j, s) in one.iter().enumerate() {
             if s.values[step].is_none() {
                 continue;

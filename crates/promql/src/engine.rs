@@ -386,10 +386,12 @@ impl Engine {
                 }
             ));
         }
-        let steps: Vec<i64> = (0..)
-            .map(|i| start + i * step)
-            .take_while(|t| *t <= end)
-            .collect();
+        if (end.saturating_sub(start) / step).saturating_add(1)
+            > i64::try_from(self.options.max_samples).unwrap_or(i64::MAX)
+        {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        let steps = step_times(start, end, step);
         let val = self.run(storage, &expr, start, end, step).await?;
         Ok(Value::Matrix(to_matrix(val, &steps)))
     }
@@ -408,7 +410,11 @@ impl Engine {
             .await
             .map_err(|_| QueryError::Timeout("query queue"))?
             .map_err(|_| QueryError::Timeout("query queue"))?;
-        let lookback = millis(&self.options.lookback_delta);
+        // Zero means the default, as Prometheus's engine reads it.
+        let lookback = match millis(&self.options.lookback_delta) {
+            0 => 300_000,
+            ms => ms,
+        };
         let mut fetches = Vec::new();
         let walk = Walk {
             start,
@@ -436,10 +442,7 @@ impl Engine {
         let steps: Vec<i64> = if step == 0 {
             vec![start]
         } else {
-            (0..)
-                .map(|i| start + i * step)
-                .take_while(|t| *t <= end)
-                .collect()
+            step_times(start, end, step)
         };
         let ctx = Ctx {
             steps,
@@ -462,6 +465,20 @@ async fn tokio_timeout<T>(
     tokio::time::timeout(left, fut)
         .await
         .map_err(|_| QueryError::Timeout("query preparation"))
+}
+
+/// `start`, `start + step`, … up to `end`, without overflowing near the ends of time.
+pub(crate) fn step_times(start: i64, end: i64, step: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut t = start;
+    while t <= end {
+        out.push(t);
+        match t.checked_add(step) {
+            Some(next) => t = next,
+            None => break,
+        }
+    }
+    out
 }
 
 /// A range query's result: one series per label set, points where it has a value.
@@ -821,10 +838,12 @@ pub(crate) fn subquery_windows<'a>(
         ),
     };
     let start = subquery_first_step(first_end - range, step);
-    let inner_steps: Vec<i64> = (0..)
-        .map(|i| start + i * step)
-        .take_while(|t| *t <= last_end)
-        .collect();
+    // Every inner step holds a value per series: refuse before allocating them.
+    let count = (last_end.saturating_sub(start) / step).saturating_add(1);
+    if count > i64::try_from(ctx.options.max_samples).unwrap_or(i64::MAX) {
+        return Err(QueryError::TooManySamples("query execution"));
+    }
+    let inner_steps = step_times(start, last_end, step);
     let inner = eval(&sq.expr, &ctx.with_steps(inner_steps.clone()))?;
     let series: Vec<(Labels, Vec<Sample>)> = match inner {
         Val::Vector(series) => series

@@ -114,16 +114,18 @@ fn over_windows(
             arg.windows.iter().map(one).collect()
         };
     let mut out = Vec::with_capacity(results.len());
-    // Samples held at once: no step holds more than every series' largest window.
-    let mut held = 0usize;
+    // As Prometheus counts: one series' window at a time, plus the points produced.
+    let mut largest_window = 0usize;
+    let mut points = 0usize;
     for r in results {
         let (series, largest) = r?;
-        held += largest;
+        largest_window = largest_window.max(largest);
         if let Some(s) = series {
+            points += s.values.iter().filter(|v| v.is_some()).count();
             out.push(s);
         }
     }
-    if held > ctx.options.max_samples {
+    if largest_window + points > ctx.options.max_samples {
         return Err(QueryError::TooManySamples("query execution"));
     }
     merge_same_labels(out)
@@ -257,7 +259,13 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    values.sort_by(|a, b| a.total_cmp(b));
+    // NaN sorts first, as in Prometheus's value heap.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
     let n = values.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0);
@@ -339,7 +347,10 @@ fn absent_labels(expr: &Expr) -> Labels {
             continue;
         }
         let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
-        if equal && !pairs.iter().any(|(n, _)| *n == m.name) {
+        if equal && m.value.is_empty() {
+            // An empty value is no label.
+            dropped.push(m.name.clone());
+        } else if equal && !pairs.iter().any(|(n, _)| *n == m.name) {
             pairs.push((m.name.clone(), m.value.clone()));
         } else {
             dropped.push(m.name.clone());
@@ -607,7 +618,8 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let replacement = string_arg(arg(2)?, ctx)?;
             let src = string_arg(arg(3)?, ctx)?;
             let pattern = string_arg(arg(4)?, ctx)?;
-            let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+            // Prometheus 2.x anchors without (?s): `.` does not match a newline.
+            let regex = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
                 QueryError::Execution(format!(
                     "invalid regular expression in label_replace(): {pattern}: {e}"
                 ))
@@ -794,8 +806,9 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 "asinh" => math!(f64::asinh),
                 "acosh" => math!(f64::acosh),
                 "atanh" => math!(f64::atanh),
-                "deg" => math!(f64::to_degrees),
-                "rad" => math!(f64::to_radians),
+                // Go's order of operations, for the same last bit.
+                "deg" => math!(|x: f64| x * 180.0 / std::f64::consts::PI),
+                "rad" => math!(|x: f64| x * std::f64::consts::PI / 180.0),
                 other => exec_err(format!("unknown function {other}")),
             }
         }

@@ -85,8 +85,12 @@ pub(crate) const HOLT_WINTERS_3X: &str = "double_exponential_smoothing";
 /// Parses a query as Prometheus 2.42 would.
 pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
     let rewritten = rewrite_identifiers(query)?;
-    let expr =
-        parser::parse(&rewritten).map_err(|e| QueryError::Parse(with_position(query, &e)))?;
+    check_tokens_2x(&rewritten)?;
+    // The parser panics on some inputs (a duration beyond what it can hold): never let a query
+    // take the process down.
+    let parsed = std::panic::catch_unwind(|| parser::parse(&rewritten))
+        .unwrap_or_else(|_| Err("invalid promql query".to_string()));
+    let expr = parsed.map_err(|e| QueryError::Parse(with_position(query, &e)))?;
     check_2x(&expr)?;
     Ok(expr)
 }
@@ -138,6 +142,77 @@ fn with_position(query: &str, message: &str) -> String {
         }
         None => format!("parse error: {message}"),
     }
+}
+
+/// Longest duration Prometheus accepts: what an int64 of nanoseconds holds (~292 years).
+const MAX_DURATION_MS: i64 = i64::MAX / 1_000_000;
+
+/// Lexical rules of Prometheus 2.42 that `promql-parser` (following Prometheus 3) relaxes:
+/// durations need a unit (`x[300]` and `offset 60` are errors), durations fit in an int64 of
+/// nanoseconds, and label and metric names are never quoted strings.
+fn check_tokens_2x(query: &str) -> Result<(), QueryError> {
+    use lrpar::{Lexeme, Lexer};
+    use promql_parser::parser::token::{
+        T_BY, T_COMMA, T_DURATION, T_GROUP_LEFT, T_GROUP_RIGHT, T_IGNORING, T_LEFT_BRACE,
+        T_LEFT_BRACKET, T_LEFT_PAREN, T_NUMBER, T_OFFSET, T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET,
+        T_RIGHT_PAREN, T_STRING, T_WITHOUT,
+    };
+    // Lexer errors are left to the parser, which words them.
+    let Ok(lexer) = parser::lexer(query) else {
+        return Ok(());
+    };
+    let fail = |start: usize, what: String| {
+        let column = query[..start].chars().count() + 1;
+        Err(QueryError::Parse(format!(
+            "1:{column}: parse error: {what}"
+        )))
+    };
+    let (mut brackets, mut braces) = (0i32, 0i32);
+    let mut grouping = false;
+    let mut prev: Option<u16> = None;
+    for lexeme in lexer.iter().filter_map(Result::ok) {
+        let id = lexeme.tok_id();
+        let span = lexeme.span();
+        let text = &query[span.start()..span.end()];
+        match id {
+            T_LEFT_BRACKET => brackets += 1,
+            T_RIGHT_BRACKET => brackets -= 1,
+            T_LEFT_BRACE => braces += 1,
+            T_RIGHT_BRACE => braces -= 1,
+            T_LEFT_PAREN => {
+                grouping = matches!(
+                    prev,
+                    Some(T_BY | T_WITHOUT | T_ON | T_IGNORING | T_GROUP_LEFT | T_GROUP_RIGHT)
+                );
+            }
+            T_RIGHT_PAREN => grouping = false,
+            T_NUMBER if brackets > 0 || prev == Some(T_OFFSET) => {
+                return fail(
+                    span.start(),
+                    format!("unexpected number {text:?}: a duration needs a unit"),
+                );
+            }
+            T_DURATION => {
+                let too_long = text
+                    .parse::<rthanos_model::PromDuration>()
+                    .map_or(true, |d| d.as_millis() >= MAX_DURATION_MS);
+                if too_long {
+                    return fail(span.start(), format!("duration {text:?} out of range"));
+                }
+            }
+            T_STRING
+                if (braces > 0 && matches!(prev, Some(T_LEFT_BRACE | T_COMMA))) || grouping =>
+            {
+                return fail(
+                    span.start(),
+                    format!("unexpected string {text}: label names are not quoted"),
+                );
+            }
+            _ => {}
+        }
+        prev = Some(id);
+    }
+    Ok(())
 }
 
 /// For a syntax error the parser does not locate: the token after the longest prefix of the
@@ -294,5 +369,32 @@ mod tests {
         assert!(parse_query(r#"holt_winters{a="holt_winters("}"#).is_ok());
         assert!(parse_query("sort_by_label(x, \"a\")").is_err());
         assert!(parse_query("limitk(1, x)").is_err());
+    }
+
+    #[test]
+    fn prometheus_2_lexical_rules() {
+        for bad in [
+            "x[300]",
+            "x offset 60",
+            "x[5m:30]",
+            "foo[1e400]",
+            "foo offset 1e30",
+            "foo[100000000y]",
+            r#"{"foo.bar"="x"}"#,
+            r#"{"up"}"#,
+            r#"sum by ("a") (x)"#,
+        ] {
+            assert!(
+                matches!(parse_query(bad), Err(QueryError::Parse(_))),
+                "{bad} must be a parse error"
+            );
+        }
+        for good in [
+            r#"x{a="b"}[5m:30s] offset 1m"#,
+            "x @ 300",
+            r#"label_replace(x, "a", "b", "c", "d")"#,
+        ] {
+            assert!(parse_query(good).is_ok(), "{good}");
+        }
     }
 }

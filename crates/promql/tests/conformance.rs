@@ -422,3 +422,24 @@ async fn prometheus_promql_test_files() {
         "evals now passing: remove them from tests/conformance-exceptions.txt: {fixed:?}"
     );
 }
+
+/// Our own cases, in the same format: all must pass.
+#[tokio::test]
+async fn own_test_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for entry in std::fs::read_dir(&dir).expect("tests/testdata") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "test") {
+            for (id, outcome) in run_file(&path).await {
+                total += 1;
+                if let Err(why) = outcome {
+                    failures.push(format!("{id}: {why}"));
+                }
+            }
+        }
+    }
+    assert!(total > 0);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

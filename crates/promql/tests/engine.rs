@@ -25,11 +25,11 @@ fn storage(series: usize, samples: usize) -> MemoryStorage {
 #[tokio::test]
 async fn too_many_samples_is_prometheus_error() {
     let engine = Engine::new(EngineOptions {
-        max_samples: 100,
+        max_samples: 30,
         ..EngineOptions::default()
     });
     let data = storage(10, 100);
-    // 10 series x 40 samples in each 10m window: 400 > 100.
+    // A 10m window holds 41 samples of a series: more than 30 at once.
     let err = engine
         .instant_query(&data, "sum_over_time(m[10m])", 1_000_000)
         .await
@@ -39,14 +39,31 @@ async fn too_many_samples_is_prometheus_error() {
         err.to_string(),
         "query processing would load too many samples into memory in query execution"
     );
-    // A range query holds every step's values.
+    // A range query holds every step's values: 10 series x 100 steps.
+    let engine = Engine::new(EngineOptions {
+        max_samples: 100,
+        ..EngineOptions::default()
+    });
     let err = engine
         .range_query(&data, "m", 0, 1_485_000, 15_000)
         .await
         .expect_err("limit");
     assert!(matches!(err, QueryError::TooManySamples(_)));
-    // Under the limit: fine.
+    // Under the limit: fine (one series' window at a time, as Prometheus counts).
     assert!(engine.instant_query(&data, "m", 1_000_000).await.is_ok());
+    assert!(
+        engine
+            .instant_query(&data, "sum_over_time(m[10m])", 1_000_000)
+            .await
+            .is_ok()
+    );
+    // A subquery whose steps alone pass the limit is refused before they are allocated.
+    assert!(matches!(
+        engine
+            .instant_query(&data, "max_over_time(m[1y:1ms])", 1_000_000)
+            .await,
+        Err(QueryError::TooManySamples(_))
+    ));
 }
 
 async fn series_found(engine: &Engine, t: i64) -> usize {
@@ -303,4 +320,26 @@ async fn stores_get_prometheus_select_hints() {
     let plain = &seen[2];
     assert_eq!(plain.func, None);
     assert_eq!(plain.start, 3_600_000 - 300_000);
+}
+
+#[tokio::test]
+async fn or_with_equal_labels_is_one_series_over_the_steps() {
+    let mut data = MemoryStorage::new();
+    data.append(
+        Labels::from_pairs([("__name__", "c")]),
+        (0..5).map(|k| Sample {
+            t: k * 60_000,
+            v: k as f64,
+        }),
+    );
+    // `c` answers until 9m (lookback), `c offset 5m` from then on: one series, not two.
+    let Value::Matrix(m) = Engine::default()
+        .range_query(&data, "c or c offset 5m", 480_000, 600_000, 60_000)
+        .await
+        .expect("query")
+    else {
+        panic!("matrix expected")
+    };
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].samples.len(), 3);
 }
