@@ -375,7 +375,8 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     }
     let mut rank = q * observations;
     // As Go's sort.Search on `count >= rank` (false for a NaN count).
-    let b = merged[..merged.len() - 1].partition_point(|b| !(b.1 >= rank));
+    let b = merged[..merged.len() - 1]
+        .partition_point(|b| b.1.partial_cmp(&rank).is_none_or(|o| o.is_lt()));
     if b == merged.len() - 1 {
         return merged[merged.len() - 2].0;
     }
