@@ -1,6 +1,8 @@
 //! `rthanos query`, as a library. It fans PromQL selects out to StoreAPI endpoints and
 //! deduplicates the series of HA Prometheus replicas with Thanos's penalty algorithm
 //! ([`dedup`]). It also serves the Prometheus HTTP API over the `crates/promql` engine.
-//! Built in steps by issue #6; what is here so far is the deduplication.
+//! Built in steps by issue #6; what is here so far is the deduplication and the fan-out
+//! storage ([`proxy::ProxyQueryable`]).
 
 pub mod dedup;
+pub mod proxy;

@@ -1,0 +1,204 @@
+//! The querier's storage for the PromQL engine: a select fans out to the stores whose time
+//! range and external labels can match, in parallel, merges their sorted streams, and, with
+//! dedup on, drops the replica labels and merges the replicas of each series
+//! ([`crate::dedup`]).
+//!
+//! An unreachable store, or one that fails mid-stream, is a warning when partial responses
+//! are allowed, and the query's error when they are not. Warnings are kept for the API to
+//! report with the result.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use rthanos_model::{Labels, Matcher};
+use rthanos_promql::{Queryable, Sample, SelectHints, Series, StorageError, XorChunk};
+use rthanos_storeapi::convert::{labels_from_thanos, matcher_to_thanos};
+use rthanos_storeapi::merge::{errors_as_warnings, merge_series};
+use rthanos_storeapi::thanos::{self, series_response::Result as Frame};
+use rthanos_storeapi::{SeriesStream, Store};
+
+/// A store and the name it is reported by (its address).
+#[derive(Clone)]
+pub struct NamedStore {
+    /// Address or name, for warnings and `/api/v1/stores`.
+    pub name: String,
+    /// The store.
+    pub store: Arc<dyn Store>,
+}
+
+/// How one query reads the stores.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOptions {
+    /// Labels that tell HA replicas apart (`--query.replica-label`).
+    pub replica_labels: Vec<String>,
+    /// Whether replicas are merged into one series.
+    pub dedup: bool,
+    /// Whether an unavailable store is a warning (else an error).
+    pub partial_response: bool,
+}
+
+/// The stores as one `Queryable`, for one query.
+pub struct ProxyQueryable {
+    stores: Vec<NamedStore>,
+    options: ProxyOptions,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl ProxyQueryable {
+    /// Reads `stores` as `options` say.
+    pub fn new(stores: Vec<NamedStore>, options: ProxyOptions) -> Self {
+        Self {
+            stores,
+            options,
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The warnings gathered so far (unavailable stores, store warnings).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    fn warn(&self, warning: String) {
+        if let Ok(mut w) = self.warnings.lock()
+            && !w.contains(&warning)
+        {
+            w.push(warning);
+        }
+    }
+}
+
+/// Whether a store's range and label sets leave room for the selection.
+fn store_matches(store: &dyn Store, matchers: &[Matcher], hints: &SelectHints) -> bool {
+    let info = store.info();
+    if !info.serving || info.max_time < hints.start || info.min_time > hints.end {
+        return false;
+    }
+    info.label_sets.is_empty()
+        || info.label_sets.iter().any(|set| {
+            matchers
+                .iter()
+                .all(|m| set.get(&m.name).is_none_or(|v| m.matches(v)))
+        })
+}
+
+/// Samples of the raw XOR chunks of a StoreAPI series.
+fn decode(chunks: &[XorChunk]) -> Result<Vec<Sample>, StorageError> {
+    let mut out = Vec::new();
+    for c in chunks {
+        c.decode_into(&mut out).map_err(StorageError)?;
+    }
+    if out.windows(2).any(|w| w[0].t >= w[1].t) {
+        out.sort_by_key(|s| s.t);
+        out.dedup_by_key(|s| s.t);
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Queryable for ProxyQueryable {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<Vec<Series>, StorageError> {
+        let request = thanos::SeriesRequest {
+            min_time: hints.start,
+            max_time: hints.end,
+            matchers: matchers.iter().map(matcher_to_thanos).collect(),
+            aggregates: vec![thanos::Aggr::Count as i32, thanos::Aggr::Sum as i32],
+            partial_response_strategy: if self.options.partial_response {
+                thanos::PartialResponseStrategy::Warn as i32
+            } else {
+                thanos::PartialResponseStrategy::Abort as i32
+            },
+            step: hints.step,
+            range: hints.range,
+            ..Default::default()
+        };
+        let chosen: Vec<&NamedStore> = self
+            .stores
+            .iter()
+            .filter(|s| store_matches(s.store.as_ref(), matchers, hints))
+            .collect();
+        // Every store asked at once; a store that cannot be asked is a failed stream.
+        let calls = chosen.iter().map(|s| {
+            let request = request.clone();
+            async move {
+                let stream: SeriesStream = match s.store.series(request).await {
+                    Ok(stream) => stream,
+                    Err(status) => Box::pin(futures::stream::once(async move { Err(status) })),
+                };
+                if self.options.partial_response {
+                    errors_as_warnings(s.name.clone(), stream)
+                } else {
+                    let name = s.name.clone();
+                    Box::pin(stream.map(move |frame| {
+                        frame.map_err(|status| {
+                            tonic::Status::new(
+                                status.code(),
+                                format!("store {name}: {}", status.message()),
+                            )
+                        })
+                    })) as SeriesStream
+                }
+            }
+        });
+        let streams = futures::future::join_all(calls).await;
+        let mut merged = merge_series(streams);
+        // Series by their labels without replica labels; each entry one replica's chunks.
+        let mut groups: BTreeMap<Labels, Vec<Vec<XorChunk>>> = BTreeMap::new();
+        let strip = if self.options.dedup {
+            self.options.replica_labels.as_slice()
+        } else {
+            &[]
+        };
+        while let Some(frame) = merged.next().await {
+            let frame = frame.map_err(|status| StorageError(status.message().to_string()))?;
+            match frame.result {
+                Some(Frame::Series(series)) => {
+                    let labels = labels_from_thanos(
+                        series
+                            .labels
+                            .into_iter()
+                            .filter(|l| !strip.contains(&l.name))
+                            .collect(),
+                    );
+                    let chunks = series
+                        .chunks
+                        .into_iter()
+                        .filter_map(|c| c.raw)
+                        .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
+                        .map(|raw| XorChunk {
+                            data: raw.data.to_vec(),
+                        })
+                        .collect();
+                    groups.entry(labels).or_default().push(chunks);
+                }
+                Some(Frame::Warning(w)) => self.warn(w),
+                _ => {}
+            }
+        }
+        let counter = matches!(hints.func.as_deref(), Some("rate" | "increase"));
+        let mut out = Vec::with_capacity(groups.len());
+        for (labels, mut replicas) in groups {
+            if replicas.len() == 1 {
+                let mut series = Series::new(labels, Vec::new());
+                series.chunks = replicas.pop().unwrap_or_default();
+                out.push(series);
+                continue;
+            }
+            let decoded: Vec<Vec<Sample>> = replicas
+                .iter()
+                .map(|chunks| decode(chunks))
+                .collect::<Result<_, _>>()?;
+            let views: Vec<&[Sample]> = decoded.iter().map(Vec::as_slice).collect();
+            out.push(Series::new(
+                labels,
+                crate::dedup::merge_replicas(&views, counter),
+            ));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,224 @@
+//! The fan-out storage under the PromQL engine, with in-process stores as two HA replicas and
+//! a real gRPC client for a store that is down.
+
+use std::sync::Arc;
+
+use rthanos_model::Labels;
+use rthanos_promql::{Engine, Sample, Value};
+use rthanos_query::proxy::{NamedStore, ProxyOptions, ProxyQueryable};
+use rthanos_storeapi::convert::{labels_to_thanos, matchers_from_thanos};
+use rthanos_storeapi::thanos::{
+    self, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, SeriesRequest, SeriesResponse, series_response::Result as Frame,
+};
+use rthanos_storeapi::{ClientOptions, Component, GrpcStore, SeriesStream, Store, StoreInfo};
+use tonic::Status;
+
+/// A store over fixed series: one XOR chunk per series.
+struct Fixed {
+    external: Labels,
+    series: Vec<(Labels, Vec<(i64, f64)>)>,
+}
+
+#[tonic::async_trait]
+impl Store for Fixed {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            serving: true,
+            component: Component::Sidecar,
+            label_sets: vec![self.external.clone()],
+            min_time: 0,
+            max_time: i64::MAX,
+            supports_sharding: false,
+            supports_without_replica_labels: false,
+        }
+    }
+
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
+        let matchers = matchers_from_thanos(&request.matchers)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut frames = Vec::new();
+        for (labels, points) in &self.series {
+            let mut all = labels.iter().cloned().collect::<Vec<_>>();
+            all.extend(self.external.iter().cloned());
+            let labels = Labels::from_pairs(all.into_iter().map(|l| (l.name, l.value)));
+            if !matchers
+                .iter()
+                .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+            {
+                continue;
+            }
+            let points: Vec<(i64, f64)> = points
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t >= request.min_time && *t <= request.max_time)
+                .collect();
+            let (Some(first), Some(last)) = (points.first(), points.last()) else {
+                continue;
+            };
+            let data = rthanos_chunkenc::xor::encode(points.iter().copied())
+                .map_err(|e| Status::internal(e.to_string()))?;
+            frames.push(Ok(SeriesResponse {
+                result: Some(Frame::Series(thanos::Series {
+                    labels: labels_to_thanos(&labels),
+                    chunks: vec![AggrChunk {
+                        min_time: first.0,
+                        max_time: last.0,
+                        raw: Some(Chunk {
+                            r#type: 0,
+                            data: data.into(),
+                            hash: 0,
+                        }),
+                        ..Default::default()
+                    }],
+                })),
+            }));
+        }
+        Ok(Box::pin(futures::stream::iter(frames)))
+    }
+
+    async fn label_names(&self, _: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
+        Ok(LabelNamesResponse::default())
+    }
+
+    async fn label_values(&self, _: LabelValuesRequest) -> Result<LabelValuesResponse, Status> {
+        Ok(LabelValuesResponse::default())
+    }
+}
+
+/// A counter scraped every 15 s, missing [gap.0, gap.1), shifted by `offset`.
+fn replica(name: &str, gap: (i64, i64), offset: i64) -> NamedStore {
+    let points = (0..240)
+        .map(|k| k * 15_000)
+        .filter(|t| *t < gap.0 || *t >= gap.1)
+        .map(|t| (t + offset, t as f64))
+        .collect();
+    NamedStore {
+        name: name.into(),
+        store: Arc::new(Fixed {
+            external: Labels::from_pairs([("cluster", "eu1"), ("replica", name)]),
+            series: vec![(
+                Labels::from_pairs([("__name__", "up_total"), ("job", "api")]),
+                points,
+            )],
+        }),
+    }
+}
+
+fn samples(value: Value) -> Vec<(Labels, Vec<Sample>)> {
+    match value {
+        Value::Matrix(m) => m.into_iter().map(|s| (s.labels, s.samples)).collect(),
+        other => panic!("matrix expected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn replicas_are_merged_with_dedup_and_shown_without() {
+    let stores = vec![
+        replica("a", (600_000, 1_200_000), 0),
+        replica("b", (2_400_000, 3_000_000), 2_000),
+    ];
+    let options = |dedup| ProxyOptions {
+        replica_labels: vec!["replica".into()],
+        dedup,
+        partial_response: true,
+    };
+    let engine = Engine::default();
+    let deduped = ProxyQueryable::new(stores.clone(), options(true));
+    let got = samples(
+        engine
+            .instant_query(&deduped, "up_total[1h]", 3_590_000)
+            .await
+            .expect("query"),
+    );
+    assert_eq!(got.len(), 1, "one series once replicas are merged");
+    assert_eq!(got[0].0.get("replica"), None);
+    assert_eq!(got[0].0.get("cluster"), Some("eu1"));
+    // Both 10-minute gaps are filled from the other replica. A switch waits out the penalty
+    // (twice the last interval), so a hole of up to three scrapes can appear next to it, as
+    // in Thanos; sampling is never denser than one replica's.
+    for w in got[0].1.windows(2) {
+        let gap = w[1].t - w[0].t;
+        assert!((13_000..=45_000).contains(&gap), "{w:?}");
+    }
+    assert!(got[0].1.len() > 200, "{} samples", got[0].1.len());
+    assert!(deduped.warnings().is_empty());
+
+    let both = ProxyQueryable::new(stores, options(false));
+    let got = samples(
+        engine
+            .instant_query(&both, "up_total[1h]", 3_590_000)
+            .await
+            .expect("query"),
+    );
+    assert_eq!(got.len(), 2, "dedup=false shows both replicas");
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_a_warning_or_an_error() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let address = format!("127.0.0.1:{port}");
+    let down = GrpcStore::connect(&address, &ClientOptions::default()).expect("client");
+    // The querier knows it from an earlier Info; it is asked and fails.
+    let down: Arc<dyn Store> = Arc::new(Known(down));
+    let stores = vec![
+        replica("a", (0, 0), 0),
+        NamedStore {
+            name: address.clone(),
+            store: down,
+        },
+    ];
+    let engine = Engine::default();
+    let partial = ProxyQueryable::new(
+        stores.clone(),
+        ProxyOptions {
+            partial_response: true,
+            ..ProxyOptions::default()
+        },
+    );
+    let got = engine
+        .instant_query(&partial, "up_total", 3_000_000)
+        .await
+        .expect("partial answer");
+    assert!(matches!(got, Value::Vector(v) if v.len() == 1));
+    let warnings = partial.warnings();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains(&address), "{warnings:?}");
+
+    let strict = ProxyQueryable::new(stores, ProxyOptions::default());
+    let err = engine
+        .instant_query(&strict, "up_total", 3_000_000)
+        .await
+        .expect_err("no partial response");
+    assert!(err.to_string().contains(&address), "{err}");
+}
+
+/// A client whose Info is taken as known (serving, every range).
+struct Known(GrpcStore);
+
+#[tonic::async_trait]
+impl Store for Known {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            serving: true,
+            component: Component::Sidecar,
+            label_sets: Vec::new(),
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            supports_sharding: false,
+            supports_without_replica_labels: false,
+        }
+    }
+    async fn series(&self, r: SeriesRequest) -> Result<SeriesStream, Status> {
+        self.0.series(r).await
+    }
+    async fn label_names(&self, r: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
+        self.0.label_names(r).await
+    }
+    async fn label_values(&self, r: LabelValuesRequest) -> Result<LabelValuesResponse, Status> {
+        self.0.label_values(r).await
+    }
+}
