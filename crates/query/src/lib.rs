@@ -4,5 +4,6 @@
 //! Built in steps by issue #6; what is here so far is the deduplication and the fan-out
 //! storage ([`proxy::ProxyQueryable`]).
 
+pub mod api;
 pub mod dedup;
 pub mod proxy;

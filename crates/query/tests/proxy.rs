@@ -222,3 +222,112 @@ impl Store for Known {
         self.0.label_values(r).await
     }
 }
+
+struct Static(Vec<NamedStore>);
+
+impl rthanos_query::api::StoreSource for Static {
+    fn stores(&self) -> Vec<NamedStore> {
+        self.0.clone()
+    }
+}
+
+async fn call(
+    app: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let response = app.clone().oneshot(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (status, serde_json::from_slice(&body).expect("json"))
+}
+
+fn get(uri: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::get(uri)
+        .body(axum::body::Body::empty())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn the_http_api_answers_as_prometheus() {
+    let state = std::sync::Arc::new(rthanos_query::api::ApiState {
+        engine: Engine::default(),
+        stores: std::sync::Arc::new(Static(vec![
+            replica("a", (0, 0), 0),
+            replica("b", (0, 0), 2_000),
+        ])),
+        replica_labels: vec!["replica".into()],
+        partial_response: true,
+        now_ms: || 3_000_000,
+    });
+    let app = rthanos_query::api::router(state);
+
+    let (status, body) = call(&app, get("/api/v1/query?query=up_total")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["data"]["resultType"], "vector");
+    let result = body["data"]["result"].as_array().expect("result");
+    assert_eq!(result.len(), 1, "deduplicated: {body}");
+    assert_eq!(result[0]["metric"]["cluster"], "eu1");
+    assert_eq!(result[0]["value"][0], 3000);
+    assert!(result[0]["value"][1].is_string());
+
+    let (_, body) = call(
+        &app,
+        get("/api/v1/query?query=up_total&dedup=false&time=3000"),
+    )
+    .await;
+    assert_eq!(body["data"]["result"].as_array().map(Vec::len), Some(2));
+
+    let (status, body) = call(
+        &app,
+        get("/api/v1/query_range?query=sum(up_total)&start=2000&end=3000&step=60"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["resultType"], "matrix");
+    let values = body["data"]["result"][0]["values"]
+        .as_array()
+        .expect("values");
+    assert_eq!(values.len(), 17);
+    assert_eq!(values[0][0], 2000);
+
+    let form = axum::http::Request::post("/api/v1/query")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from("query=1%2B1&time=10"))
+        .expect("request");
+    let (status, body) = call(&app, form).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["result"], serde_json::json!([10, "2"]));
+
+    let (status, body) = call(&app, get("/api/v1/query?query=sum(")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("parse error"))
+    );
+
+    let (status, body) = call(
+        &app,
+        get("/api/v1/query?query=-%7B__name__%3D~%22.%2B%22%7D"),
+    )
+    .await;
+    assert_eq!((status, body["errorType"].as_str()), (200, None), "{body}");
+
+    let (status, body) = call(
+        &app,
+        get("/api/v1/query_range?query=up_total&start=0&end=100000000&step=1"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("11,000 points"))
+    );
+}

@@ -1,0 +1,269 @@
+//! The Prometheus HTTP API over the engine: `/api/v1/query` and `/api/v1/query_range` (GET and
+//! POST form), answering with Prometheus 2.42's JSON (values as strings, times as seconds,
+//! `warnings` when there are some) and its errors (`errorType` and status code), plus Thanos's
+//! parameters `dedup`, `partial_response` and `replicaLabels[]`.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rthanos_promql::{Engine, QueryError, Value, format_value};
+use serde_json::{Map, json};
+
+use crate::proxy::{NamedStore, ProxyOptions, ProxyQueryable};
+
+/// Where the API gets its stores and defaults.
+pub trait StoreSource: Send + Sync + 'static {
+    /// The stores known now.
+    fn stores(&self) -> Vec<NamedStore>;
+}
+
+/// The API's state.
+pub struct ApiState {
+    /// The engine.
+    pub engine: Engine,
+    /// The stores.
+    pub stores: Arc<dyn StoreSource>,
+    /// `--query.replica-label`.
+    pub replica_labels: Vec<String>,
+    /// `--query.partial-response`.
+    pub partial_response: bool,
+    /// Clock, in ms (tests fix it).
+    pub now_ms: fn() -> i64,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query_form))
+        .route(
+            "/api/v1/query_range",
+            get(query_range).post(query_range_form),
+        )
+        .with_state(state)
+}
+
+/// An API error: Prometheus's `errorType` and HTTP status.
+struct ApiError {
+    kind: &'static str,
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_data(message: impl Into<String>) -> Self {
+        Self {
+            kind: "bad_data",
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let (kind, status) = match &e {
+            QueryError::Parse(_) => ("bad_data", StatusCode::BAD_REQUEST),
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => {
+                ("execution", StatusCode::UNPROCESSABLE_ENTITY)
+            }
+            QueryError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            QueryError::Storage(_) => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
+        };
+        Self {
+            kind,
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"status": "error", "errorType": self.kind, "error": self.message})),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus's time parameter: Unix seconds (float) or RFC 3339.
+fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Ok((seconds * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid timestamp"
+            ))
+        })
+}
+
+/// A duration parameter: float seconds or a Prometheus duration.
+fn parse_duration(name: &str, value: &str) -> Result<i64, ApiError> {
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Ok((seconds * 1000.0).round() as i64);
+    }
+    value
+        .parse::<rthanos_model::PromDuration>()
+        .map(|d| d.as_millis())
+        .map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid duration"
+            ))
+        })
+}
+
+type Params = Vec<(String, String)>;
+
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
+    let flag = |name: &str, default: bool| {
+        param(params, name).map_or(default, |v| matches!(v, "true" | "1"))
+    };
+    let mut replica_labels: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "replicaLabels[]")
+        .map(|(_, v)| v.clone())
+        .collect();
+    if replica_labels.is_empty() {
+        replica_labels = state.replica_labels.clone();
+    }
+    ProxyQueryable::new(
+        state.stores.stores(),
+        ProxyOptions {
+            replica_labels,
+            dedup: flag("dedup", true),
+            partial_response: flag("partial_response", state.partial_response),
+        },
+    )
+}
+
+fn seconds(ms: i64) -> serde_json::Value {
+    // Prometheus prints times as decimal seconds, shortest form.
+    let s = format_value(ms as f64 / 1000.0);
+    serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
+}
+
+fn metric(labels: &rthanos_model::Labels) -> serde_json::Value {
+    let mut m = Map::new();
+    for l in labels {
+        m.insert(l.name.clone(), l.value.clone().into());
+    }
+    serde_json::Value::Object(m)
+}
+
+fn data(value: Value) -> serde_json::Value {
+    match value {
+        Value::Scalar { t, v } => {
+            json!({"resultType": "scalar", "result": [seconds(t), format_value(v)]})
+        }
+        Value::String { t, s } => json!({"resultType": "string", "result": [seconds(t), s]}),
+        Value::Vector(samples) => json!({
+            "resultType": "vector",
+            "result": samples.iter().map(|s| json!({
+                "metric": metric(&s.labels),
+                "value": [seconds(s.t), format_value(s.v)],
+            })).collect::<Vec<_>>(),
+        }),
+        Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series.iter().map(|s| json!({
+                "metric": metric(&s.labels),
+                "values": s.samples.iter().map(|p| json!([seconds(p.t), format_value(p.v)])).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn success(value: Value, warnings: Vec<String>) -> Response {
+    let mut body = json!({"status": "success", "data": data(value)});
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    Json(body).into_response()
+}
+
+async fn run_query(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
+    let query = param(&params, "query").unwrap_or_default().to_string();
+    let t = match param(&params, "time") {
+        Some(v) => parse_time("time", v)?,
+        None => (state.now_ms)(),
+    };
+    let storage = proxy(&state, &params);
+    let value = state.engine.instant_query(&storage, &query, t).await?;
+    Ok(success(value, storage.warnings()))
+}
+
+async fn run_query_range(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
+    let query = param(&params, "query").unwrap_or_default().to_string();
+    let start = parse_time("start", param(&params, "start").unwrap_or(""))?;
+    let end = parse_time("end", param(&params, "end").unwrap_or(""))?;
+    let step = parse_duration("step", param(&params, "step").unwrap_or(""))?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    // Prometheus's cap on points per series.
+    if (end - start) / step > 11_000 {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let storage = proxy(&state, &params);
+    let value = state
+        .engine
+        .range_query(&storage, &query, start, end, step)
+        .await?;
+    Ok(success(value, storage.warnings()))
+}
+
+async fn query(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    run_query(state, params).await
+}
+
+async fn query_form(
+    State(state): State<Arc<ApiState>>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Result<Response, ApiError> {
+    params.extend(form);
+    run_query(state, params).await
+}
+
+async fn query_range(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    run_query_range(state, params).await
+}
+
+async fn query_range_form(
+    State(state): State<Arc<ApiState>>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Result<Response, ApiError> {
+    params.extend(form);
+    run_query_range(state, params).await
+}
