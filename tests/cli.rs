@@ -149,16 +149,6 @@ fn unbuilt_components_refuse_to_run() {
     for (argv, issue) in [
         (
             vec![
-                "query",
-                "--query.replica-label=replica",
-                "--endpoint=127.0.0.1:1",
-                LOCAL[0],
-                LOCAL[1],
-            ],
-            6,
-        ),
-        (
-            vec![
                 "store",
                 objstore.as_str(),
                 "--index-cache-size=2GB",

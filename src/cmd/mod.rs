@@ -66,6 +66,7 @@ pub(crate) fn not_built(component: &str, issue: u32) -> BoxError {
 /// What a component serves and does: its gRPC services (if any) and its work, which runs
 /// until it returns or the process is asked to stop.
 pub(crate) struct Component {
+    pub(crate) http: Option<axum::Router>,
     pub(crate) grpc: Option<tonic::service::Routes>,
     pub(crate) work: std::pin::Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>,
 }
@@ -76,6 +77,7 @@ impl Component {
         work: impl Future<Output = Result<(), BoxError>> + Send + 'static,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            http: None,
             grpc: None,
             work: Box::pin(work),
         })
@@ -93,9 +95,9 @@ impl Prepared {
         build: impl FnOnce(&Runtime) -> anyhow::Result<Component>,
     ) -> anyhow::Result<()> {
         let runtime = Runtime::new(component, &crate::BUILD)?;
-        let Component { grpc, work } = build(&runtime)?;
+        let Component { http, grpc, work } = build(&runtime)?;
         let bound = runtime
-            .bind(self.http, self.grpc, axum::Router::new(), grpc)
+            .bind(self.http, self.grpc, http.unwrap_or_default(), grpc)
             .await?;
         bound.run(work).await?;
         Ok(())

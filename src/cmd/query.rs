@@ -1,8 +1,17 @@
-//! `rthanos query`: flags of Thanos's querier. The component itself lands with issue #6.
+//! `rthanos query`: Thanos's querier flags, wired to the query crate: static endpoints asked
+//! for Info every 5s, the PromQL engine with the `--query.*` settings, and the Prometheus HTTP
+//! API. DNS discovery, file discovery, the StoreAPI server and the UI are still to come (#6).
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::Args;
 use rthanos_model::PromDuration;
+use rthanos_promql::{Engine, EngineOptions};
+use rthanos_query::api::{ApiState, StoreSource};
+use rthanos_query::endpoints::EndpointSet;
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags};
+use rthanos_storeapi::{ClientOptions, ClientTls};
 
 use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags};
 
@@ -340,9 +349,93 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         grpc: Some(&args.grpc),
         objstore: None,
     })?;
+    let addresses: Vec<String> = args
+        .endpoints
+        .iter()
+        .chain(&args.stores)
+        .chain(&args.endpoints_strict)
+        .chain(&args.stores_strict)
+        .cloned()
+        .collect();
+    if let Some(discovered) = addresses
+        .iter()
+        .find(|a| a.starts_with("dns+") || a.starts_with("dnssrv+") || a.starts_with("dnssrvnoa+"))
+    {
+        anyhow::bail!(
+            "--endpoint={discovered}: DNS discovery is not built yet in this version of rthanos (issue #6); give host:port addresses"
+        );
+    }
+    if !args.sd_files.is_empty() || !args.endpoint_groups.is_empty() {
+        anyhow::bail!(
+            "--store.sd-files and --endpoint-group are not built yet in this version of rthanos (issue #6)"
+        );
+    }
+    if args.grpc_client.tls_skip_verify {
+        anyhow::bail!("--grpc-client-tls-skip-verify is not supported by rthanos");
+    }
+    let read = |flag: &str, path: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            std::fs::read(path).with_context(|| format!("--{flag} {path}"))?,
+        ))
+    };
+    let tls = if args.grpc_client.tls_secure {
+        let cert = read("grpc-client-tls-cert", &args.grpc_client.tls_cert)?;
+        let key = read("grpc-client-tls-key", &args.grpc_client.tls_key)?;
+        Some(ClientTls {
+            ca_pem: read("grpc-client-tls-ca", &args.grpc_client.tls_ca)?,
+            identity_pem: cert.zip(key),
+            server_name: Some(args.grpc_client.server_name.clone()).filter(|s| !s.is_empty()),
+        })
+    } else {
+        None
+    };
+    let client_options = ClientOptions {
+        tls,
+        connect_timeout: std::time::Duration::from_secs(5),
+        response_timeout: Some(args.store_response_timeout.as_std()).filter(|d| !d.is_zero()),
+    };
+    let engine = Engine::new(EngineOptions {
+        lookback_delta: args
+            .lookback_delta
+            .map_or(std::time::Duration::from_secs(300), |d| d.as_std()),
+        max_samples: usize::try_from(args.max_samples).unwrap_or(usize::MAX),
+        timeout: args.timeout.as_std(),
+        default_subquery_step: args.default_evaluation_interval.as_std(),
+        max_concurrency: args.max_concurrent,
+    });
+    let partial_response = !args.no_partial_response;
+    let replica_labels = args.replica_labels.clone();
     prepared
-        .serve("query", |_| {
-            super::Component::work(async { Err(super::not_built("query", 6)) })
+        .serve("query", move |runtime| {
+            let endpoints = Arc::new(EndpointSet::new(&addresses, &client_options)?);
+            let state = Arc::new(ApiState {
+                engine,
+                stores: Arc::clone(&endpoints) as Arc<dyn StoreSource>,
+                replica_labels,
+                partial_response,
+                now_ms: || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                },
+            });
+            let prober = runtime.prober().clone();
+            let shutdown = runtime.shutdown_token();
+            Ok(super::Component {
+                http: Some(rthanos_query::api::router(state)),
+                grpc: None,
+                work: Box::pin(async move {
+                    endpoints.refresh().await;
+                    prober.ready();
+                    endpoints
+                        .refresh_loop(std::time::Duration::from_secs(5), shutdown)
+                        .await;
+                    Ok(())
+                }),
+            })
         })
         .await
 }

@@ -226,6 +226,7 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();
             Ok(super::Component {
+                http: None,
                 grpc: Some(grpc),
                 work: Box::pin(async move { Ok(sidecar.run(prober, shutdown).await?) }),
             })

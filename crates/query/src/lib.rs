@@ -6,4 +6,5 @@
 
 pub mod api;
 pub mod dedup;
+pub mod endpoints;
 pub mod proxy;

@@ -1,0 +1,107 @@
+//! `rthanos query` in front of two sidecars, each next to a real Prometheus 2.42 replica
+//! holding the same promtool-made blocks: promtool, as a Prometheus API client, gets from
+//! rthanos what it gets from one Prometheus.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Process;
+use rthanos_testkit::openmetrics::{Spec, generate};
+use rthanos_testkit::{Prometheus, PromtoolBlocks, copy_dir, promtool_query};
+
+fn config(replica: &str) -> String {
+    format!("global:\n  external_labels:\n    cluster: eu1\n    replica: {replica}\n")
+}
+
+#[test]
+fn promtool_gets_from_rthanos_what_prometheus_answers() {
+    let blocks = PromtoolBlocks::create(
+        &generate(&Spec {
+            series: 12,
+            samples: 480,
+            interval: 30,
+            ..Spec::default()
+        }),
+        "2h",
+    );
+    let mut replicas = Vec::new();
+    let mut sidecars = Vec::new();
+    for name in ["a", "b"] {
+        let data = tempfile::tempdir().expect("tmp");
+        copy_dir(&blocks.data_dir(), data.path());
+        let prometheus = Prometheus::start(data.path(), &config(name));
+        let mut sidecar = Process::start(&[
+            "sidecar".to_string(),
+            format!("--prometheus.url={}", prometheus.url()),
+            format!("--tsdb.path={}", data.path().display()),
+        ]);
+        sidecar.wait_ready(Duration::from_secs(60));
+        sidecars.push(sidecar);
+        replicas.push((data, prometheus));
+    }
+    let mut args = vec![
+        "query".to_string(),
+        "--query.replica-label=replica".to_string(),
+    ];
+    args.extend(
+        sidecars
+            .iter()
+            .map(|s| format!("--endpoint={}", s.grpc_addr())),
+    );
+    let mut query = Process::start(&args);
+    query.wait_ready(Duration::from_secs(60));
+    let rthanos = format!("http://127.0.0.1:{}", query.http_port);
+    let prometheus = replicas[0].1.url();
+
+    // 2023-11-15T00:30:00Z, inside the data.
+    let at = "--time=2023-11-15T00:30:00Z";
+    for expr in [
+        "sum(rate(http_requests_total[5m]))",
+        "sum by (code) (http_requests_total)",
+        "temperature_celsius",
+    ] {
+        let ours = parse(&promtool_query(&rthanos, &["instant", at, expr]));
+        let theirs = parse(&promtool_query(&prometheus, &["instant", at, expr]));
+        assert!(!ours.is_empty(), "{expr}");
+        assert_eq!(ours.len(), theirs.len(), "{expr}: {ours:?} {theirs:?}");
+        for ((labels, v), (want_labels, want)) in ours.iter().zip(&theirs) {
+            assert_eq!(labels, want_labels, "{expr}");
+            // Summation order may differ in the last bit.
+            assert!(
+                (v - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{expr}: {labels} {v} != {want}"
+            );
+        }
+    }
+    let range = promtool_query(
+        &rthanos,
+        &[
+            "range",
+            "--start=2023-11-15T00:00:00Z",
+            "--end=2023-11-15T01:00:00Z",
+            "--step=1m",
+            "sum(http_requests_total)",
+        ],
+    );
+    assert!(range.contains("@["), "{range}");
+}
+
+/// promtool's lines (`{labels} => value @[t]`) as sorted (labels, value), with rthanos's
+/// external label `cluster` left out (Prometheus's own answer does not carry it).
+fn parse(output: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = output
+        .lines()
+        .filter_map(|line| {
+            let (labels, rest) = line.split_once(" => ")?;
+            let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+            let labels = labels
+                .replace(", cluster=\"eu1\"", "")
+                .replace("cluster=\"eu1\", ", "")
+                .replace("cluster=\"eu1\"", "");
+            Some((labels, value))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
