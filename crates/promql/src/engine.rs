@@ -741,26 +741,11 @@ impl Windows<'_> {
     }
 }
 
-/// A stored series' samples: as given, or decoded from its chunks (in time order, a sample
-/// repeated by overlapping chunks kept once).
+/// A stored series' samples, its chunks decoded.
 pub(crate) fn series_samples(series: &Series) -> Result<Cow<'_, [Sample]>, QueryError> {
-    if series.chunks.is_empty() {
-        return Ok(Cow::Borrowed(&series.samples));
-    }
-    let mut out: Vec<Sample> = Vec::with_capacity(
-        series.samples.len() + series.chunks.iter().map(|c| c.samples()).sum::<usize>(),
-    );
-    out.extend_from_slice(&series.samples);
-    for chunk in &series.chunks {
-        chunk
-            .decode_into(&mut out)
-            .map_err(|e| QueryError::Storage(StorageError(e)))?;
-    }
-    if out.windows(2).any(|w| w[0].t >= w[1].t) {
-        out.sort_by_key(|s| s.t);
-        out.dedup_by_key(|s| s.t);
-    }
-    Ok(Cow::Owned(out))
+    series
+        .all_samples()
+        .map_err(|e| QueryError::Storage(StorageError(e)))
 }
 
 /// A range selector's windows: samples in [t - range, t] after offset and @, staleness

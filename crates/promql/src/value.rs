@@ -32,6 +32,26 @@ pub struct Series {
 }
 
 impl Series {
+    /// All samples: the decoded ones and those of the chunks, in time order, a sample
+    /// repeated by overlapping chunks kept once.
+    pub fn all_samples(&self) -> Result<std::borrow::Cow<'_, [Sample]>, String> {
+        if self.chunks.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(&self.samples));
+        }
+        let mut out: Vec<Sample> = Vec::with_capacity(
+            self.samples.len() + self.chunks.iter().map(XorChunk::samples).sum::<usize>(),
+        );
+        out.extend_from_slice(&self.samples);
+        for chunk in &self.chunks {
+            chunk.decode_into(&mut out)?;
+        }
+        if out.windows(2).any(|w| w[0].t >= w[1].t) {
+            out.sort_by_key(|s| s.t);
+            out.dedup_by_key(|s| s.t);
+        }
+        Ok(std::borrow::Cow::Owned(out))
+    }
+
     /// A series of decoded samples.
     pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
         Self {

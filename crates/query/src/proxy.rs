@@ -83,19 +83,6 @@ fn store_matches(store: &dyn Store, matchers: &[Matcher], hints: &SelectHints) -
         })
 }
 
-/// Samples of the raw XOR chunks of a StoreAPI series.
-fn decode(chunks: &[XorChunk]) -> Result<Vec<Sample>, StorageError> {
-    let mut out = Vec::new();
-    for c in chunks {
-        c.decode_into(&mut out).map_err(StorageError)?;
-    }
-    if out.windows(2).any(|w| w[0].t >= w[1].t) {
-        out.sort_by_key(|s| s.t);
-        out.dedup_by_key(|s| s.t);
-    }
-    Ok(out)
-}
-
 #[async_trait::async_trait]
 impl Queryable for ProxyQueryable {
     async fn select(
@@ -190,8 +177,15 @@ impl Queryable for ProxyQueryable {
                 continue;
             }
             let decoded: Vec<Vec<Sample>> = replicas
-                .iter()
-                .map(|chunks| decode(chunks))
+                .into_iter()
+                .map(|chunks| {
+                    let mut replica = Series::new(labels.clone(), Vec::new());
+                    replica.chunks = chunks;
+                    replica
+                        .all_samples()
+                        .map(std::borrow::Cow::into_owned)
+                        .map_err(StorageError)
+                })
                 .collect::<Result<_, _>>()?;
             let views: Vec<&[Sample]> = decoded.iter().map(Vec::as_slice).collect();
             out.push(Series::new(
