@@ -53,8 +53,40 @@ impl PartialEq for Matcher {
 
 impl Eq for Matcher {}
 
+/// A regex as Go's RE2 reads it, in Rust's syntax: Perl classes (`\d`, `\w`, `\s`) and word
+/// boundaries are ASCII in Go and Unicode in Rust, so they are spelled out as ASCII.
+pub fn go_regex(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let Some(next) = chars.next() else {
+            out.push(c);
+            break;
+        };
+        match next {
+            'd' => out.push_str("[0-9]"),
+            'D' => out.push_str("[^0-9]"),
+            'w' => out.push_str("[0-9A-Za-z_]"),
+            'W' => out.push_str("[^0-9A-Za-z_]"),
+            's' => out.push_str("[\\t\\n\\f\\r ]"),
+            'S' => out.push_str("[^\\t\\n\\f\\r ]"),
+            'b' => out.push_str("(?-u:\\b)"),
+            'B' => out.push_str("(?-u:\\B)"),
+            other => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
 impl Matcher {
-    /// Builds a matcher; regexes are compiled (anchored) here.
+    /// Builds a matcher; regexes are compiled (anchored) here, with Go's RE2 meaning.
     pub fn new(
         kind: MatchType,
         name: impl Into<String>,
@@ -64,10 +96,12 @@ impl Matcher {
         let (regex, set) = match kind {
             MatchType::Regex | MatchType::NotRegex => {
                 let re =
-                    regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| MatcherError {
-                        name: name.clone(),
-                        value: value.clone(),
-                        reason: e.to_string(),
+                    regex::Regex::new(&format!("^(?:{})$", go_regex(&value))).map_err(|e| {
+                        MatcherError {
+                            name: name.clone(),
+                            value: value.clone(),
+                            reason: e.to_string(),
+                        }
                     })?;
                 (Some(re), literal_alternation(&value))
             }
@@ -178,6 +212,23 @@ impl fmt::Display for Matcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        let m = |re: &str| Matcher::new(MatchType::Regex, "a", re).expect("valid");
+        assert!(m(r"\d+").matches("42"));
+        assert!(
+            !m(r"\d+").matches("٤٢"),
+            "Arabic-Indic digits are not \\d in Go"
+        );
+        assert!(!m(r"\w+").matches("é"));
+        assert!(m(r"[\d\s]+").matches("1 2"));
+        assert!(
+            m(r"\\d").matches(r"\d"),
+            "an escaped backslash stays literal"
+        );
+        assert!(m(r"a\b").matches("a"));
+    }
 
     fn m(kind: MatchType, value: &str) -> Matcher {
         Matcher::new(kind, "l", value).expect("matcher")

@@ -547,7 +547,7 @@ fn eval_node(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                         values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
                     })
                     .collect();
-                merge_same_labels(out)
+                unique_labels(out)
             }
             _ => exec_err("unary minus needs a scalar or an instant vector"),
         },
@@ -592,6 +592,18 @@ pub(crate) fn drop_name(labels: &Labels) -> Labels {
             .cloned()
             .collect(),
     )
+}
+
+/// A range function's (or unary minus's) series: Prometheus refuses any two with equal labels,
+/// whatever their steps.
+pub(crate) fn unique_labels(series: Vec<StepSeries>) -> Result<Val, QueryError> {
+    let mut seen = std::collections::HashSet::with_capacity(series.len());
+    for s in &series {
+        if !seen.insert(&s.labels) {
+            return exec_err("vector cannot contain metrics with the same labelset");
+        }
+    }
+    Ok(Val::Vector(series))
 }
 
 /// Series with equal labels joined into one; two values at one step are Prometheus's

@@ -6,7 +6,7 @@ use rthanos_model::{Label, Labels};
 
 use crate::engine::{
     Ctx, QueryError, StepSeries, Val, Windows, drop_name, eval, eval_vector_selector, exec_err,
-    matrix_windows, merge_same_labels, millis, offset_ms, subquery_windows,
+    matrix_windows, merge_same_labels, millis, offset_ms, subquery_windows, unique_labels,
 };
 use crate::value::Sample;
 
@@ -128,7 +128,7 @@ fn over_windows(
     if largest_window + points > ctx.options.max_samples {
         return Err(QueryError::TooManySamples("query execution"));
     }
-    merge_same_labels(out)
+    unique_labels(out)
 }
 
 /// Neumaier's compensated sum step, as Prometheus's `kahanSumInc`.
@@ -619,11 +619,12 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let src = string_arg(arg(3)?, ctx)?;
             let pattern = string_arg(arg(4)?, ctx)?;
             // Prometheus 2.x anchors without (?s): `.` does not match a newline.
-            let regex = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-                QueryError::Execution(format!(
-                    "invalid regular expression in label_replace(): {pattern}: {e}"
-                ))
-            })?;
+            let regex = regex::Regex::new(&format!("^(?:{})$", rthanos_model::go_regex(&pattern)))
+                .map_err(|e| {
+                    QueryError::Execution(format!(
+                        "invalid regular expression in label_replace(): {pattern}: {e}"
+                    ))
+                })?;
             if !is_valid_label_name(&dst) {
                 return exec_err(format!(
                     "invalid destination label name in label_replace(): {dst}"

@@ -343,3 +343,33 @@ async fn or_with_equal_labels_is_one_series_over_the_steps() {
     assert_eq!(m.len(), 1, "{m:?}");
     assert_eq!(m[0].samples.len(), 3);
 }
+
+#[tokio::test]
+async fn range_function_series_must_differ_whatever_their_steps() {
+    // `ra` lives in the first minutes, `rb` half an hour later: never at the same step, but
+    // equal once the name is dropped. Prometheus refuses the matrix.
+    let mut data = MemoryStorage::new();
+    for (name, from) in [("ra", 0), ("rb", 30)] {
+        data.append(
+            Labels::from_pairs([("__name__", name), ("x", "1")]),
+            (from..from + 3).map(|m| Sample {
+                t: m * 60_000,
+                v: 1.0,
+            }),
+        );
+    }
+    let err = Engine::default()
+        .range_query(
+            &data,
+            "count_over_time({__name__=~\"ra|rb\"}[1m])",
+            0,
+            2_400_000,
+            60_000,
+        )
+        .await
+        .expect_err("same labelset");
+    assert_eq!(
+        err.to_string(),
+        "vector cannot contain metrics with the same labelset"
+    );
+}
