@@ -74,6 +74,50 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
             );
         }
     }
+    // Metadata: the same label values and series as Prometheus, plus the external labels
+    // (less the replica label, with dedup).
+    let json = |port: u16, path: &str| -> serde_json::Value {
+        let (status, body) = common::http_get(port, path).expect("answer");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("json")
+    };
+    let prometheus_port = replicas[0].1.port;
+    for path in ["/api/v1/label/code/values", "/api/v1/label/__name__/values"] {
+        assert_eq!(
+            json(query.http_port, path)["data"],
+            json(prometheus_port, path)["data"],
+            "{path}"
+        );
+    }
+    let names = json(query.http_port, "/api/v1/labels")["data"].clone();
+    let names: Vec<&str> = names
+        .as_array()
+        .expect("names")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        names.contains(&"cluster") && names.contains(&"code") && !names.contains(&"replica"),
+        "{names:?}"
+    );
+    let series = json(
+        query.http_port,
+        "/api/v1/series?match[]=temperature_celsius",
+    )["data"]
+        .clone();
+    let theirs = json(
+        prometheus_port,
+        "/api/v1/series?match[]=temperature_celsius",
+    )["data"]
+        .clone();
+    let series = series.as_array().expect("series");
+    assert_eq!(series.len(), theirs.as_array().map_or(0, Vec::len));
+    assert!(
+        series
+            .iter()
+            .all(|s| s["cluster"] == "eu1" && s["replica"].is_null())
+    );
+
     let range = promtool_query(
         &rthanos,
         &[

@@ -95,6 +95,16 @@ pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
     Ok(expr)
 }
 
+/// The matchers of a series selector (`match[]` of the metadata APIs), e.g. `up{job="a"}`.
+pub fn parse_selector(selector: &str) -> Result<Vec<rthanos_model::Matcher>, QueryError> {
+    match parse_query(selector)? {
+        Expr::VectorSelector(vs) => crate::engine::selector_matchers(&vs),
+        _ => Err(QueryError::Parse(format!(
+            "invalid parameter \"match[]\": {selector:?} is not a series selector"
+        ))),
+    }
+}
+
 /// Prometheus's error form, `<line>:<column>: parse error: <message>`, where the parser's
 /// message lets us find the column: errors at the end of the input, and messages quoting the
 /// offending text. `promql-parser` reports no positions itself; other messages go without one.

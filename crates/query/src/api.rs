@@ -1,5 +1,5 @@
 //! The Prometheus HTTP API over the engine: `/api/v1/query` and `/api/v1/query_range` (GET and
-//! POST form), answering with Prometheus 2.42's JSON (values as strings, times as seconds,
+//! POST form), `/api/v1/series`, `/api/v1/labels` and `/api/v1/label/<name>/values`, answering with Prometheus 2.42's JSON (values as strings, times as seconds,
 //! `warnings` when there are some) and its errors (`errorType` and status code), plus Thanos's
 //! parameters `dedup`, `partial_response` and `replicaLabels[]`.
 
@@ -43,6 +43,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/query_range",
             get(query_range).post(query_range_form),
         )
+        .route("/api/v1/labels", get(labels).post(labels_form))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/series", get(series).post(series_form))
         .with_state(state)
 }
 
@@ -93,6 +96,14 @@ impl IntoResponse for ApiError {
 
 /// Prometheus's time parameter: Unix seconds (float) or RFC 3339.
 fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+    // Prometheus's clients (promtool, Grafana) send its minimum and maximum times as RFC 3339
+    // with years beyond what a date type holds.
+    if value.starts_with("-292273086-") {
+        return Ok(i64::MIN);
+    }
+    if value.starts_with("292277025-") {
+        return Ok(i64::MAX);
+    }
     if let Ok(seconds) = value.parse::<f64>() {
         return Ok((seconds * 1000.0).round() as i64);
     }
@@ -234,6 +245,151 @@ async fn run_query_range(state: Arc<ApiState>, params: Params) -> Result<Respons
         .range_query(&storage, &query, start, end, step)
         .await?;
     Ok(success(value, storage.warnings()))
+}
+
+/// `start` / `end` of the metadata APIs: all time when absent.
+fn metadata_range(params: &Params) -> Result<(i64, i64), ApiError> {
+    let start = match param(params, "start") {
+        Some(v) => parse_time("start", v)?,
+        None => i64::MIN,
+    };
+    let end = match param(params, "end") {
+        Some(v) => parse_time("end", v)?,
+        None => i64::MAX,
+    };
+    Ok((start, end))
+}
+
+/// The `match[]` selectors, parsed.
+fn selectors(params: &Params) -> Result<Vec<Vec<rthanos_model::Matcher>>, ApiError> {
+    params
+        .iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| rthanos_promql::parse_selector(v).map_err(ApiError::from))
+        .collect()
+}
+
+fn storage_error(e: rthanos_promql::StorageError) -> ApiError {
+    ApiError::from(QueryError::Storage(e))
+}
+
+fn list(values: &[String], warnings: Vec<String>) -> Response {
+    let mut body = json!({"status": "success", "data": values});
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    Json(body).into_response()
+}
+
+async fn run_labels(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
+    let (start, end) = metadata_range(&params)?;
+    let storage = proxy(&state, &params);
+    let mut selectors = selectors(&params)?;
+    if selectors.is_empty() {
+        selectors.push(Vec::new());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for matchers in selectors {
+        names.extend(
+            storage
+                .label_names(&matchers, start, end)
+                .await
+                .map_err(storage_error)?,
+        );
+    }
+    Ok(list(
+        &names.into_iter().collect::<Vec<_>>(),
+        storage.warnings(),
+    ))
+}
+
+async fn labels(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    run_labels(state, params).await
+}
+
+async fn labels_form(
+    State(state): State<Arc<ApiState>>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Result<Response, ApiError> {
+    params.extend(form);
+    run_labels(state, params).await
+}
+
+async fn label_values(
+    State(state): State<Arc<ApiState>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let (start, end) = metadata_range(&params)?;
+    let storage = proxy(&state, &params);
+    let mut selectors = selectors(&params)?;
+    if selectors.is_empty() {
+        selectors.push(Vec::new());
+    }
+    let mut values = std::collections::BTreeSet::new();
+    for matchers in selectors {
+        values.extend(
+            storage
+                .label_values(&name, &matchers, start, end)
+                .await
+                .map_err(storage_error)?,
+        );
+    }
+    Ok(list(
+        &values.into_iter().collect::<Vec<_>>(),
+        storage.warnings(),
+    ))
+}
+
+async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
+    let (start, end) = metadata_range(&params)?;
+    let selectors = selectors(&params)?;
+    if selectors.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let storage = proxy(&state, &params);
+    let hints = rthanos_promql::SelectHints {
+        start,
+        end,
+        func: Some("series".into()),
+        ..Default::default()
+    };
+    let mut sets = std::collections::BTreeSet::new();
+    for matchers in selectors {
+        for s in rthanos_promql::Queryable::select(&storage, &matchers, &hints)
+            .await
+            .map_err(storage_error)?
+        {
+            sets.insert(s.labels);
+        }
+    }
+    let data: Vec<serde_json::Value> = sets.iter().map(metric).collect();
+    let mut body = json!({"status": "success", "data": data});
+    let warnings = storage.warnings();
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    Ok(Json(body).into_response())
+}
+
+async fn series(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    run_series(state, params).await
+}
+
+async fn series_form(
+    State(state): State<Arc<ApiState>>,
+    Query(mut params): Query<Params>,
+    Form(form): Form<Params>,
+) -> Result<Response, ApiError> {
+    params.extend(form);
+    run_series(state, params).await
 }
 
 async fn query(

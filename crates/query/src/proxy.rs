@@ -83,6 +83,110 @@ fn store_matches(store: &dyn Store, matchers: &[Matcher], hints: &SelectHints) -
         })
 }
 
+impl ProxyQueryable {
+    /// The stores that can hold series matching `matchers` in [start, end].
+    fn chosen(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<&NamedStore> {
+        let hints = SelectHints {
+            start,
+            end,
+            ..SelectHints::default()
+        };
+        self.stores
+            .iter()
+            .filter(|s| store_matches(s.store.as_ref(), matchers, &hints))
+            .collect()
+    }
+
+    fn strategy(&self) -> i32 {
+        if self.options.partial_response {
+            thanos::PartialResponseStrategy::Warn as i32
+        } else {
+            thanos::PartialResponseStrategy::Abort as i32
+        }
+    }
+
+    /// A store's failure: a warning with partial responses, else the error.
+    fn failed(&self, name: &str, status: &tonic::Status) -> Result<(), StorageError> {
+        let message = format!("store {name}: {}", status.message());
+        if self.options.partial_response {
+            self.warn(message);
+            Ok(())
+        } else {
+            Err(StorageError(message))
+        }
+    }
+
+    /// Label names of the series matching `matchers` (all series when empty) in
+    /// [start, end], over every store; replica labels are left out with dedup on.
+    pub async fn label_names(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let request = thanos::LabelNamesRequest {
+            partial_response_strategy: self.strategy(),
+            start,
+            end,
+            matchers: matchers.iter().map(matcher_to_thanos).collect(),
+            ..Default::default()
+        };
+        let calls = self.chosen(matchers, start, end).into_iter().map(|s| {
+            let request = request.clone();
+            async move { (s, s.store.label_names(request).await) }
+        });
+        let mut names = std::collections::BTreeSet::new();
+        for (store, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(response) => {
+                    response.warnings.into_iter().for_each(|w| self.warn(w));
+                    names.extend(response.names);
+                }
+                Err(status) => self.failed(&store.name, &status)?,
+            }
+        }
+        if self.options.dedup {
+            for replica in &self.options.replica_labels {
+                names.remove(replica);
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Values of label `name` over the series matching `matchers` in [start, end].
+    pub async fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let request = thanos::LabelValuesRequest {
+            label: name.to_string(),
+            partial_response_strategy: self.strategy(),
+            start,
+            end,
+            matchers: matchers.iter().map(matcher_to_thanos).collect(),
+            ..Default::default()
+        };
+        let calls = self.chosen(matchers, start, end).into_iter().map(|s| {
+            let request = request.clone();
+            async move { (s, s.store.label_values(request).await) }
+        });
+        let mut values = std::collections::BTreeSet::new();
+        for (store, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok(response) => {
+                    response.warnings.into_iter().for_each(|w| self.warn(w));
+                    values.extend(response.values);
+                }
+                Err(status) => self.failed(&store.name, &status)?,
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}
+
 #[async_trait::async_trait]
 impl Queryable for ProxyQueryable {
     async fn select(
