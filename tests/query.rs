@@ -118,6 +118,15 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
             .all(|s| s["cluster"] == "eu1" && s["replica"].is_null())
     );
 
+    let stores = json(query.http_port, "/api/v1/stores")["data"]["sidecar"].clone();
+    let stores = stores.as_array().expect("sidecars");
+    assert_eq!(stores.len(), 2);
+    assert!(
+        stores
+            .iter()
+            .all(|s| s["lastError"].is_null() && s["labelSets"][0]["cluster"] == "eu1")
+    );
+
     let range = promtool_query(
         &rthanos,
         &[

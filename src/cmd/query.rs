@@ -416,6 +416,14 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 stores: Arc::clone(&endpoints) as Arc<dyn StoreSource>,
                 replica_labels,
                 partial_response,
+                build_info: serde_json::json!({
+                    "version": crate::BUILD.version,
+                    "revision": crate::BUILD.revision,
+                    "branch": crate::BUILD.branch,
+                    "buildUser": "",
+                    "buildDate": "",
+                    "goVersion": crate::BUILD.compiler,
+                }),
                 now_ms: || {
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)

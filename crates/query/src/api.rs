@@ -19,6 +19,12 @@ use crate::proxy::{NamedStore, ProxyOptions, ProxyQueryable};
 pub trait StoreSource: Send + Sync + 'static {
     /// The stores known now.
     fn stores(&self) -> Vec<NamedStore>;
+
+    /// When each store was last asked for its Info, and the error if it failed
+    /// (`/api/v1/stores`); `None` when never asked.
+    fn last_check(&self, _name: &str) -> Option<(String, Option<String>)> {
+        None
+    }
 }
 
 /// The API's state.
@@ -33,6 +39,8 @@ pub struct ApiState {
     pub partial_response: bool,
     /// Clock, in ms (tests fix it).
     pub now_ms: fn() -> i64,
+    /// `/api/v1/status/buildinfo`'s data (version, revision, branch, …).
+    pub build_info: serde_json::Value,
 }
 
 /// The API's routes.
@@ -46,6 +54,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/labels", get(labels).post(labels_form))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/series", get(series).post(series_form))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/stores", get(stores))
         .with_state(state)
 }
 
@@ -390,6 +400,38 @@ async fn series_form(
 ) -> Result<Response, ApiError> {
     params.extend(form);
     run_series(state, params).await
+}
+
+async fn buildinfo(State(state): State<Arc<ApiState>>) -> Response {
+    Json(json!({"status": "success", "data": state.build_info})).into_response()
+}
+
+/// Thanos's `/api/v1/stores`: the endpoints by component type, with their health, label sets
+/// and time ranges.
+async fn stores(State(state): State<Arc<ApiState>>) -> Response {
+    let mut by_type: Map<String, serde_json::Value> = Map::new();
+    for named in state.stores.stores() {
+        let info = named.store.info();
+        let (last_check, last_error) = state
+            .stores
+            .last_check(&named.name)
+            .unwrap_or_else(|| ("0001-01-01T00:00:00Z".into(), None));
+        let entry = json!({
+            "name": named.name,
+            "lastCheck": last_check,
+            "lastError": last_error,
+            "labelSets": info.label_sets.iter().map(metric).collect::<Vec<_>>(),
+            "minTime": info.min_time,
+            "maxTime": info.max_time,
+        });
+        let list = by_type
+            .entry(info.component.name().to_string())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(items) = list {
+            items.push(entry);
+        }
+    }
+    Json(json!({"status": "success", "data": by_type})).into_response()
 }
 
 async fn query(

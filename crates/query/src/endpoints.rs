@@ -14,6 +14,8 @@ use crate::proxy::NamedStore;
 /// Statically configured endpoints.
 pub struct EndpointSet {
     endpoints: Vec<(String, Arc<GrpcStore>)>,
+    /// Per endpoint: last Info time (RFC 3339) and error.
+    checks: std::sync::Mutex<std::collections::HashMap<String, (String, Option<String>)>>,
 }
 
 impl EndpointSet {
@@ -26,7 +28,10 @@ impl EndpointSet {
             .iter()
             .map(|a| Ok((a.clone(), Arc::new(GrpcStore::connect(a, options)?))))
             .collect::<Result<_, _>>()?;
-        Ok(Self { endpoints })
+        Ok(Self {
+            endpoints,
+            checks: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })
     }
 
     /// Asks every endpoint for its Info once, all at once; returns how many answered.
@@ -34,13 +39,16 @@ impl EndpointSet {
         let answers = futures::future::join_all(self.endpoints.iter().map(|(name, store)| {
             let store = Arc::clone(store);
             async move {
-                match store.fetch_info().await {
-                    Ok(_) => true,
-                    Err(status) => {
-                        tracing::warn!(endpoint = %name, err = %status.message(), "endpoint Info failed");
-                        false
-                    }
+                let result = store.fetch_info().await;
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let error = result.as_ref().err().map(|s| s.message().to_string());
+                if let Some(e) = &error {
+                    tracing::warn!(endpoint = %name, err = %e, "endpoint Info failed");
                 }
+                if let Ok(mut checks) = self.checks.lock() {
+                    checks.insert(name.clone(), (now, error));
+                }
+                result.is_ok()
             }
         }))
         .await;
@@ -60,6 +68,10 @@ impl EndpointSet {
 }
 
 impl StoreSource for EndpointSet {
+    fn last_check(&self, name: &str) -> Option<(String, Option<String>)> {
+        self.checks.lock().ok()?.get(name).cloned()
+    }
+
     fn stores(&self) -> Vec<NamedStore> {
         self.endpoints
             .iter()

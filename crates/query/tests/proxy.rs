@@ -261,6 +261,7 @@ async fn the_http_api_answers_as_prometheus() {
         replica_labels: vec!["replica".into()],
         partial_response: true,
         now_ms: || 3_000_000,
+        build_info: serde_json::json!({"version": "test"}),
     });
     let app = rthanos_query::api::router(state);
 
@@ -318,6 +319,16 @@ async fn the_http_api_answers_as_prometheus() {
     )
     .await;
     assert_eq!((status, body["errorType"].as_str()), (200, None), "{body}");
+
+    let (_, body) = call(&app, get("/api/v1/stores")).await;
+    assert_eq!(
+        body["data"]["sidecar"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert_eq!(body["data"]["sidecar"][0]["labelSets"][0]["cluster"], "eu1");
+    let (_, body) = call(&app, get("/api/v1/status/buildinfo")).await;
+    assert_eq!(body["data"]["version"], "test");
 
     let (status, body) = call(
         &app,
