@@ -19,6 +19,7 @@ use std::time::Instant;
 use rthanos_model::{Labels, Matcher};
 use rthanos_promql::{Engine, Queryable, SelectHints, Series, StorageError, XorChunk};
 use rthanos_testkit::Prometheus;
+use rthanos_testkit::openmetrics::Rng;
 use rthanos_tsdb::Block;
 
 const START_S: i64 = 1_700_006_400; // 2023-11-15T00:00:00Z
@@ -44,18 +45,6 @@ const QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-/// SplitMix64: the same data on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// The OpenMetrics text: 5000 request counters, 4000 histogram buckets, 900 CPU counters, 100
 /// build_info gauges; one sample every 15 s for 24 h.
 fn write_openmetrics(path: &Path) {
@@ -72,9 +61,9 @@ fn write_openmetrics(path: &Path) {
     for job in 0..10 {
         for instance in 0..100 {
             for code in [200, 201, 404, 500, 503] {
-                let mut v = (rng.next() % 1000) as f64;
+                let mut v = (rng.next_u64() % 1000) as f64;
                 for k in 0..STEPS {
-                    v += (rng.next() % 20) as f64;
+                    v += (rng.next_u64() % 20) as f64;
                     line.clear();
                     let _ = writeln!(
                         line,
@@ -100,8 +89,8 @@ fn write_openmetrics(path: &Path) {
             let mut counts = vec![vec![0f64; bounds.len()]; STEPS as usize];
             let mut totals = vec![0f64; bounds.len()];
             for step in counts.iter_mut() {
-                for _ in 0..(rng.next() % 10) {
-                    let b = (rng.next() % bounds.len() as u64) as usize;
+                for _ in 0..(rng.next_u64() % 10) {
+                    let b = (rng.next_u64() % bounds.len() as u64) as usize;
                     for t in totals.iter_mut().skip(b) {
                         *t += 1.0;
                     }
@@ -131,7 +120,7 @@ fn write_openmetrics(path: &Path) {
         for instance in 0..100 {
             let mut v = 0.0;
             for k in 0..STEPS {
-                v += (rng.next() % 100) as f64 / 100.0;
+                v += (rng.next_u64() % 100) as f64 / 100.0;
                 line.clear();
                 let _ = writeln!(
                     line,

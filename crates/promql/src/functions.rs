@@ -373,6 +373,14 @@ fn present_per_step(series: &[StepSeries], steps: usize) -> Vec<bool> {
 
 /// Applies `f` to every value of a vector, dropping `__name__`.
 fn map_values(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> f64) -> Result<Val, QueryError> {
+    filter_map_values(series, |x, i| Some(f(x, i)))
+}
+
+/// Applies `f` to every value of a vector, dropping `__name__`; `None` drops the value.
+fn filter_map_values(
+    series: Vec<StepSeries>,
+    f: impl Fn(f64, usize) -> Option<f64>,
+) -> Result<Val, QueryError> {
     let out = series
         .into_iter()
         .map(|s| StepSeries {
@@ -381,7 +389,7 @@ fn map_values(series: Vec<StepSeries>, f: impl Fn(f64, usize) -> f64) -> Result<
                 .values
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| v.map(|x| f(x, i)))
+                .map(|(i, v)| v.and_then(|x| f(x, i)))
                 .collect(),
         })
         .collect();
@@ -715,25 +723,11 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let series = vector_arg(arg(0)?, ctx)?;
             let lo = scalar_arg(arg(1)?, ctx)?;
             let hi = scalar_arg(arg(2)?, ctx)?;
-            let out: Vec<StepSeries> = series
-                .into_iter()
-                .map(|s| StepSeries {
-                    labels: drop_name(&s.labels),
-                    values: s
-                        .values
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, v)| {
-                            if hi[i] < lo[i] {
-                                None
-                            } else {
-                                v.map(|x| go_max(lo[i], go_min(hi[i], x)))
-                            }
-                        })
-                        .collect(),
-                })
-                .collect();
-            merge_same_labels(out)
+            // No result at a step whose bounds are the wrong way round (NaN bounds give NaN).
+            filter_map_values(series, |x, i| {
+                (hi[i].partial_cmp(&lo[i]) != Some(std::cmp::Ordering::Less))
+                    .then(|| go_max(lo[i], go_min(hi[i], x)))
+            })
         }
         "clamp_min" | "clamp_max" => {
             let series = vector_arg(arg(0)?, ctx)?;

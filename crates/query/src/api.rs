@@ -46,14 +46,11 @@ pub struct ApiState {
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
-        .route("/api/v1/query", get(query).post(query_form))
-        .route(
-            "/api/v1/query_range",
-            get(query_range).post(query_range_form),
-        )
-        .route("/api/v1/labels", get(labels).post(labels_form))
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
-        .route("/api/v1/series", get(series).post(series_form))
+        .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/stores", get(stores))
         .with_state(state)
@@ -142,6 +139,26 @@ fn parse_duration(name: &str, value: &str) -> Result<i64, ApiError> {
 }
 
 type Params = Vec<(String, String)>;
+
+/// A request's parameters: its query string and, for a POST, its form body (Prometheus reads
+/// both), so one handler serves GET and POST.
+struct AllParams(Params);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for AllParams {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Query(mut params) = Query::<Params>::try_from_uri(request.uri())
+            .map_err(|e| ApiError::bad_data(e.to_string()))?;
+        if request.method() == axum::http::Method::POST {
+            let Form(form) = Form::<Params>::from_request(request, state)
+                .await
+                .map_err(|e| ApiError::bad_data(e.to_string()))?;
+            params.extend(form);
+        }
+        Ok(Self(params))
+    }
+}
 
 fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params
@@ -291,68 +308,46 @@ fn list(values: &[String], warnings: Vec<String>) -> Response {
     Json(body).into_response()
 }
 
-async fn run_labels(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
+/// Label names, or the values of one label, over the `match[]` selectors (all series when
+/// none is given).
+async fn run_list(
+    state: Arc<ApiState>,
+    params: Params,
+    label: Option<String>,
+) -> Result<Response, ApiError> {
     let (start, end) = metadata_range(&params)?;
     let storage = proxy(&state, &params);
     let mut selectors = selectors(&params)?;
     if selectors.is_empty() {
         selectors.push(Vec::new());
     }
-    let mut names = std::collections::BTreeSet::new();
+    let mut union = std::collections::BTreeSet::new();
     for matchers in selectors {
-        names.extend(
-            storage
-                .label_names(&matchers, start, end)
-                .await
-                .map_err(storage_error)?,
-        );
+        let found = match &label {
+            None => storage.label_names(&matchers, start, end).await,
+            Some(name) => storage.label_values(name, &matchers, start, end).await,
+        };
+        union.extend(found.map_err(storage_error)?);
     }
     Ok(list(
-        &names.into_iter().collect::<Vec<_>>(),
+        &union.into_iter().collect::<Vec<_>>(),
         storage.warnings(),
     ))
 }
 
 async fn labels(
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<Params>,
+    AllParams(params): AllParams,
 ) -> Result<Response, ApiError> {
-    run_labels(state, params).await
-}
-
-async fn labels_form(
-    State(state): State<Arc<ApiState>>,
-    Query(mut params): Query<Params>,
-    Form(form): Form<Params>,
-) -> Result<Response, ApiError> {
-    params.extend(form);
-    run_labels(state, params).await
+    run_list(state, params, None).await
 }
 
 async fn label_values(
     State(state): State<Arc<ApiState>>,
     axum::extract::Path(name): axum::extract::Path<String>,
-    Query(params): Query<Params>,
+    AllParams(params): AllParams,
 ) -> Result<Response, ApiError> {
-    let (start, end) = metadata_range(&params)?;
-    let storage = proxy(&state, &params);
-    let mut selectors = selectors(&params)?;
-    if selectors.is_empty() {
-        selectors.push(Vec::new());
-    }
-    let mut values = std::collections::BTreeSet::new();
-    for matchers in selectors {
-        values.extend(
-            storage
-                .label_values(&name, &matchers, start, end)
-                .await
-                .map_err(storage_error)?,
-        );
-    }
-    Ok(list(
-        &values.into_iter().collect::<Vec<_>>(),
-        storage.warnings(),
-    ))
+    run_list(state, params, Some(name)).await
 }
 
 async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
@@ -388,17 +383,8 @@ async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, Ap
 
 async fn series(
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<Params>,
+    AllParams(params): AllParams,
 ) -> Result<Response, ApiError> {
-    run_series(state, params).await
-}
-
-async fn series_form(
-    State(state): State<Arc<ApiState>>,
-    Query(mut params): Query<Params>,
-    Form(form): Form<Params>,
-) -> Result<Response, ApiError> {
-    params.extend(form);
     run_series(state, params).await
 }
 
@@ -436,32 +422,14 @@ async fn stores(State(state): State<Arc<ApiState>>) -> Response {
 
 async fn query(
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<Params>,
+    AllParams(params): AllParams,
 ) -> Result<Response, ApiError> {
-    run_query(state, params).await
-}
-
-async fn query_form(
-    State(state): State<Arc<ApiState>>,
-    Query(mut params): Query<Params>,
-    Form(form): Form<Params>,
-) -> Result<Response, ApiError> {
-    params.extend(form);
     run_query(state, params).await
 }
 
 async fn query_range(
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<Params>,
+    AllParams(params): AllParams,
 ) -> Result<Response, ApiError> {
-    run_query_range(state, params).await
-}
-
-async fn query_range_form(
-    State(state): State<Arc<ApiState>>,
-    Query(mut params): Query<Params>,
-    Form(form): Form<Params>,
-) -> Result<Response, ApiError> {
-    params.extend(form);
     run_query_range(state, params).await
 }

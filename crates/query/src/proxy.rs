@@ -7,7 +7,7 @@
 //! are allowed, and the query's error when they are not. Warnings are kept for the API to
 //! report with the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -116,6 +116,37 @@ impl ProxyQueryable {
         }
     }
 
+    /// Asks every store that can hold series matching `matchers` in [start, end], at once,
+    /// and returns the union of the strings they answer (names or values); each answer is
+    /// its strings and its warnings.
+    async fn union<F, Fut>(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        ask: F,
+    ) -> Result<BTreeSet<String>, StorageError>
+    where
+        F: Fn(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<(Vec<String>, Vec<String>), tonic::Status>>,
+    {
+        let calls = self.chosen(matchers, start, end).into_iter().map(|s| {
+            let answer = ask(Arc::clone(&s.store));
+            async move { (s, answer.await) }
+        });
+        let mut union = BTreeSet::new();
+        for (store, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok((strings, warnings)) => {
+                    warnings.into_iter().for_each(|w| self.warn(w));
+                    union.extend(strings);
+                }
+                Err(status) => self.failed(&store.name, &status)?,
+            }
+        }
+        Ok(union)
+    }
+
     /// Label names of the series matching `matchers` (all series when empty) in
     /// [start, end], over every store; replica labels are left out with dedup on.
     pub async fn label_names(
@@ -131,20 +162,15 @@ impl ProxyQueryable {
             matchers: matchers.iter().map(matcher_to_thanos).collect(),
             ..Default::default()
         };
-        let calls = self.chosen(matchers, start, end).into_iter().map(|s| {
-            let request = request.clone();
-            async move { (s, s.store.label_names(request).await) }
-        });
-        let mut names = std::collections::BTreeSet::new();
-        for (store, answer) in futures::future::join_all(calls).await {
-            match answer {
-                Ok(response) => {
-                    response.warnings.into_iter().for_each(|w| self.warn(w));
-                    names.extend(response.names);
+        let mut names = self
+            .union(matchers, start, end, |store| {
+                let request = request.clone();
+                async move {
+                    let r = store.label_names(request).await?;
+                    Ok((r.names, r.warnings))
                 }
-                Err(status) => self.failed(&store.name, &status)?,
-            }
-        }
+            })
+            .await?;
         if self.options.dedup {
             for replica in &self.options.replica_labels {
                 names.remove(replica);
@@ -169,20 +195,15 @@ impl ProxyQueryable {
             matchers: matchers.iter().map(matcher_to_thanos).collect(),
             ..Default::default()
         };
-        let calls = self.chosen(matchers, start, end).into_iter().map(|s| {
-            let request = request.clone();
-            async move { (s, s.store.label_values(request).await) }
-        });
-        let mut values = std::collections::BTreeSet::new();
-        for (store, answer) in futures::future::join_all(calls).await {
-            match answer {
-                Ok(response) => {
-                    response.warnings.into_iter().for_each(|w| self.warn(w));
-                    values.extend(response.values);
+        let values = self
+            .union(matchers, start, end, |store| {
+                let request = request.clone();
+                async move {
+                    let r = store.label_values(request).await?;
+                    Ok((r.values, r.warnings))
                 }
-                Err(status) => self.failed(&store.name, &status)?,
-            }
-        }
+            })
+            .await?;
         Ok(values.into_iter().collect())
     }
 }
@@ -199,11 +220,7 @@ impl Queryable for ProxyQueryable {
             max_time: hints.end,
             matchers: matchers.iter().map(matcher_to_thanos).collect(),
             aggregates: vec![thanos::Aggr::Count as i32, thanos::Aggr::Sum as i32],
-            partial_response_strategy: if self.options.partial_response {
-                thanos::PartialResponseStrategy::Warn as i32
-            } else {
-                thanos::PartialResponseStrategy::Abort as i32
-            },
+            partial_response_strategy: self.strategy(),
             step: hints.step,
             range: hints.range,
             ..Default::default()
