@@ -5,29 +5,17 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use rthanos_model::Labels;
 
-use crate::engine::{Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err};
+use crate::engine::{
+    Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, labels_by_modifier,
+};
 use crate::functions::quantile;
 use crate::value::format_value;
 
 /// The labels a series is grouped by.
 fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
-    match modifier {
-        None => Labels::default(),
-        Some(LabelModifier::Include(names)) => Labels::from_sorted(
-            labels
-                .iter()
-                .filter(|l| names.labels.contains(&l.name))
-                .cloned()
-                .collect(),
-        ),
-        Some(LabelModifier::Exclude(names)) => Labels::from_sorted(
-            labels
-                .iter()
-                .filter(|l| l.name != "__name__" && !names.labels.contains(&l.name))
-                .cloned()
-                .collect(),
-        ),
-    }
+    modifier
+        .as_ref()
+        .map_or_else(Labels::default, |m| labels_by_modifier(labels, m))
 }
 
 #[derive(Clone, Copy)]

@@ -7,7 +7,8 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use rthanos_model::Labels;
 
 use crate::engine::{
-    Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, merge_same_labels,
+    Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, labels_by_modifier,
+    merge_same_labels,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -90,25 +91,11 @@ fn bool_value(keep: bool) -> f64 {
     if keep { 1.0 } else { 0.0 }
 }
 
-/// The labels two series are matched on.
+/// The labels two series are matched on: all but `__name__` when nothing is said.
 fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
-    match matching {
-        Some(LabelModifier::Include(on)) => Labels::from_sorted(
-            labels
-                .iter()
-                .filter(|l| on.labels.contains(&l.name))
-                .cloned()
-                .collect(),
-        ),
-        Some(LabelModifier::Exclude(ignoring)) => Labels::from_sorted(
-            labels
-                .iter()
-                .filter(|l| l.name != "__name__" && !ignoring.labels.contains(&l.name))
-                .cloned()
-                .collect(),
-        ),
-        None => drop_name(labels),
-    }
+    matching
+        .as_ref()
+        .map_or_else(|| drop_name(labels), |m| labels_by_modifier(labels, m))
 }
 
 /// Evaluates a binary expression.

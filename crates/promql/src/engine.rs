@@ -580,6 +580,16 @@ fn first_windows(windows: &[Windows<'_>], ctx: &Ctx<'_>) -> Result<Val, QueryErr
     Ok(Val::Matrix(out))
 }
 
+/// The labels a `by (…)` / `on (…)` keeps (`Include`), or that a `without (…)` /
+/// `ignoring (…)` leaves (`Exclude`, which also drops `__name__`).
+pub(crate) fn labels_by_modifier(labels: &Labels, modifier: &LabelModifier) -> Labels {
+    let kept = labels.iter().filter(|l| match modifier {
+        LabelModifier::Include(names) => names.labels.contains(&l.name),
+        LabelModifier::Exclude(names) => l.name != "__name__" && !names.labels.contains(&l.name),
+    });
+    Labels::from_sorted(kept.cloned().collect())
+}
+
 /// The labels without `__name__`.
 pub(crate) fn drop_name(labels: &Labels) -> Labels {
     if labels.get("__name__").is_none() {
