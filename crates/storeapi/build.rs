@@ -2,7 +2,9 @@
 //! compiler), so a fresh machine builds without a system protoc.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script reused from a clone elsewhere (same target dir) must
+    // still look in this checkout.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "thanos/types.proto",
         "thanos/rpc.proto",

@@ -1,6 +1,7 @@
 //! `rthanos query`: Thanos's querier flags, wired to the query crate: static endpoints asked
 //! for Info every 5s, the PromQL engine with the `--query.*` settings, and the Prometheus HTTP
-//! API. DNS discovery, file discovery, the StoreAPI server and the UI are still to come (#6).
+//! API. Endpoints come from `--endpoint` (with Thanos's `dns+` / `dnssrv+` / `dnssrvnoa+`
+//! discovery) and `--store.sd-files`.
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use clap::Args;
 use rthanos_model::PromDuration;
 use rthanos_promql::{Engine, EngineOptions};
 use rthanos_query::api::{ApiState, StoreSource};
-use rthanos_query::endpoints::EndpointSet;
+use rthanos_query::discovery::{AddressSpec, FileSd};
+use rthanos_query::endpoints::{EndpointConfig, EndpointSet};
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags};
 use rthanos_storeapi::{ClientOptions, ClientTls};
 
@@ -357,17 +359,14 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         .chain(&args.stores_strict)
         .cloned()
         .collect();
-    if let Some(discovered) = addresses
+    let addresses = addresses
         .iter()
-        .find(|a| a.starts_with("dns+") || a.starts_with("dnssrv+") || a.starts_with("dnssrvnoa+"))
-    {
+        .map(|a| AddressSpec::parse(a))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--endpoint")?;
+    if !args.endpoint_groups.is_empty() || !args.endpoint_groups_strict.is_empty() {
         anyhow::bail!(
-            "--endpoint={discovered}: DNS discovery is not built yet in this version of rthanos (issue #6); give host:port addresses"
-        );
-    }
-    if !args.sd_files.is_empty() || !args.endpoint_groups.is_empty() {
-        anyhow::bail!(
-            "--store.sd-files and --endpoint-group are not built yet in this version of rthanos (issue #6)"
+            "--endpoint-group is not supported by rthanos; use --endpoint with dns+ or dnssrv+"
         );
     }
     if args.grpc_client.tls_skip_verify {
@@ -408,9 +407,21 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     });
     let partial_response = !args.no_partial_response;
     let replica_labels = args.replica_labels.clone();
+    let sd_files = args.sd_files.clone();
+    let sd_interval = args.sd_interval.as_std();
+    let dns_interval = args.sd_dns_interval.as_std();
     prepared
         .serve("query", move |runtime| {
-            let endpoints = Arc::new(EndpointSet::new(&addresses, &client_options)?);
+            let file_sd = (!sd_files.is_empty()).then(|| FileSd::new(sd_files, sd_interval));
+            let endpoints = Arc::new(EndpointSet::new(
+                EndpointConfig {
+                    addresses,
+                    file_sd,
+                    dns_interval,
+                    client: client_options,
+                },
+                runtime.registry(),
+            )?);
             let state = Arc::new(ApiState {
                 engine,
                 stores: Arc::clone(&endpoints) as Arc<dyn StoreSource>,

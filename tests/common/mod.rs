@@ -22,12 +22,18 @@ pub struct Process {
 impl Process {
     /// Starts `rthanos <args…>` with its HTTP and gRPC servers on free loopback ports.
     pub fn start(args: &[String]) -> Process {
+        // RTHANOS_WRAPPER runs the binary under a tool, e.g. "valgrind --tool=callgrind".
+        let wrapper = std::env::var("RTHANOS_WRAPPER").unwrap_or_default();
+        Self::start_wrapped(&wrapper, args)
+    }
+
+    /// As [`Process::start`], run through `wrapper` (a command line that ends with the
+    /// program to run, e.g. `unshare -m …`).
+    pub fn start_wrapped(wrapper: &str, args: &[String]) -> Process {
         let http_port = free_port();
         let grpc_port = free_port();
         let log_dir = tempfile::tempdir().expect("tmp");
         let log = log_dir.path().join("stderr.log");
-        // RTHANOS_WRAPPER runs the binary under a tool, e.g. "valgrind --tool=callgrind".
-        let wrapper = std::env::var("RTHANOS_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
         let mut command = match words.next() {
             Some(tool) => {

@@ -1,55 +1,143 @@
-//! The querier's endpoints: one gRPC client per `--endpoint` address, asked for its Info
-//! periodically. A store that does not answer is marked not serving and left out of queries
-//! until it answers again; it is never fatal.
+//! The querier's endpoints: the addresses of `--endpoint` (resolved through DNS when they ask
+//! for it) and of the file-SD files, each with a gRPC client asked for its Info at every
+//! refresh. A store that does not answer keeps its last Info, so queries that need it report
+//! it unavailable; an address that leaves DNS or the files leaves the set. Nothing here is
+//! fatal: failures are logged and retried at the next refresh.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rthanos_storeapi::{ClientOptions, GrpcStore, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::StoreSource;
+use crate::discovery::{AddressSpec, DnsProvider, FileSd};
 use crate::proxy::NamedStore;
 
-/// Statically configured endpoints.
+/// Where the endpoints come from.
+pub struct EndpointConfig {
+    /// `--endpoint` values (any prefix).
+    pub addresses: Vec<AddressSpec>,
+    /// `--store.sd-files` discovery, if any.
+    pub file_sd: Option<FileSd>,
+    /// How often DNS names are resolved again (`--store.sd-dns-interval`).
+    pub dns_interval: Duration,
+    /// How the gRPC clients connect.
+    pub client: ClientOptions,
+}
+
+struct Endpoint {
+    store: Arc<GrpcStore>,
+    /// Last Info time (RFC 3339) and error.
+    last_check: Option<(String, Option<String>)>,
+}
+
+#[derive(Default)]
+struct Resolved {
+    /// The specs last resolved, and when.
+    specs: Vec<AddressSpec>,
+    at: Option<Instant>,
+    addresses: Vec<String>,
+}
+
+/// The endpoints known now.
 pub struct EndpointSet {
-    endpoints: Vec<(String, Arc<GrpcStore>)>,
-    /// Per endpoint: last Info time (RFC 3339) and error.
-    checks: std::sync::Mutex<std::collections::HashMap<String, (String, Option<String>)>>,
+    config: EndpointConfig,
+    dns: DnsProvider,
+    resolved: tokio::sync::Mutex<Resolved>,
+    endpoints: Mutex<BTreeMap<String, Endpoint>>,
 }
 
 impl EndpointSet {
-    /// Clients for `addresses` (`host:port`); no connection is made yet.
+    /// An empty set; [`EndpointSet::refresh`] fills it. DNS metrics go to `registry`.
     pub fn new(
-        addresses: &[String],
-        options: &ClientOptions,
-    ) -> Result<Self, rthanos_storeapi::client::ClientError> {
-        let endpoints = addresses
-            .iter()
-            .map(|a| Ok((a.clone(), Arc::new(GrpcStore::connect(a, options)?))))
-            .collect::<Result<_, _>>()?;
+        config: EndpointConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, prometheus::Error> {
         Ok(Self {
-            endpoints,
-            checks: std::sync::Mutex::new(std::collections::HashMap::new()),
+            dns: DnsProvider::new(registry)?,
+            config,
+            resolved: tokio::sync::Mutex::new(Resolved::default()),
+            endpoints: Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Asks every endpoint for its Info once, all at once; returns how many answered.
-    pub async fn refresh(&self) -> usize {
-        let answers = futures::future::join_all(self.endpoints.iter().map(|(name, store)| {
-            let store = Arc::clone(store);
-            async move {
-                let result = store.fetch_info().await;
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                let error = result.as_ref().err().map(|s| s.message().to_string());
-                if let Some(e) = &error {
-                    tracing::warn!(endpoint = %name, err = %e, "endpoint Info failed");
+    /// The addresses now: DNS is asked again when its interval has passed or the specs
+    /// (files) changed.
+    async fn addresses(&self) -> Vec<String> {
+        let mut specs = self.config.addresses.clone();
+        if let Some(file_sd) = &self.config.file_sd {
+            for target in file_sd.targets() {
+                match AddressSpec::parse(&target) {
+                    Ok(spec) => specs.push(spec),
+                    Err(e) => tracing::warn!(err = %e, "file SD: target ignored"),
                 }
-                if let Ok(mut checks) = self.checks.lock() {
-                    checks.insert(name.clone(), (now, error));
-                }
-                result.is_ok()
             }
+        }
+        let mut resolved = self.resolved.lock().await;
+        let due = resolved
+            .at
+            .is_none_or(|at| at.elapsed() >= self.config.dns_interval);
+        if due || resolved.specs != specs {
+            resolved.addresses = self.dns.resolve(&specs).await;
+            resolved.specs = specs;
+            resolved.at = Some(Instant::now());
+        }
+        resolved.addresses.clone()
+    }
+
+    /// Brings the set up to date with the addresses, then asks every endpoint for its Info,
+    /// all at once; returns how many answered.
+    pub async fn refresh(&self) -> usize {
+        let addresses = self.addresses().await;
+        let stores: Vec<(String, Arc<GrpcStore>)> = {
+            let Ok(mut endpoints) = self.endpoints.lock() else {
+                return 0;
+            };
+            endpoints.retain(|address, _| {
+                let keep = addresses.contains(address);
+                if !keep {
+                    tracing::info!(endpoint = %address, "endpoint removed: no longer discovered");
+                }
+                keep
+            });
+            for address in &addresses {
+                if endpoints.contains_key(address) {
+                    continue;
+                }
+                match GrpcStore::connect(address, &self.config.client) {
+                    Ok(store) => {
+                        tracing::info!(endpoint = %address, "endpoint added");
+                        endpoints.insert(
+                            address.clone(),
+                            Endpoint {
+                                store: Arc::new(store),
+                                last_check: None,
+                            },
+                        );
+                    }
+                    Err(e) => tracing::warn!(endpoint = %address, err = %e, "endpoint not usable"),
+                }
+            }
+            endpoints
+                .iter()
+                .map(|(address, e)| (address.clone(), Arc::clone(&e.store)))
+                .collect()
+        };
+        let answers = futures::future::join_all(stores.into_iter().map(|(name, store)| async move {
+            let result = store.fetch_info().await;
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let error = result.as_ref().err().map(|s| s.message().to_string());
+            if let Some(e) = &error {
+                tracing::warn!(endpoint = %name, err = %e, "endpoint Info failed");
+            }
+            if let Ok(mut endpoints) = self.endpoints.lock()
+                && let Some(endpoint) = endpoints.get_mut(&name)
+            {
+                endpoint.last_check = Some((now, error));
+            }
+            result.is_ok()
         }))
         .await;
         answers.into_iter().filter(|ok| *ok).count()
@@ -69,15 +157,18 @@ impl EndpointSet {
 
 impl StoreSource for EndpointSet {
     fn last_check(&self, name: &str) -> Option<(String, Option<String>)> {
-        self.checks.lock().ok()?.get(name).cloned()
+        self.endpoints.lock().ok()?.get(name)?.last_check.clone()
     }
 
     fn stores(&self) -> Vec<NamedStore> {
-        self.endpoints
+        let Ok(endpoints) = self.endpoints.lock() else {
+            return Vec::new();
+        };
+        endpoints
             .iter()
-            .map(|(name, store)| NamedStore {
+            .map(|(name, e)| NamedStore {
                 name: name.clone(),
-                store: Arc::clone(store) as Arc<dyn Store>,
+                store: Arc::clone(&e.store) as Arc<dyn Store>,
             })
             .collect()
     }

@@ -6,5 +6,6 @@
 
 pub mod api;
 pub mod dedup;
+pub mod discovery;
 pub mod endpoints;
 pub mod proxy;

@@ -78,6 +78,59 @@ impl Moto {
     }
 }
 
+/// A real DNS server (dnsmasq) answering only the records it is given, on `ip`:53 (a loopback
+/// address of its own, e.g. 127.0.0.77, so it never meets a system resolver). Needs root.
+pub struct Dnsmasq {
+    child: Child,
+    /// The address it answers on.
+    pub ip: std::net::Ipv4Addr,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq with `records` as dnsmasq options (`--srv-host=…`, `--host-record=…`),
+    /// or panics saying how to install it.
+    pub fn start(ip: std::net::Ipv4Addr, records: &[String]) -> Dnsmasq {
+        let child = Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--port=53",
+                "--pid-file=",
+                "--user=root",
+                "--log-facility=-",
+            ])
+            .arg(format!("--listen-address={ip}"))
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("dnsmasq could not be started ({e}); scripts/test.sh installs it (apt-get install dnsmasq-base)"));
+        let dns = Dnsmasq { child, ip };
+        // Listening shows in /proc/net/udp as the address in little-endian hex, port 0035.
+        let [a, b, c, d] = ip.octets();
+        let socket = format!("{d:02X}{c:02X}{b:02X}{a:02X}:0035");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.contains(&socket)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dnsmasq did not listen on {ip}:53 (it needs root)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dns
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An objstore.yml for an S3 API on 127.0.0.1:`port` (moto, or a proxy in front of it), with
 /// test credentials over plain HTTP. Its `config:` keys end the text, so a caller may append
 /// more (indented two spaces) or a top-level `prefix:`.
