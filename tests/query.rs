@@ -1,6 +1,7 @@
 //! `rthanos query` in front of two sidecars, each next to a real Prometheus 2.42 replica
 //! holding the same promtool-made blocks: promtool, as a Prometheus API client, gets from
-//! rthanos what it gets from one Prometheus.
+//! rthanos what it gets from one Prometheus, directly and through a querier stacked on the
+//! querier's own StoreAPI.
 
 mod common;
 
@@ -53,6 +54,18 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
     query.wait_ready(Duration::from_secs(60));
     let rthanos = format!("http://127.0.0.1:{}", query.http_port);
     let prometheus = replicas[0].1.url();
+    // Stacked: a global querier whose only endpoint is the querier above, over its StoreAPI.
+    let mut global = Process::start(&[
+        "query".to_string(),
+        "--query.replica-label=replica".to_string(),
+        format!("--endpoint={}", query.grpc_addr()),
+    ]);
+    global.wait_ready(Duration::from_secs(60));
+    global.wait_for(Duration::from_secs(30), "the querier below healthy", |g| {
+        common::http_get(g.http_port, "/api/v1/stores")
+            .is_some_and(|(_, body)| body.contains("\"query\"") && body.contains("eu1"))
+    });
+    let global_url = format!("http://127.0.0.1:{}", global.http_port);
 
     // 2023-11-15T00:30:00Z, inside the data.
     let at = "--time=2023-11-15T00:30:00Z";
@@ -63,7 +76,9 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
     ] {
         let ours = parse(&promtool_query(&rthanos, &["instant", at, expr]));
         let theirs = parse(&promtool_query(&prometheus, &["instant", at, expr]));
+        let stacked = parse(&promtool_query(&global_url, &["instant", at, expr]));
         assert!(!ours.is_empty(), "{expr}");
+        assert_eq!(ours, stacked, "{expr}: through a querier of queriers");
         assert_eq!(ours.len(), theirs.len(), "{expr}: {ours:?} {theirs:?}");
         for ((labels, v), (want_labels, want)) in ours.iter().zip(&theirs) {
             assert_eq!(labels, want_labels, "{expr}");

@@ -76,8 +76,11 @@ fn endpoints_are_discovered_through_dns_and_files() {
 
     let dir = tempfile::tempdir().expect("tmp");
     let resolv = dir.path().join("resolv.conf");
-    std::fs::write(&resolv, format!("nameserver {ip}\noptions timeout:1 attempts:1\n"))
-        .expect("resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver {ip}\noptions timeout:1 attempts:1\n"),
+    )
+    .expect("resolv.conf");
     let wrapper = dir.path().join("resolv-wrapper.sh");
     std::fs::write(
         &wrapper,

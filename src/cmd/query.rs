@@ -12,8 +12,9 @@ use rthanos_promql::{Engine, EngineOptions};
 use rthanos_query::api::{ApiState, StoreSource};
 use rthanos_query::discovery::{AddressSpec, FileSd};
 use rthanos_query::endpoints::{EndpointConfig, EndpointSet};
+use rthanos_query::store::QueryStore;
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags};
-use rthanos_storeapi::{ClientOptions, ClientTls};
+use rthanos_storeapi::{ClientOptions, ClientTls, SeriesLimits, StoreServer};
 
 use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags};
 
@@ -407,6 +408,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     });
     let partial_response = !args.no_partial_response;
     let replica_labels = args.replica_labels.clone();
+    let limits = args.limits;
     let sd_files = args.sd_files.clone();
     let sd_interval = args.sd_interval.as_std();
     let dns_interval = args.sd_dns_interval.as_std();
@@ -445,7 +447,16 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
             let shutdown = runtime.shutdown_token();
             Ok(super::Component {
                 http: Some(rthanos_query::api::router(state)),
-                grpc: None,
+                grpc: Some(
+                    StoreServer::new(Arc::new(QueryStore::new(
+                        Arc::clone(&endpoints) as Arc<dyn StoreSource>
+                    )))
+                    .with_limits(SeriesLimits {
+                        series: limits.request_series,
+                        samples: limits.request_samples,
+                    })
+                    .routes(),
+                ),
                 work: Box::pin(async move {
                     endpoints.refresh().await;
                     prober.ready();

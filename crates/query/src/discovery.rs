@@ -119,11 +119,12 @@ impl DnsProvider {
                 None
             }
         };
-        let counter = |name: &str, help: &str| -> Result<prometheus::IntCounter, prometheus::Error> {
-            let c = prometheus::IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
+        let counter =
+            |name: &str, help: &str| -> Result<prometheus::IntCounter, prometheus::Error> {
+                let c = prometheus::IntCounter::new(name, help)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
         Ok(Self {
             resolver,
             last: Mutex::new(HashMap::new()),
@@ -280,7 +281,9 @@ impl FileSd {
         for pattern in &self.patterns {
             match glob::glob(pattern) {
                 Ok(matches) => paths.extend(matches.filter_map(Result::ok)),
-                Err(e) => tracing::warn!(pattern = %pattern, err = %e, "invalid --store.sd-files glob"),
+                Err(e) => {
+                    tracing::warn!(pattern = %pattern, err = %e, "invalid --store.sd-files glob")
+                }
             }
         }
         let Ok(mut files) = self.files.lock() else {
@@ -291,7 +294,8 @@ impl FileSd {
         for path in paths {
             let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
             let cached = files.get(&path);
-            let fresh = !full && cached.is_some_and(|(at, _)| *at == modified && modified.is_some());
+            let fresh =
+                !full && cached.is_some_and(|(at, _)| *at == modified && modified.is_some());
             if !fresh {
                 match read_targets(&path) {
                     Ok(read) => {
@@ -388,7 +392,10 @@ mod tests {
         let yaml = dir.path().join("a.yml");
         let json = dir.path().join("b.json");
         std::fs::write(&yaml, "- targets: ['s1:10901', 'dns+s2:10901']\n")?;
-        std::fs::write(&json, r#"[{"targets": ["s3:10901"], "labels": {"x": "y"}}]"#)?;
+        std::fs::write(
+            &json,
+            r#"[{"targets": ["s3:10901"], "labels": {"x": "y"}}]"#,
+        )?;
         let pattern = dir.path().join("*").display().to_string();
         let sd = FileSd::new(vec![pattern], Duration::from_secs(3600));
         assert_eq!(sd.targets(), ["dns+s2:10901", "s1:10901", "s3:10901"]);
@@ -396,7 +403,10 @@ mod tests {
         // A broken file keeps its last targets; a rewritten one gives its new ones.
         std::fs::write(&yaml, "- targets: [oops\n")?;
         let later = SystemTime::now() + Duration::from_secs(5);
-        std::fs::File::options().write(true).open(&yaml)?.set_modified(later)?;
+        std::fs::File::options()
+            .write(true)
+            .open(&yaml)?
+            .set_modified(later)?;
         assert_eq!(sd.targets(), ["dns+s2:10901", "s1:10901", "s3:10901"]);
         std::fs::write(&yaml, "- targets: ['s4:10901']\n")?;
         std::fs::File::options()

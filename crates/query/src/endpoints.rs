@@ -125,21 +125,22 @@ impl EndpointSet {
                 .map(|(address, e)| (address.clone(), Arc::clone(&e.store)))
                 .collect()
         };
-        let answers = futures::future::join_all(stores.into_iter().map(|(name, store)| async move {
-            let result = store.fetch_info().await;
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let error = result.as_ref().err().map(|s| s.message().to_string());
-            if let Some(e) = &error {
-                tracing::warn!(endpoint = %name, err = %e, "endpoint Info failed");
-            }
-            if let Ok(mut endpoints) = self.endpoints.lock()
-                && let Some(endpoint) = endpoints.get_mut(&name)
-            {
-                endpoint.last_check = Some((now, error));
-            }
-            result.is_ok()
-        }))
-        .await;
+        let answers =
+            futures::future::join_all(stores.into_iter().map(|(name, store)| async move {
+                let result = store.fetch_info().await;
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                let error = result.as_ref().err().map(|s| s.message().to_string());
+                if let Some(e) = &error {
+                    tracing::warn!(endpoint = %name, err = %e, "endpoint Info failed");
+                }
+                if let Ok(mut endpoints) = self.endpoints.lock()
+                    && let Some(endpoint) = endpoints.get_mut(&name)
+                {
+                    endpoint.last_check = Some((now, error));
+                }
+                result.is_ok()
+            }))
+            .await;
         answers.into_iter().filter(|ok| *ok).count()
     }
 

@@ -9,3 +9,4 @@ pub mod dedup;
 pub mod discovery;
 pub mod endpoints;
 pub mod proxy;
+pub mod store;

@@ -69,10 +69,11 @@ impl ProxyQueryable {
     }
 }
 
-/// Whether a store's range and label sets leave room for the selection.
-fn store_matches(store: &dyn Store, matchers: &[Matcher], hints: &SelectHints) -> bool {
+/// Whether a store's range and label sets leave room for series matching `matchers` in
+/// [start, end].
+pub(crate) fn store_matches(store: &dyn Store, matchers: &[Matcher], start: i64, end: i64) -> bool {
     let info = store.info();
-    if !info.serving || info.max_time < hints.start || info.min_time > hints.end {
+    if !info.serving || info.max_time < start || info.min_time > end {
         return false;
     }
     info.label_sets.is_empty()
@@ -86,14 +87,9 @@ fn store_matches(store: &dyn Store, matchers: &[Matcher], hints: &SelectHints) -
 impl ProxyQueryable {
     /// The stores that can hold series matching `matchers` in [start, end].
     fn chosen(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<&NamedStore> {
-        let hints = SelectHints {
-            start,
-            end,
-            ..SelectHints::default()
-        };
         self.stores
             .iter()
-            .filter(|s| store_matches(s.store.as_ref(), matchers, &hints))
+            .filter(|s| store_matches(s.store.as_ref(), matchers, start, end))
             .collect()
     }
 
@@ -228,7 +224,7 @@ impl Queryable for ProxyQueryable {
         let chosen: Vec<&NamedStore> = self
             .stores
             .iter()
-            .filter(|s| store_matches(s.store.as_ref(), matchers, hints))
+            .filter(|s| store_matches(s.store.as_ref(), matchers, hints.start, hints.end))
             .collect();
         // Every store asked at once; a store that cannot be asked is a failed stream.
         let calls = chosen.iter().map(|s| {
