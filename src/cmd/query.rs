@@ -407,6 +407,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         max_concurrency: args.max_concurrent,
     });
     let partial_response = !args.no_partial_response;
+    let auto_downsampling = args.auto_downsampling;
     let replica_labels = args.replica_labels.clone();
     let limits = args.limits;
     let sd_files = args.sd_files.clone();
@@ -429,6 +430,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 stores: Arc::clone(&endpoints) as Arc<dyn StoreSource>,
                 replica_labels,
                 partial_response,
+                auto_downsampling,
                 build_info: serde_json::json!({
                     "version": crate::BUILD.version,
                     "revision": crate::BUILD.revision,

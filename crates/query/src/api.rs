@@ -37,6 +37,8 @@ pub struct ApiState {
     pub replica_labels: Vec<String>,
     /// `--query.partial-response`.
     pub partial_response: bool,
+    /// `--query.auto-downsampling`.
+    pub auto_downsampling: bool,
     /// Clock, in ms (tests fix it).
     pub now_ms: fn() -> i64,
     /// `/api/v1/status/buildinfo`'s data (version, revision, branch, …).
@@ -167,6 +169,23 @@ fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Thanos's `max_source_resolution`: a duration, or `auto` (`auto_ms`, a fifth of the step for
+/// range queries); with no parameter, `auto_ms` under `--query.auto-downsampling`, else raw.
+fn max_resolution_window(state: &ApiState, params: &Params, auto_ms: i64) -> Result<i64, ApiError> {
+    let window = match param(params, "max_source_resolution") {
+        Some("auto") => auto_ms,
+        Some(v) if !v.is_empty() => parse_duration("max_source_resolution", v)?,
+        _ if state.auto_downsampling => auto_ms,
+        _ => 0,
+    };
+    if window < 0 {
+        return Err(ApiError::bad_data(
+            "negative max_source_resolution is not accepted. Try a positive integer",
+        ));
+    }
+    Ok(window)
+}
+
 fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
     let flag = |name: &str, default: bool| {
         param(params, name).map_or(default, |v| matches!(v, "true" | "1"))
@@ -185,6 +204,7 @@ fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
             replica_labels,
             dedup: flag("dedup", true),
             partial_response: flag("partial_response", state.partial_response),
+            max_resolution_window: 0,
         },
     )
 }
@@ -240,7 +260,8 @@ async fn run_query(state: Arc<ApiState>, params: Params) -> Result<Response, Api
         Some(v) => parse_time("time", v)?,
         None => (state.now_ms)(),
     };
-    let storage = proxy(&state, &params);
+    let window = max_resolution_window(&state, &params, 0)?;
+    let storage = proxy(&state, &params).with_max_resolution_window(window);
     let value = state.engine.instant_query(&storage, &query, t).await?;
     Ok(success(value, storage.warnings()))
 }
@@ -266,7 +287,8 @@ async fn run_query_range(state: Arc<ApiState>, params: Params) -> Result<Respons
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let storage = proxy(&state, &params);
+    let window = max_resolution_window(&state, &params, step / 5)?;
+    let storage = proxy(&state, &params).with_max_resolution_window(window);
     let value = state
         .engine
         .range_query(&storage, &query, start, end, step)

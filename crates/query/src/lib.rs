@@ -7,6 +7,7 @@
 pub mod api;
 pub mod dedup;
 pub mod discovery;
+pub mod downsampled;
 pub mod endpoints;
 pub mod proxy;
 pub mod store;

@@ -36,6 +36,16 @@ pub struct ProxyOptions {
     pub dedup: bool,
     /// Whether an unavailable store is a warning (else an error).
     pub partial_response: bool,
+    /// The coarsest resolution the stores may answer with (ms; 0 = raw only), from
+    /// `max_source_resolution` or `--query.auto-downsampling`.
+    pub max_resolution_window: i64,
+}
+
+/// One replica's data for a series: raw chunks, decoded later by the engine, or samples read
+/// from downsampled aggregates.
+enum Replica {
+    Raw(Vec<XorChunk>),
+    Decoded(Vec<Sample>),
 }
 
 /// The stores as one `Queryable`, for one query.
@@ -53,6 +63,12 @@ impl ProxyQueryable {
             options,
             warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Lets the stores answer with data downsampled up to `window` ms.
+    pub fn with_max_resolution_window(mut self, window: i64) -> Self {
+        self.options.max_resolution_window = window;
+        self
     }
 
     /// The warnings gathered so far (unavailable stores, store warnings).
@@ -211,12 +227,15 @@ impl Queryable for ProxyQueryable {
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<Vec<Series>, StorageError> {
+        let aggregates = crate::downsampled::aggregates_for(hints.func.as_deref());
         let request = thanos::SeriesRequest {
             min_time: hints.start,
             max_time: hints.end,
             matchers: matchers.iter().map(matcher_to_thanos).collect(),
-            aggregates: vec![thanos::Aggr::Count as i32, thanos::Aggr::Sum as i32],
+            aggregates: aggregates.iter().map(|a| *a as i32).collect(),
+            max_resolution_window: self.options.max_resolution_window,
             partial_response_strategy: self.strategy(),
+            skip_chunks: hints.func.as_deref() == Some("series"),
             step: hints.step,
             range: hints.range,
             ..Default::default()
@@ -252,7 +271,7 @@ impl Queryable for ProxyQueryable {
         let streams = futures::future::join_all(calls).await;
         let mut merged = merge_series(streams);
         // Series by their labels without replica labels; each entry one replica's chunks.
-        let mut groups: BTreeMap<Labels, Vec<Vec<XorChunk>>> = BTreeMap::new();
+        let mut groups: BTreeMap<Labels, Vec<Replica>> = BTreeMap::new();
         let strip = if self.options.dedup {
             self.options.replica_labels.as_slice()
         } else {
@@ -269,16 +288,25 @@ impl Queryable for ProxyQueryable {
                             .filter(|l| !strip.contains(&l.name))
                             .collect(),
                     );
-                    let chunks = series
-                        .chunks
-                        .into_iter()
-                        .filter_map(|c| c.raw)
-                        .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
-                        .map(|raw| XorChunk {
-                            data: raw.data.to_vec(),
-                        })
-                        .collect();
-                    groups.entry(labels).or_default().push(chunks);
+                    let replica = if crate::downsampled::all_raw(&series.chunks) {
+                        Replica::Raw(
+                            series
+                                .chunks
+                                .into_iter()
+                                .filter_map(|c| c.raw)
+                                .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
+                                .map(|raw| XorChunk {
+                                    data: raw.data.to_vec(),
+                                })
+                                .collect(),
+                        )
+                    } else {
+                        Replica::Decoded(
+                            crate::downsampled::samples(&series.chunks, &aggregates)
+                                .map_err(StorageError)?,
+                        )
+                    };
+                    groups.entry(labels).or_default().push(replica);
                 }
                 Some(Frame::Warning(w)) => self.warn(w),
                 _ => {}
@@ -289,19 +317,26 @@ impl Queryable for ProxyQueryable {
         for (labels, mut replicas) in groups {
             if replicas.len() == 1 {
                 let mut series = Series::new(labels, Vec::new());
-                series.chunks = replicas.pop().unwrap_or_default();
+                match replicas.pop() {
+                    Some(Replica::Raw(chunks)) => series.chunks = chunks,
+                    Some(Replica::Decoded(samples)) => series.samples = samples,
+                    None => {}
+                }
                 out.push(series);
                 continue;
             }
             let decoded: Vec<Vec<Sample>> = replicas
                 .into_iter()
-                .map(|chunks| {
-                    let mut replica = Series::new(labels.clone(), Vec::new());
-                    replica.chunks = chunks;
-                    replica
-                        .all_samples()
-                        .map(std::borrow::Cow::into_owned)
-                        .map_err(StorageError)
+                .map(|replica| match replica {
+                    Replica::Decoded(samples) => Ok(samples),
+                    Replica::Raw(chunks) => {
+                        let mut replica = Series::new(labels.clone(), Vec::new());
+                        replica.chunks = chunks;
+                        replica
+                            .all_samples()
+                            .map(std::borrow::Cow::into_owned)
+                            .map_err(StorageError)
+                    }
                 })
                 .collect::<Result<_, _>>()?;
             let views: Vec<&[Sample]> = decoded.iter().map(Vec::as_slice).collect();

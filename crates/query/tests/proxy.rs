@@ -18,6 +18,8 @@ use tonic::Status;
 struct Fixed {
     external: Labels,
     series: Vec<(Labels, Vec<(i64, f64)>)>,
+    /// The requests received, for tests of what the querier asks.
+    requests: std::sync::Mutex<Vec<SeriesRequest>>,
 }
 
 #[tonic::async_trait]
@@ -35,6 +37,9 @@ impl Store for Fixed {
     }
 
     async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
+        if let Ok(mut seen) = self.requests.lock() {
+            seen.push(request.clone());
+        }
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut frames = Vec::new();
@@ -101,6 +106,7 @@ fn replica(name: &str, gap: (i64, i64), offset: i64) -> NamedStore {
                 Labels::from_pairs([("__name__", "up_total"), ("job", "api")]),
                 points,
             )],
+            requests: std::sync::Mutex::default(),
         }),
     }
 }
@@ -122,6 +128,7 @@ async fn replicas_are_merged_with_dedup_and_shown_without() {
         replica_labels: vec!["replica".into()],
         dedup,
         partial_response: true,
+        ..ProxyOptions::default()
     };
     let engine = Engine::default();
     let deduped = ProxyQueryable::new(stores.clone(), options(true));
@@ -260,6 +267,7 @@ async fn the_http_api_answers_as_prometheus() {
         ])),
         replica_labels: vec!["replica".into()],
         partial_response: true,
+        auto_downsampling: false,
         now_ms: || 3_000_000,
         build_info: serde_json::json!({"version": "test"}),
     });
@@ -341,4 +349,88 @@ async fn the_http_api_answers_as_prometheus() {
             .as_str()
             .is_some_and(|e| e.contains("11,000 points"))
     );
+}
+
+#[tokio::test]
+async fn resolution_and_aggregates_follow_thanos_parameters() {
+    let store = Arc::new(Fixed {
+        external: Labels::from_pairs([("replica", "a")]),
+        series: vec![(
+            Labels::from_pairs([("__name__", "up_total")]),
+            vec![(0, 1.0)],
+        )],
+        requests: std::sync::Mutex::default(),
+    });
+    let app = |auto_downsampling| {
+        rthanos_query::api::router(Arc::new(rthanos_query::api::ApiState {
+            engine: Engine::default(),
+            stores: Arc::new(Static(vec![NamedStore {
+                name: "a".into(),
+                store: Arc::clone(&store) as Arc<dyn Store>,
+            }])),
+            replica_labels: Vec::new(),
+            partial_response: true,
+            auto_downsampling,
+            now_ms: || 3_000_000,
+            build_info: serde_json::json!({}),
+        }))
+    };
+    let last = || {
+        store
+            .requests
+            .lock()
+            .ok()
+            .and_then(|r| r.last().cloned())
+            .map(|r| (r.max_resolution_window, r.aggregates))
+            .unwrap_or_default()
+    };
+    let (counter, count_sum, min) = (
+        vec![thanos::Aggr::Counter as i32],
+        vec![thanos::Aggr::Count as i32, thanos::Aggr::Sum as i32],
+        vec![thanos::Aggr::Min as i32],
+    );
+    let range = "/api/v1/query_range?start=0&end=3000&step=300";
+    for (app, uri, want) in [
+        (
+            app(false),
+            format!("{range}&query=rate(up_total[10m])"),
+            (0, counter.clone()),
+        ),
+        (
+            app(true),
+            format!("{range}&query=rate(up_total[10m])"),
+            (60_000, counter),
+        ),
+        (
+            app(false),
+            format!("{range}&query=up_total&max_source_resolution=auto"),
+            (60_000, count_sum.clone()),
+        ),
+        (
+            app(true),
+            format!("{range}&query=min_over_time(up_total[1h])&max_source_resolution=1h"),
+            (3_600_000, min),
+        ),
+        (
+            app(true),
+            "/api/v1/query?query=up_total&max_source_resolution=5m".to_string(),
+            (300_000, count_sum.clone()),
+        ),
+        (
+            app(true),
+            "/api/v1/query?query=up_total".to_string(),
+            (0, count_sum),
+        ),
+    ] {
+        let (status, body) = call(&app, get(&uri)).await;
+        assert_eq!(status, 200, "{uri}: {body}");
+        assert_eq!(last(), want, "{uri}");
+    }
+    let (status, body) = call(
+        &app(false),
+        get("/api/v1/query?query=up_total&max_source_resolution=-5m"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errorType"], "bad_data");
 }
