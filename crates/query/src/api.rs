@@ -55,6 +55,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/stores", get(stores))
+        .merge(crate::ui::router())
         .with_state(state)
 }
 

@@ -11,3 +11,4 @@ pub mod downsampled;
 pub mod endpoints;
 pub mod proxy;
 pub mod store;
+pub mod ui;

@@ -1,0 +1,30 @@
+//! The querier's web UI: one self-contained page (HTML, CSS and script, no external assets)
+//! compiled into the binary. `/graph` runs PromQL (table for instant queries, graph for range
+//! queries, dedup, partial-response and resolution switches, state kept in the URL as
+//! Prometheus's `g0.*` parameters); `/stores` shows the endpoints with their health, label
+//! sets and time ranges. All its requests are relative, so it works under a path prefix.
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+
+const PAGE: &str = include_str!("ui/index.html");
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+}
+
+/// The UI's routes: `/` redirects to `/graph`.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("graph") }))
+        .route("/graph", get(page))
+        .route("/stores", get(page))
+}
