@@ -210,6 +210,22 @@ fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
     )
 }
 
+/// A sample value as Prometheus's JSON writes it: Go's shortest 'f' format, but 'e' (with a
+/// signed two-digit exponent at least) below 1e-6 and from 1e21 in magnitude.
+fn json_value(v: f64) -> String {
+    let abs = v.abs();
+    if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let s = format!("{v:e}");
+        if let Some((mantissa, exponent)) = s.split_once('e') {
+            let (sign, digits) = exponent
+                .strip_prefix('-')
+                .map_or(("+", exponent), |d| ("-", d));
+            return format!("{mantissa}e{sign}{digits:0>2}");
+        }
+    }
+    format_value(v)
+}
+
 fn seconds(ms: i64) -> serde_json::Value {
     // Prometheus prints times as decimal seconds, shortest form.
     let s = format_value(ms as f64 / 1000.0);
@@ -227,21 +243,21 @@ fn metric(labels: &rthanos_model::Labels) -> serde_json::Value {
 fn data(value: Value) -> serde_json::Value {
     match value {
         Value::Scalar { t, v } => {
-            json!({"resultType": "scalar", "result": [seconds(t), format_value(v)]})
+            json!({"resultType": "scalar", "result": [seconds(t), json_value(v)]})
         }
         Value::String { t, s } => json!({"resultType": "string", "result": [seconds(t), s]}),
         Value::Vector(samples) => json!({
             "resultType": "vector",
             "result": samples.iter().map(|s| json!({
                 "metric": metric(&s.labels),
-                "value": [seconds(s.t), format_value(s.v)],
+                "value": [seconds(s.t), json_value(s.v)],
             })).collect::<Vec<_>>(),
         }),
         Value::Matrix(series) => json!({
             "resultType": "matrix",
             "result": series.iter().map(|s| json!({
                 "metric": metric(&s.labels),
-                "values": s.samples.iter().map(|p| json!([seconds(p.t), format_value(p.v)])).collect::<Vec<_>>(),
+                "values": s.samples.iter().map(|p| json!([seconds(p.t), json_value(p.v)])).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }),
     }
@@ -455,4 +471,26 @@ async fn query_range(
     AllParams(params): AllParams,
 ) -> Result<Response, ApiError> {
     run_query_range(state, params).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_value;
+
+    #[test]
+    fn values_are_written_as_prometheus_json() {
+        for (v, want) in [
+            (1.5, "1.5"),
+            (-1e300, "-1e+300"),
+            (1e21, "1e+21"),
+            (123_456_789_012_345_680_000.0, "123456789012345680000"),
+            (1.5e-7, "1.5e-07"),
+            (1e-6, "0.000001"),
+            (0.0, "0"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(json_value(v), want, "{v}");
+        }
+    }
 }

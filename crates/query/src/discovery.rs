@@ -244,9 +244,12 @@ impl DnsProvider {
 pub struct FileSd {
     patterns: Vec<String>,
     interval: Duration,
-    files: Mutex<HashMap<PathBuf, (Option<SystemTime>, Vec<String>)>>,
+    files: Mutex<HashMap<PathBuf, ReadFile>>,
     last_full_read: Mutex<Option<Instant>>,
 }
+
+/// A file's modification time when read, and its targets.
+type ReadFile = (Option<SystemTime>, Vec<String>);
 
 #[derive(serde::Deserialize)]
 struct TargetGroup {
