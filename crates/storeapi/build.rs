@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "thanos/types.proto",
         "thanos/rpc.proto",
         "thanos/info.proto",
+        "thanos/metadata.proto",
+        "thanos/exemplars.proto",
         "prometheus/remote.proto",
     ];
     for file in &files {

@@ -5,6 +5,8 @@ use clap::Args;
 use rthanos_model::{PromDuration, TimeOrDuration};
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags, ObjstoreFlags};
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use rthanos_objstore::Bucket;
 use rthanos_runtime::flags::path_or_content;
@@ -217,7 +219,9 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                 },
                 runtime.registry(),
             )?;
-            let grpc = StoreServer::new(sidecar.store())
+            let store = sidecar.store();
+            let grpc = StoreServer::new(Arc::clone(&store) as Arc<dyn rthanos_storeapi::Store>)
+                .with_metadata(store)
                 .with_limits(SeriesLimits {
                     series: limits.request_series,
                     samples: limits.request_samples,

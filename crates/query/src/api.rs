@@ -25,6 +25,12 @@ pub trait StoreSource: Send + Sync + 'static {
     fn last_check(&self, _name: &str) -> Option<(String, Option<String>)> {
         None
     }
+
+    /// The endpoints' metadata and exemplars APIs (`/api/v1/metadata`,
+    /// `/api/v1/query_exemplars`).
+    fn metadata_apis(&self) -> Vec<crate::metadata::NamedMetadataApi> {
+        Vec::new()
+    }
 }
 
 /// The API's state.
@@ -55,6 +61,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/stores", get(stores))
+        .route("/api/v1/metadata", get(metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .merge(crate::ui::router())
         .with_state(state)
 }
@@ -187,10 +198,13 @@ fn max_resolution_window(state: &ApiState, params: &Params, auto_ms: i64) -> Res
     Ok(window)
 }
 
+/// A boolean parameter (`true` or `1`), or `default` when absent.
+fn proxy_flag(params: &Params, name: &str, default: bool) -> bool {
+    param(params, name).map_or(default, |v| matches!(v, "true" | "1"))
+}
+
 fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
-    let flag = |name: &str, default: bool| {
-        param(params, name).map_or(default, |v| matches!(v, "true" | "1"))
-    };
+    let flag = |name: &str, default: bool| proxy_flag(params, name, default);
     let mut replica_labels: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "replicaLabels[]")
@@ -457,6 +471,112 @@ async fn stores(State(state): State<Arc<ApiState>>) -> Response {
         }
     }
     Json(json!({"status": "success", "data": by_type})).into_response()
+}
+
+/// Prometheus's `/api/v1/metadata` (`metric`, `limit`), merged over the endpoints.
+async fn metadata(
+    State(state): State<Arc<ApiState>>,
+    AllParams(params): AllParams,
+) -> Result<Response, ApiError> {
+    let limit = match param(&params, "limit") {
+        Some(v) if !v.is_empty() => v
+            .parse::<i32>()
+            .map_err(|_| ApiError::bad_data("limit must be a number"))?,
+        _ => -1,
+    };
+    let request = rthanos_storeapi::thanos::MetricMetadataRequest {
+        metric: param(&params, "metric").unwrap_or_default().to_string(),
+        limit,
+        ..Default::default()
+    };
+    let partial = proxy_flag(&params, "partial_response", state.partial_response);
+    let (found, warnings) =
+        crate::metadata::metric_metadata(&state.stores.metadata_apis(), request, partial)
+            .await
+            .map_err(|e| ApiError::from(QueryError::Storage(rthanos_promql::StorageError(e))))?;
+    let data: Map<String, serde_json::Value> = found
+        .metadata
+        .into_iter()
+        .map(|(metric, entry)| {
+            let metas = entry
+                .metas
+                .into_iter()
+                .map(|m| json!({"type": m.r#type, "help": m.help, "unit": m.unit}))
+                .collect();
+            (metric, serde_json::Value::Array(metas))
+        })
+        .collect();
+    Ok(with_warnings(
+        json!({"status": "success", "data": data}),
+        warnings,
+    ))
+}
+
+/// Prometheus's `/api/v1/query_exemplars` (`query`, `start`, `end`), merged over the
+/// endpoints; with dedup, replicas' series are one.
+async fn query_exemplars(
+    State(state): State<Arc<ApiState>>,
+    AllParams(params): AllParams,
+) -> Result<Response, ApiError> {
+    let query = param(&params, "query").unwrap_or_default().to_string();
+    rthanos_promql::parse_query(&query).map_err(ApiError::from)?;
+    let (start, end) = metadata_range(&params)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let request = rthanos_storeapi::thanos::ExemplarsRequest {
+        query,
+        start,
+        end,
+        ..Default::default()
+    };
+    let replica_labels = if proxy_flag(&params, "dedup", true) {
+        state.replica_labels.clone()
+    } else {
+        Vec::new()
+    };
+    let partial = proxy_flag(&params, "partial_response", state.partial_response);
+    let (data, warnings) = crate::metadata::exemplars(
+        &state.stores.metadata_apis(),
+        request,
+        &replica_labels,
+        partial,
+    )
+    .await
+    .map_err(|e| ApiError::from(QueryError::Storage(rthanos_promql::StorageError(e))))?;
+    let label_map = |set: Option<rthanos_storeapi::thanos::LabelSet>| -> serde_json::Value {
+        let mut m = Map::new();
+        for l in set.map(|s| s.labels).unwrap_or_default() {
+            m.insert(l.name, l.value.into());
+        }
+        serde_json::Value::Object(m)
+    };
+    let data: Vec<serde_json::Value> = data
+        .into_iter()
+        .map(|d| {
+            json!({
+                "seriesLabels": label_map(d.series_labels),
+                "exemplars": d.exemplars.into_iter().map(|e| json!({
+                    "labels": label_map(e.labels),
+                    "value": json_value(e.value),
+                    "timestamp": seconds(e.ts),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(with_warnings(
+        json!({"status": "success", "data": data}),
+        warnings,
+    ))
+}
+
+fn with_warnings(mut body: serde_json::Value, warnings: Vec<String>) -> Response {
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    Json(body).into_response()
 }
 
 async fn query(

@@ -161,6 +161,19 @@ impl StoreSource for EndpointSet {
         self.endpoints.lock().ok()?.get(name)?.last_check.clone()
     }
 
+    fn metadata_apis(&self) -> Vec<crate::metadata::NamedMetadataApi> {
+        let Ok(endpoints) = self.endpoints.lock() else {
+            return Vec::new();
+        };
+        endpoints
+            .iter()
+            .map(|(name, e)| crate::metadata::NamedMetadataApi {
+                name: name.clone(),
+                api: Arc::clone(&e.store) as Arc<dyn rthanos_storeapi::MetadataApi>,
+            })
+            .collect()
+    }
+
     fn stores(&self) -> Vec<NamedStore> {
         let Ok(endpoints) = self.endpoints.lock() else {
             return Vec::new();

@@ -9,6 +9,7 @@ pub mod dedup;
 pub mod discovery;
 pub mod downsampled;
 pub mod endpoints;
+pub mod metadata;
 pub mod proxy;
 pub mod store;
 pub mod ui;

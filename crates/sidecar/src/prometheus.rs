@@ -222,6 +222,44 @@ impl PrometheusClient {
         self.api(request).await
     }
 
+    /// `/api/v1/metadata`: per metric name, its metadata entries (type, help, unit).
+    pub async fn metadata(
+        &self,
+        metric: &str,
+        limit: i32,
+    ) -> Result<BTreeMap<String, Vec<MetricMeta>>, SidecarError> {
+        let mut query = Vec::new();
+        if !metric.is_empty() {
+            query.push(("metric", metric.to_string()));
+        }
+        if limit > 0 {
+            query.push(("limit", limit.to_string()));
+        }
+        let request = self
+            .auth
+            .apply(self.http.get(self.url_for("api/v1/metadata")?))
+            .query(&query);
+        self.api(request).await
+    }
+
+    /// `/api/v1/query_exemplars` over [start, end] (ms).
+    pub async fn query_exemplars(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<ExemplarSeries>, SidecarError> {
+        let request = self
+            .auth
+            .apply(self.http.get(self.url_for("api/v1/query_exemplars")?))
+            .query(&[
+                ("query", query.to_string()),
+                ("start", format_seconds(start)),
+                ("end", format_seconds(end)),
+            ]);
+        self.api(request).await
+    }
+
     /// Sends a Prometheus API request and returns its `data`.
     async fn api<T: serde::de::DeserializeOwned>(
         &self,
@@ -501,4 +539,41 @@ mod tests {
         assert_eq!(format_seconds(-1), "-0.001");
         assert_eq!(format_seconds(i64::MIN), "-9000000000000.000");
     }
+}
+
+/// One metadata entry of `/api/v1/metadata`.
+#[derive(Debug, Deserialize)]
+pub struct MetricMeta {
+    /// Metric type (`counter`, `gauge`, …).
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Help text.
+    #[serde(default)]
+    pub help: String,
+    /// Unit.
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// One series of `/api/v1/query_exemplars`.
+#[derive(Debug, Deserialize)]
+pub struct ExemplarSeries {
+    /// The series' labels.
+    #[serde(rename = "seriesLabels")]
+    pub series_labels: BTreeMap<String, String>,
+    /// Its exemplars.
+    #[serde(default)]
+    pub exemplars: Vec<ExemplarPoint>,
+}
+
+/// One exemplar of `/api/v1/query_exemplars`.
+#[derive(Debug, Deserialize)]
+pub struct ExemplarPoint {
+    /// The exemplar's own labels (e.g. a trace ID).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its value, as Prometheus writes values (a string).
+    pub value: String,
+    /// Unix seconds.
+    pub timestamp: f64,
 }

@@ -22,7 +22,9 @@ use rthanos_storeapi::thanos::{
     self, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, Series, SeriesRequest, SeriesResponse, series_response::Result as Frame,
 };
-use rthanos_storeapi::{Component, SeriesStream, Store, StoreInfo, compare_labels};
+use rthanos_storeapi::{
+    Component, MetadataApi, MetadataSupport, SeriesStream, Store, StoreInfo, compare_labels,
+};
 use tonic::Status;
 
 use crate::metadata::Metadata;
@@ -185,6 +187,79 @@ impl Reorder {
             .sort_by(|a, b| compare_labels(&a.labels, &b.labels));
         self.run_key = None;
         std::mem::take(&mut self.run)
+    }
+}
+
+/// Metadata and exemplars straight from Prometheus's HTTP API; exemplars get the external
+/// labels, as series do.
+#[tonic::async_trait]
+impl MetadataApi for PrometheusStore {
+    fn support(&self) -> MetadataSupport {
+        MetadataSupport {
+            metric_metadata: true,
+            exemplars: Some((self.metadata.min_time(), i64::MAX)),
+        }
+    }
+
+    async fn metric_metadata(
+        &self,
+        request: thanos::MetricMetadataRequest,
+    ) -> Result<(thanos::MetricMetadata, Vec<String>), Status> {
+        let found = self
+            .prometheus
+            .metadata(&request.metric, request.limit)
+            .await?;
+        let metadata = found
+            .into_iter()
+            .map(|(metric, metas)| {
+                let metas = metas
+                    .into_iter()
+                    .map(|m| thanos::Meta {
+                        r#type: m.kind,
+                        help: m.help,
+                        unit: m.unit,
+                    })
+                    .collect();
+                (metric, thanos::MetricMetadataEntry { metas })
+            })
+            .collect();
+        Ok((thanos::MetricMetadata { metadata }, Vec::new()))
+    }
+
+    async fn exemplars(
+        &self,
+        request: thanos::ExemplarsRequest,
+    ) -> Result<(Vec<thanos::ExemplarData>, Vec<String>), Status> {
+        let external = self.external_labels()?;
+        let found = self
+            .prometheus
+            .query_exemplars(&request.query, request.start, request.end)
+            .await?;
+        let data = found
+            .into_iter()
+            .map(|series| {
+                let labels = final_labels(series.series_labels, &external, &HashSet::new());
+                thanos::ExemplarData {
+                    series_labels: Some(thanos::LabelSet { labels }),
+                    exemplars: series
+                        .exemplars
+                        .into_iter()
+                        .map(|e| thanos::Exemplar {
+                            labels: Some(thanos::LabelSet {
+                                labels: e
+                                    .labels
+                                    .into_iter()
+                                    .map(|(name, value)| thanos::Label { name, value })
+                                    .collect(),
+                            }),
+                            value: e.value.parse().unwrap_or(f64::NAN),
+                            ts: (e.timestamp * 1000.0).round() as i64,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Ok((data, Vec::new()))
     }
 }
 

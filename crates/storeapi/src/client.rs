@@ -13,6 +13,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::{Code, Request, Status};
 
 use crate::convert::labels_from_thanos;
+use crate::metadata::{MetadataApi, MetadataSupport};
 use crate::store::{Component, SeriesStream, Store, StoreInfo};
 use crate::thanos::{
     self, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
@@ -65,8 +66,11 @@ pub struct GrpcStore {
     address: String,
     store: StoreClient<Channel>,
     info: InfoClient<Channel>,
+    channel: Channel,
     response_timeout: Option<Duration>,
     last_info: Mutex<Option<StoreInfo>>,
+    /// The metadata APIs the last Info announced.
+    support: Mutex<MetadataSupport>,
 }
 
 impl GrpcStore {
@@ -112,11 +116,13 @@ impl GrpcStore {
             store: StoreClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
-            info: InfoClient::new(channel)
+            info: InfoClient::new(channel.clone())
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
+            channel,
             response_timeout: options.response_timeout,
             last_info: Mutex::new(None),
+            support: Mutex::new(MetadataSupport::default()),
         })
     }
 
@@ -134,7 +140,19 @@ impl GrpcStore {
             .info(self.request(thanos::info::InfoRequest {}))
             .await
         {
-            Ok(response) => info_from_response(response.into_inner()),
+            Ok(response) => {
+                let response = response.into_inner();
+                if let Ok(mut support) = self.support.lock() {
+                    *support = MetadataSupport {
+                        metric_metadata: response.metric_metadata.is_some(),
+                        exemplars: response
+                            .exemplars
+                            .as_ref()
+                            .map(|e| (e.min_time, e.max_time)),
+                    };
+                }
+                info_from_response(response)
+            }
             Err(status) if status.code() == Code::Unimplemented => {
                 let response = self
                     .store
@@ -203,6 +221,53 @@ fn info_from_store_response(response: thanos::InfoResponse) -> StoreInfo {
         max_time: response.max_time,
         supports_sharding: false,
         supports_without_replica_labels: false,
+    }
+}
+
+#[tonic::async_trait]
+impl MetadataApi for GrpcStore {
+    fn support(&self) -> MetadataSupport {
+        self.support.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    async fn metric_metadata(
+        &self,
+        request: thanos::MetricMetadataRequest,
+    ) -> Result<(thanos::MetricMetadata, Vec<String>), Status> {
+        use thanos::metric_metadata_response::Result as Answer;
+        let mut stream = thanos::metadata_client::MetadataClient::new(self.channel.clone())
+            .metric_metadata(self.request(request))
+            .await?
+            .into_inner();
+        let (mut metadata, mut warnings) = (thanos::MetricMetadata::default(), Vec::new());
+        while let Some(frame) = stream.message().await? {
+            match frame.result {
+                Some(Answer::Metadata(m)) => crate::metadata::merge_metadata(&mut metadata, m),
+                Some(Answer::Warning(w)) => warnings.push(w),
+                None => {}
+            }
+        }
+        Ok((metadata, warnings))
+    }
+
+    async fn exemplars(
+        &self,
+        request: thanos::ExemplarsRequest,
+    ) -> Result<(Vec<thanos::ExemplarData>, Vec<String>), Status> {
+        use thanos::exemplars_response::Result as Answer;
+        let mut stream = thanos::exemplars_client::ExemplarsClient::new(self.channel.clone())
+            .exemplars(self.request(request))
+            .await?
+            .into_inner();
+        let (mut data, mut warnings) = (Vec::new(), Vec::new());
+        while let Some(frame) = stream.message().await? {
+            match frame.result {
+                Some(Answer::Data(d)) => data.push(d),
+                Some(Answer::Warning(w)) => warnings.push(w),
+                None => {}
+            }
+        }
+        Ok((data, warnings))
     }
 }
 

@@ -9,12 +9,14 @@ mod codec;
 pub mod convert;
 pub mod limits;
 pub mod merge;
+pub mod metadata;
 pub mod server;
 mod store;
 
 pub use client::{ClientOptions, ClientTls, GrpcStore};
 pub use limits::SeriesLimits;
 pub use merge::{compare_labels, merge_series};
+pub use metadata::{MetadataApi, MetadataSupport};
 pub use server::StoreServer;
 pub use store::{Component, SeriesStream, Store, StoreInfo};
 /// Package `thanos`: StoreAPI messages and the `Store` service.

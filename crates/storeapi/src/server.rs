@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::labels_to_thanos;
 use crate::limits::{SeriesLimits, limit};
+use crate::metadata::{MetadataApi, MetadataService};
 use crate::store::{SeriesStream, Store, StoreInfo};
 use crate::thanos::{
     self, InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -31,6 +32,7 @@ pub struct StoreServer {
     store: Arc<dyn Store>,
     max_frame_bytes: usize,
     limits: SeriesLimits,
+    metadata: Option<Arc<dyn MetadataApi>>,
 }
 
 impl StoreServer {
@@ -40,7 +42,14 @@ impl StoreServer {
             store,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             limits: SeriesLimits::default(),
+            metadata: None,
         }
+    }
+
+    /// Also serves the metric metadata and exemplars APIs, announced in Info.
+    pub fn with_metadata(mut self, api: Arc<dyn MetadataApi>) -> Self {
+        self.metadata = Some(api);
+        self
     }
 
     /// Fails `Series` calls that return more than `limits` allow.
@@ -60,13 +69,24 @@ impl StoreServer {
         // Requests (matchers) are small; responses are bounded by the frame size, so the
         // codec limits are lifted as Thanos lifts them (MaxInt32).
         let limit = i32::MAX as usize;
+        let metadata = self.metadata.clone();
         let store = thanos::store_server::StoreServer::new(self.clone())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let info = thanos::info::info_server::InfoServer::new(self)
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        tonic::service::Routes::new(store).add_service(info)
+        let mut routes = tonic::service::Routes::new(store).add_service(info);
+        if let Some(api) = metadata {
+            routes = routes
+                .add_service(thanos::metadata_server::MetadataServer::new(
+                    MetadataService(Arc::clone(&api)),
+                ))
+                .add_service(thanos::exemplars_server::ExemplarsServer::new(
+                    MetadataService(api),
+                ));
+        }
+        routes
     }
 }
 
@@ -180,7 +200,17 @@ impl thanos::info::info_server::Info for StoreServer {
         &self,
         _: Request<thanos::info::InfoRequest>,
     ) -> Result<Response<thanos::info::InfoResponse>, Status> {
-        Ok(Response::new(info_response(&self.store.info())))
+        let mut response = info_response(&self.store.info());
+        if let Some(api) = &self.metadata {
+            let support = api.support();
+            if support.metric_metadata {
+                response.metric_metadata = Some(thanos::info::MetricMetadataInfo {});
+            }
+            response.exemplars = support
+                .exemplars
+                .map(|(min_time, max_time)| thanos::info::ExemplarsInfo { min_time, max_time });
+        }
+        Ok(Response::new(response))
     }
 }
 

@@ -243,6 +243,16 @@ impl Prometheus {
 
     /// Starts Prometheus on a given port (to restart one where its clients expect it).
     pub fn start_on(data_dir: &Path, config: &str, port: u16) -> Prometheus {
+        Self::start_with_flags(data_dir, config, port, &[])
+    }
+
+    /// Starts Prometheus with extra command-line flags (e.g. `--enable-feature=…`).
+    pub fn start_with_flags(
+        data_dir: &Path,
+        config: &str,
+        port: u16,
+        flags: &[&str],
+    ) -> Prometheus {
         let config_dir = tempfile::tempdir().expect("tmp");
         let config_path = config_dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write config");
@@ -256,6 +266,7 @@ impl Prometheus {
                 "--storage.tsdb.max-block-duration=2h",
                 "--log.level=warn",
             ])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
