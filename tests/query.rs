@@ -54,18 +54,29 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
     query.wait_ready(Duration::from_secs(60));
     let rthanos = format!("http://127.0.0.1:{}", query.http_port);
     let prometheus = replicas[0].1.url();
-    // Stacked: a global querier whose only endpoint is the querier above, over its StoreAPI.
+    // Stacked: a global querier whose only endpoint is the querier above, over its StoreAPI;
+    // served under a route prefix, as behind an ingress path.
     let mut global = Process::start(&[
         "query".to_string(),
         "--query.replica-label=replica".to_string(),
         format!("--endpoint={}", query.grpc_addr()),
+        "--web.route-prefix=/thanos".to_string(),
     ]);
     global.wait_ready(Duration::from_secs(60));
     global.wait_for(Duration::from_secs(30), "the querier below healthy", |g| {
-        common::http_get(g.http_port, "/api/v1/stores")
+        common::http_get(g.http_port, "/thanos/api/v1/stores")
             .is_some_and(|(_, body)| body.contains("\"query\"") && body.contains("eu1"))
     });
-    let global_url = format!("http://127.0.0.1:{}", global.http_port);
+    let global_url = format!("http://127.0.0.1:{}/thanos", global.http_port);
+    let (status, answer) = common::http_get(global.http_port, "/thanos/").expect("answer");
+    assert!(
+        status == 303 && answer.is_empty(),
+        "/thanos/ redirects to the UI"
+    );
+    assert_eq!(
+        common::http_get(global.http_port, "/thanos/graph").map(|(s, _)| s),
+        Some(200)
+    );
 
     // 2023-11-15T00:30:00Z, inside the data.
     let at = "--time=2023-11-15T00:30:00Z";
@@ -140,6 +151,21 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
         stores
             .iter()
             .all(|s| s["lastError"].is_null() && s["labelSets"][0]["cluster"] == "eu1")
+    );
+
+    // promtool's labels and series queries: the same as Prometheus's (external labels aside).
+    assert_eq!(
+        promtool_query(&rthanos, &["labels", "code"]),
+        promtool_query(&prometheus, &["labels", "code"])
+    );
+    let series = promtool_query(&rthanos, &["series", "--match=temperature_celsius"]);
+    let theirs = promtool_query(&prometheus, &["series", "--match=temperature_celsius"]);
+    assert_eq!(series.lines().count(), theirs.lines().count(), "{series}");
+    assert!(
+        series
+            .lines()
+            .all(|l| l.contains("cluster=\"eu1\"") && !l.contains("replica=")),
+        "{series}"
     );
 
     let range = promtool_query(

@@ -156,6 +156,27 @@ fn metadata_and_exemplars_come_through_the_querier() {
         .map_or(0, Vec::len);
     assert_eq!(per_replica, 2);
 
+    // Through a querier stacked on this one's StoreAPI: the same metadata and exemplars.
+    let mut global = Process::start(&[
+        "query".to_string(),
+        "--query.replica-label=replica".to_string(),
+        format!("--endpoint={}", query.grpc_addr()),
+    ]);
+    global.wait_ready(Duration::from_secs(60));
+    let metadata_path = "/api/v1/metadata?metric=test_temperature_celsius";
+    global.wait_for(Duration::from_secs(30), "metadata through the stack", |g| {
+        common::http_get(g.http_port, metadata_path)
+            .is_some_and(|(_, body)| body.contains("celsius\""))
+    });
+    assert_eq!(
+        json(global.http_port, metadata_path)["data"],
+        json(prometheus, metadata_path)["data"]
+    );
+    assert_eq!(
+        json(global.http_port, &exemplars_path)["data"][0]["exemplars"],
+        theirs[0]["exemplars"]
+    );
+
     // A malformed query is Prometheus's bad_data.
     let (status, body) = common::http_get(
         query.http_port,

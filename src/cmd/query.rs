@@ -408,6 +408,17 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     });
     let partial_response = !args.no_partial_response;
     let auto_downsampling = args.auto_downsampling;
+    let metadata_default_range_ms = args.metadata_default_time_range.as_millis();
+    let route_prefix = route_prefix(&args.web)?;
+    super::reject_unsupported(&[
+        ("query.enforce-tenancy", args.enforce_tenancy),
+        ("query.enable-x-functions", args.enable_x_functions),
+        (
+            "query.tenant-certificate-field",
+            !args.tenant_certificate_field.is_empty(),
+        ),
+        ("selector-label", !args.selector_labels.is_empty()),
+    ])?;
     let replica_labels = args.replica_labels.clone();
     let limits = args.limits;
     let sd_files = args.sd_files.clone();
@@ -431,6 +442,8 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 replica_labels,
                 partial_response,
                 auto_downsampling,
+                metadata_default_range_ms,
+                route_prefix,
                 build_info: serde_json::json!({
                     "version": crate::BUILD.version,
                     "revision": crate::BUILD.revision,
@@ -445,19 +458,21 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 },
             });
+            let query_store = Arc::new(QueryStore::new(
+                Arc::clone(&endpoints) as Arc<dyn StoreSource>
+            ));
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();
             Ok(super::Component {
                 http: Some(rthanos_query::api::router(state)),
                 grpc: Some(
-                    StoreServer::new(Arc::new(QueryStore::new(
-                        Arc::clone(&endpoints) as Arc<dyn StoreSource>
-                    )))
-                    .with_limits(SeriesLimits {
-                        series: limits.request_series,
-                        samples: limits.request_samples,
-                    })
-                    .routes(),
+                    StoreServer::new(Arc::clone(&query_store) as Arc<dyn rthanos_storeapi::Store>)
+                        .with_metadata(query_store)
+                        .with_limits(SeriesLimits {
+                            series: limits.request_series,
+                            samples: limits.request_samples,
+                        })
+                        .routes(),
                 ),
                 work: Box::pin(async move {
                     endpoints.refresh().await;
@@ -470,4 +485,28 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
             })
         })
         .await
+}
+
+/// `--web.route-prefix`, else the path of `--web.external-prefix`, as `/prefix` (no trailing
+/// slash), or empty for the root.
+fn route_prefix(web: &WebFlags) -> anyhow::Result<String> {
+    let prefix = if web.route_prefix.is_empty() {
+        let external = &web.prefix.external_prefix;
+        match external.split_once("://") {
+            // A full URL: its path.
+            Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]).to_string(),
+            None => external.clone(),
+        }
+    } else {
+        web.route_prefix.clone()
+    };
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.contains("//") || trimmed.contains(['?', '#', ' ']) {
+        anyhow::bail!("--web.route-prefix {prefix:?}: not a URL path");
+    }
+    Ok(if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    })
 }

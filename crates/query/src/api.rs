@@ -45,14 +45,34 @@ pub struct ApiState {
     pub partial_response: bool,
     /// `--query.auto-downsampling`.
     pub auto_downsampling: bool,
+    /// `--web.route-prefix` (empty or `/prefix`): where the UI's redirect leads.
+    pub route_prefix: String,
+    /// `--query.metadata.default-time-range` in ms (0: all time).
+    pub metadata_default_range_ms: i64,
     /// Clock, in ms (tests fix it).
     pub now_ms: fn() -> i64,
     /// `/api/v1/status/buildinfo`'s data (version, revision, branch, …).
     pub build_info: serde_json::Value,
 }
 
-/// The API's routes.
+/// The API's and UI's routes, under `state.route_prefix` when it is set.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let prefix = state.route_prefix.clone();
+    let routes = routes(state);
+    if prefix.is_empty() {
+        return routes;
+    }
+    let graph = format!("{prefix}/graph");
+    Router::new()
+        .nest(&prefix, routes)
+        // `/prefix/` as well as `/prefix` leads to the UI.
+        .route(
+            &format!("{prefix}/"),
+            get(move || async move { axum::response::Redirect::to(&graph) }),
+        )
+}
+
+fn routes(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -66,7 +86,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
         )
-        .merge(crate::ui::router())
+        .merge(crate::ui::router(&state.route_prefix))
         .with_state(state)
 }
 
@@ -340,6 +360,20 @@ fn metadata_range(params: &Params) -> Result<(i64, i64), ApiError> {
     Ok((start, end))
 }
 
+/// The labels and series APIs' range: without `start`, the last
+/// `--query.metadata.default-time-range` when it is set (else all time).
+fn labels_range(state: &ApiState, params: &Params) -> Result<(i64, i64), ApiError> {
+    let (mut start, mut end) = metadata_range(params)?;
+    if param(params, "start").is_none() && state.metadata_default_range_ms > 0 {
+        let now = (state.now_ms)();
+        if param(params, "end").is_none() {
+            end = now;
+        }
+        start = end.saturating_sub(state.metadata_default_range_ms);
+    }
+    Ok((start, end))
+}
+
 /// The `match[]` selectors, parsed.
 fn selectors(params: &Params) -> Result<Vec<Vec<rthanos_model::Matcher>>, ApiError> {
     params
@@ -368,7 +402,7 @@ async fn run_list(
     params: Params,
     label: Option<String>,
 ) -> Result<Response, ApiError> {
-    let (start, end) = metadata_range(&params)?;
+    let (start, end) = labels_range(&state, &params)?;
     let storage = proxy(&state, &params);
     let mut selectors = selectors(&params)?;
     if selectors.is_empty() {
@@ -404,7 +438,7 @@ async fn label_values(
 }
 
 async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
-    let (start, end) = metadata_range(&params)?;
+    let (start, end) = labels_range(&state, &params)?;
     let selectors = selectors(&params)?;
     if selectors.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));

@@ -12,10 +12,11 @@ use rthanos_model::{Labels, Matcher};
 use rthanos_storeapi::convert::matchers_from_thanos;
 use rthanos_storeapi::merge::{errors_as_warnings, merge_series};
 use rthanos_storeapi::thanos::{
-    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    PartialResponseStrategy, SeriesRequest,
+    ExemplarData, ExemplarsRequest, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
+    LabelValuesResponse, MetricMetadata, MetricMetadataRequest, PartialResponseStrategy,
+    SeriesRequest,
 };
-use rthanos_storeapi::{Component, SeriesStream, Store, StoreInfo};
+use rthanos_storeapi::{Component, MetadataApi, MetadataSupport, SeriesStream, Store, StoreInfo};
 use tonic::Status;
 
 use crate::api::StoreSource;
@@ -85,6 +86,47 @@ where
         }
     }
     Ok((strings.into_iter().collect(), warnings))
+}
+
+/// Metadata and exemplars of the endpoints, merged as the HTTP API merges them (no dedup:
+/// the querier above does it).
+#[tonic::async_trait]
+impl MetadataApi for QueryStore {
+    fn support(&self) -> MetadataSupport {
+        let mut support = MetadataSupport::default();
+        for endpoint in self.stores.metadata_apis() {
+            let theirs = endpoint.api.support();
+            support.metric_metadata |= theirs.metric_metadata;
+            if let Some((min, max)) = theirs.exemplars {
+                support.exemplars = Some(
+                    support
+                        .exemplars
+                        .map_or((min, max), |(a, b)| (a.min(min), b.max(max))),
+                );
+            }
+        }
+        support
+    }
+
+    async fn metric_metadata(
+        &self,
+        request: MetricMetadataRequest,
+    ) -> Result<(MetricMetadata, Vec<String>), Status> {
+        let warn = warn_on_failure(request.partial_response_strategy, false);
+        crate::metadata::metric_metadata(&self.stores.metadata_apis(), request, warn)
+            .await
+            .map_err(Status::unavailable)
+    }
+
+    async fn exemplars(
+        &self,
+        request: ExemplarsRequest,
+    ) -> Result<(Vec<ExemplarData>, Vec<String>), Status> {
+        let warn = warn_on_failure(request.partial_response_strategy, false);
+        crate::metadata::exemplars(&self.stores.metadata_apis(), request, &[], warn)
+            .await
+            .map_err(Status::unavailable)
+    }
 }
 
 #[tonic::async_trait]

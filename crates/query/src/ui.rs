@@ -21,10 +21,11 @@ async fn page() -> impl IntoResponse {
     )
 }
 
-/// The UI's routes: `/` redirects to `/graph`.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The UI's routes: `/` redirects to `<route_prefix>/graph`.
+pub fn router<S: Clone + Send + Sync + 'static>(route_prefix: &str) -> Router<S> {
+    let graph = format!("{route_prefix}/graph");
     Router::new()
-        .route("/", get(|| async { Redirect::to("graph") }))
+        .route("/", get(move || async move { Redirect::to(&graph) }))
         .route("/graph", get(page))
         .route("/stores", get(page))
 }

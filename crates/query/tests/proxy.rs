@@ -268,6 +268,8 @@ async fn the_http_api_answers_as_prometheus() {
         replica_labels: vec!["replica".into()],
         partial_response: true,
         auto_downsampling: false,
+        metadata_default_range_ms: 0,
+        route_prefix: String::new(),
         now_ms: || 3_000_000,
         build_info: serde_json::json!({"version": "test"}),
     });
@@ -371,6 +373,8 @@ async fn resolution_and_aggregates_follow_thanos_parameters() {
             replica_labels: Vec::new(),
             partial_response: true,
             auto_downsampling,
+            metadata_default_range_ms: 0,
+            route_prefix: String::new(),
             now_ms: || 3_000_000,
             build_info: serde_json::json!({}),
         }))

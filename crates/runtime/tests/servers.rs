@@ -216,31 +216,9 @@ async fn a_taken_port_is_a_clear_error() {
     );
 }
 
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
 /// A CA and a server certificate for 127.0.0.1/localhost, written as PEM files.
-fn make_pki() -> Pki {
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().expect("ca key");
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .expect("params");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &issuer).expect("sign");
-    std::fs::write(dir.path().join("server.crt"), cert.pem()).expect("cert");
-    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).expect("key");
-    std::fs::write(dir.path().join("ca.crt"), ca.pem()).expect("ca");
-    Pki {
-        dir,
-        ca_pem: ca.pem(),
-    }
+fn make_pki() -> rthanos_testkit::Pki {
+    rthanos_testkit::Pki::generate()
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! one fails, saying how to get it, rather than passing without checking anything.
 
 pub mod openmetrics;
+pub mod pki;
+pub use pki::Pki;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
