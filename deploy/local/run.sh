@@ -97,6 +97,7 @@ echo "Prometheus replica 0: http://127.0.0.1:9090  (log: $data/prometheus-0.log)
 echo "Prometheus replica 1: http://127.0.0.1:9091  (log: $data/prometheus-1.log)"
 echo "Sidecar 0:            gRPC 127.0.0.1:10901, http://127.0.0.1:10902  (log: $data/sidecar-0.log)"
 echo "Sidecar 1:            gRPC 127.0.0.1:10911, http://127.0.0.1:10912  (log: $data/sidecar-1.log)"
+echo "Query UI:             http://127.0.0.1:10904/  (stores: http://127.0.0.1:10904/stores)"
 echo "Query (Prometheus API): http://127.0.0.1:10904/api/v1/query?query=up  (log: $data/query.log)"
 echo "Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)"
 echo "rthanos components join this stack as they are built (deploy/local/README.md). Ctrl-C stops."
