@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Process;
 use rthanos_testkit::openmetrics::{Spec, generate};
-use rthanos_testkit::{Prometheus, PromtoolBlocks, copy_dir, promtool_query};
+use rthanos_testkit::{PromtoolBlocks, promtool_query};
 
 fn config(replica: &str) -> String {
     format!("global:\n  external_labels:\n    cluster: eu1\n    replica: {replica}\n")
@@ -26,34 +26,23 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
         }),
         "2h",
     );
-    let mut replicas = Vec::new();
-    let mut sidecars = Vec::new();
-    for name in ["a", "b"] {
-        let data = tempfile::tempdir().expect("tmp");
-        copy_dir(&blocks.data_dir(), data.path());
-        let prometheus = Prometheus::start(data.path(), &config(name));
-        let mut sidecar = Process::start(&[
-            "sidecar".to_string(),
-            format!("--prometheus.url={}", prometheus.url()),
-            format!("--tsdb.path={}", data.path().display()),
-        ]);
-        sidecar.wait_ready(Duration::from_secs(60));
-        sidecars.push(sidecar);
-        replicas.push((data, prometheus));
-    }
+    let replicas: Vec<common::Replica> = ["a", "b"]
+        .iter()
+        .map(|name| common::Replica::start(&blocks.data_dir(), &config(name)))
+        .collect();
     let mut args = vec![
         "query".to_string(),
         "--query.replica-label=replica".to_string(),
     ];
     args.extend(
-        sidecars
+        replicas
             .iter()
-            .map(|s| format!("--endpoint={}", s.grpc_addr())),
+            .map(|r| format!("--endpoint={}", r.sidecar.grpc_addr())),
     );
     let mut query = Process::start(&args);
     query.wait_ready(Duration::from_secs(60));
     let rthanos = format!("http://127.0.0.1:{}", query.http_port);
-    let prometheus = replicas[0].1.url();
+    let prometheus = replicas[0].prometheus.url();
     // Stacked: a global querier whose only endpoint is the querier above, over its StoreAPI;
     // served under a route prefix, as behind an ingress path.
     let mut global = Process::start(&[
@@ -107,7 +96,7 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).expect("json")
     };
-    let prometheus_port = replicas[0].1.port;
+    let prometheus_port = replicas[0].prometheus.port;
     for path in ["/api/v1/label/code/values", "/api/v1/label/__name__/values"] {
         assert_eq!(
             json(query.http_port, path)["data"],

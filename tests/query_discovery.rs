@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::Process;
 use rthanos_testkit::openmetrics::{Spec, generate};
-use rthanos_testkit::{Dnsmasq, Prometheus, PromtoolBlocks, copy_dir};
+use rthanos_testkit::{Dnsmasq, PromtoolBlocks};
 
 fn stores(query: &Process) -> Vec<(String, bool)> {
     let Some((200, body)) = common::http_get(query.http_port, "/api/v1/stores") else {
@@ -43,25 +43,16 @@ fn endpoints_are_discovered_through_dns_and_files() {
         }),
         "2h",
     );
-    let mut sidecars = Vec::new();
-    let mut replicas = Vec::new();
-    for name in ["a", "b"] {
-        let data = tempfile::tempdir().expect("tmp");
-        copy_dir(&blocks.data_dir(), data.path());
-        let prometheus = Prometheus::start(
-            data.path(),
-            &format!("global:\n  external_labels:\n    replica: {name}\n"),
-        );
-        let mut sidecar = Process::start(&[
-            "sidecar".to_string(),
-            format!("--prometheus.url={}", prometheus.url()),
-            format!("--tsdb.path={}", data.path().display()),
-        ]);
-        sidecar.wait_ready(Duration::from_secs(60));
-        sidecars.push(sidecar);
-        replicas.push((data, prometheus));
-    }
-    let (port_a, port_b) = (sidecars[0].grpc_port, sidecars[1].grpc_port);
+    let replicas: Vec<common::Replica> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            common::Replica::start(
+                &blocks.data_dir(),
+                &format!("global:\n  external_labels:\n    replica: {name}\n"),
+            )
+        })
+        .collect();
+    let (port_a, port_b) = (replicas[0].sidecar.grpc_port, replicas[1].sidecar.grpc_port);
     let ip = std::net::Ipv4Addr::new(127, 0, 0, 77);
     let _dns = Dnsmasq::start(
         ip,
@@ -115,7 +106,9 @@ fn endpoints_are_discovered_through_dns_and_files() {
     let a = format!("127.0.0.1:{port_a}");
     let b = format!("127.0.0.1:{port_b}");
     query.wait_for(Duration::from_secs(30), "both SRV targets healthy", |q| {
-        stores(q) == [(a.clone(), true), (b.clone(), true)]
+        let now = stores(q);
+        eprintln!("stores: {now:?}");
+        now == [(a.clone(), true), (b.clone(), true)]
     });
 
     // The two replicas, found through DNS, are deduplicated into one answer.

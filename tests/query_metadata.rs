@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::Process;
-use rthanos_testkit::{Prometheus, free_port};
 
 /// A scrape target answering every request with OpenMetrics text carrying an exemplar at
 /// `exemplar_ts` (Unix seconds).
@@ -51,35 +50,22 @@ fn metadata_and_exemplars_come_through_the_querier() {
     let target = listener.local_addr().expect("addr");
     std::thread::spawn(move || serve_target(&listener, exemplar_ts));
 
-    let mut replicas = Vec::new();
-    let mut sidecars = Vec::new();
-    for name in ["a", "b"] {
-        let data = tempfile::tempdir().expect("tmp");
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: {name}\n\
-             scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
-        );
-        let prometheus = Prometheus::start_with_flags(
-            data.path(),
-            &config,
-            free_port(),
-            &["--enable-feature=exemplar-storage"],
-        );
-        let mut sidecar = Process::start(&[
-            "sidecar".to_string(),
-            format!("--prometheus.url={}", prometheus.url()),
-            format!("--tsdb.path={}", data.path().display()),
-        ]);
-        sidecar.wait_ready(Duration::from_secs(60));
-        sidecars.push(sidecar);
-        replicas.push((data, prometheus));
-    }
+    let replicas: Vec<common::Replica> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let config = format!(
+                "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: {name}\n\
+                 scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{target}']\n"
+            );
+            common::Replica::start_with(None, &config, &["--enable-feature=exemplar-storage"], &[])
+        })
+        .collect();
     let (start, end) = (now - 600, now + 600);
     let exemplars_path =
         format!("/api/v1/query_exemplars?query=test_requests_total&start={start}&end={end}");
     // Both replicas have scraped the target.
     let deadline = Instant::now() + Duration::from_secs(30);
-    for (_, prometheus) in &replicas {
+    for prometheus in replicas.iter().map(|r| &r.prometheus) {
         while json(prometheus.port, &exemplars_path)["data"]
             .as_array()
             .is_none_or(Vec::is_empty)
@@ -104,13 +90,13 @@ fn metadata_and_exemplars_come_through_the_querier() {
         "--query.replica-label=replica".to_string(),
     ];
     args.extend(
-        sidecars
+        replicas
             .iter()
-            .map(|s| format!("--endpoint={}", s.grpc_addr())),
+            .map(|r| format!("--endpoint={}", r.sidecar.grpc_addr())),
     );
     let mut query = Process::start(&args);
     query.wait_ready(Duration::from_secs(60));
-    let prometheus = replicas[0].1.port;
+    let prometheus = replicas[0].prometheus.port;
 
     // Metadata: as Prometheus answers, for one metric and for all.
     for path in [
@@ -126,9 +112,13 @@ fn metadata_and_exemplars_come_through_the_querier() {
     let all = json(query.http_port, "/api/v1/metadata")["data"].clone();
     let theirs = json(prometheus, "/api/v1/metadata")["data"].clone();
     let names = |v: &serde_json::Value| -> Vec<String> {
-        v.as_object()
+        // Prometheus's order is Go's map order: compare as sets.
+        let mut names: Vec<String> = v
+            .as_object()
             .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.sort();
+        names
     };
     assert_eq!(names(&all), names(&theirs));
     assert_eq!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::Process;
 use rthanos_testkit::openmetrics::{Spec, generate};
-use rthanos_testkit::{Pki, Prometheus, PromtoolBlocks, copy_dir};
+use rthanos_testkit::{Pki, PromtoolBlocks};
 
 fn healthy_stores(query: &Process) -> (usize, String) {
     let (_, body) = common::http_get(query.http_port, "/api/v1/stores").unwrap_or_default();
@@ -31,22 +31,18 @@ fn the_querier_reaches_a_sidecar_over_mutual_tls() {
         }),
         "2h",
     );
-    let data = tempfile::tempdir().expect("tmp");
-    copy_dir(&blocks.data_dir(), data.path());
-    let prometheus = Prometheus::start(
-        data.path(),
-        "global:\n  external_labels:\n    cluster: tls\n",
-    );
     let path = |f: &str| pki.path(f).display().to_string();
-    let mut sidecar = Process::start(&[
-        "sidecar".to_string(),
-        format!("--prometheus.url={}", prometheus.url()),
-        format!("--tsdb.path={}", data.path().display()),
-        format!("--grpc-server-tls-cert={}", path("server.crt")),
-        format!("--grpc-server-tls-key={}", path("server.key")),
-        format!("--grpc-server-tls-client-ca={}", path("ca.crt")),
-    ]);
-    sidecar.wait_ready(Duration::from_secs(60));
+    let replica = common::Replica::start_with(
+        Some(&blocks.data_dir()),
+        "global:\n  external_labels:\n    cluster: tls\n",
+        &[],
+        &[
+            format!("--grpc-server-tls-cert={}", path("server.crt")),
+            format!("--grpc-server-tls-key={}", path("server.key")),
+            format!("--grpc-server-tls-client-ca={}", path("ca.crt")),
+        ],
+    );
+    let sidecar = &replica.sidecar;
     // Asked for by name: the certificate is for localhost and 127.0.0.1.
     let endpoint = format!("--endpoint=localhost:{}", sidecar.grpc_port);
 

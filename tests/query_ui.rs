@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::Process;
 use fantoccini::{ClientBuilder, Locator};
 use rthanos_testkit::openmetrics::{Spec, generate};
-use rthanos_testkit::{Prometheus, PromtoolBlocks, copy_dir, free_port, wait_for_port};
+use rthanos_testkit::{PromtoolBlocks, free_port, wait_for_port};
 
 /// chromedriver on a free loopback port, killed when dropped.
 struct ChromeDriver(Child, u16);
@@ -60,22 +60,14 @@ async fn the_ui_runs_queries_in_a_real_browser() -> Result<(), Box<dyn std::erro
         }),
         "2h",
     );
-    let data = tempfile::tempdir()?;
-    copy_dir(&blocks.data_dir(), data.path());
-    let prometheus = Prometheus::start(
-        data.path(),
+    let replica = common::Replica::start(
+        &blocks.data_dir(),
         "global:\n  external_labels:\n    cluster: ui\n    replica: a\n",
     );
-    let mut sidecar = Process::start(&[
-        "sidecar".to_string(),
-        format!("--prometheus.url={}", prometheus.url()),
-        format!("--tsdb.path={}", data.path().display()),
-    ]);
-    sidecar.wait_ready(Duration::from_secs(60));
     let mut query = Process::start(&[
         "query".to_string(),
         "--query.replica-label=replica".to_string(),
-        format!("--endpoint={}", sidecar.grpc_addr()),
+        format!("--endpoint={}", replica.sidecar.grpc_addr()),
     ]);
     query.wait_ready(Duration::from_secs(60));
     let base = format!("http://127.0.0.1:{}", query.http_port);

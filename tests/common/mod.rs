@@ -157,3 +157,54 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// A real Prometheus with an `rthanos sidecar` next to it, over a data directory of its own.
+pub struct Replica {
+    /// The sidecar (dropped first: killed before its Prometheus).
+    pub sidecar: Process,
+    /// The Prometheus.
+    pub prometheus: rthanos_testkit::Prometheus,
+    /// Its data directory.
+    pub data: tempfile::TempDir,
+}
+
+impl Replica {
+    /// Prometheus with `config` over a copy of `blocks` (a TSDB directory), and its sidecar;
+    /// both ready.
+    pub fn start(blocks: &std::path::Path, config: &str) -> Replica {
+        Self::start_with(Some(blocks), config, &[], &[])
+    }
+
+    /// As [`Replica::start`], with no blocks or with some, extra Prometheus flags and extra
+    /// sidecar arguments.
+    pub fn start_with(
+        blocks: Option<&std::path::Path>,
+        config: &str,
+        prometheus_flags: &[&str],
+        sidecar_args: &[String],
+    ) -> Replica {
+        let data = tempfile::tempdir().expect("tmp");
+        if let Some(blocks) = blocks {
+            rthanos_testkit::copy_dir(blocks, data.path());
+        }
+        let prometheus = rthanos_testkit::Prometheus::start_with_flags(
+            data.path(),
+            config,
+            free_port(),
+            prometheus_flags,
+        );
+        let mut args = vec![
+            "sidecar".to_string(),
+            format!("--prometheus.url={}", prometheus.url()),
+            format!("--tsdb.path={}", data.path().display()),
+        ];
+        args.extend_from_slice(sidecar_args);
+        let mut sidecar = Process::start(&args);
+        sidecar.wait_ready(Duration::from_secs(60));
+        Replica {
+            sidecar,
+            prometheus,
+            data,
+        }
+    }
+}

@@ -528,8 +528,9 @@ async fn metadata(
         crate::metadata::metric_metadata(&state.stores.metadata_apis(), request, partial)
             .await
             .map_err(|e| ApiError::from(QueryError::Storage(rthanos_promql::StorageError(e))))?;
-    let data: Map<String, serde_json::Value> = found
-        .metadata
+    // By metric name, so answers do not change order from one call to the next.
+    let sorted: std::collections::BTreeMap<_, _> = found.metadata.into_iter().collect();
+    let data: Map<String, serde_json::Value> = sorted
         .into_iter()
         .map(|(metric, entry)| {
             let metas = entry

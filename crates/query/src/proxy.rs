@@ -41,6 +41,39 @@ pub struct ProxyOptions {
     pub max_resolution_window: i64,
 }
 
+/// Asks every store of `stores` for `request` at once and merges their sorted streams. A
+/// store that fails (at once or mid-stream) is a warning frame when `warn`, else an error
+/// naming it.
+pub(crate) async fn fan_out(
+    stores: &[&NamedStore],
+    request: &thanos::SeriesRequest,
+    warn: bool,
+) -> SeriesStream {
+    let calls = stores.iter().map(|s| {
+        let request = request.clone();
+        async move {
+            let stream: SeriesStream = match s.store.series(request).await {
+                Ok(stream) => stream,
+                Err(status) => Box::pin(futures::stream::once(async move { Err(status) })),
+            };
+            if warn {
+                errors_as_warnings(s.name.clone(), stream)
+            } else {
+                let name = s.name.clone();
+                Box::pin(stream.map(move |frame| {
+                    frame.map_err(|status| {
+                        tonic::Status::new(
+                            status.code(),
+                            format!("store {name}: {}", status.message()),
+                        )
+                    })
+                })) as SeriesStream
+            }
+        }
+    });
+    merge_series(futures::future::join_all(calls).await)
+}
+
 /// One replica's data for a series: raw chunks, decoded later by the engine, or samples read
 /// from downsampled aggregates.
 enum Replica {
@@ -245,31 +278,7 @@ impl Queryable for ProxyQueryable {
             .iter()
             .filter(|s| store_matches(s.store.as_ref(), matchers, hints.start, hints.end))
             .collect();
-        // Every store asked at once; a store that cannot be asked is a failed stream.
-        let calls = chosen.iter().map(|s| {
-            let request = request.clone();
-            async move {
-                let stream: SeriesStream = match s.store.series(request).await {
-                    Ok(stream) => stream,
-                    Err(status) => Box::pin(futures::stream::once(async move { Err(status) })),
-                };
-                if self.options.partial_response {
-                    errors_as_warnings(s.name.clone(), stream)
-                } else {
-                    let name = s.name.clone();
-                    Box::pin(stream.map(move |frame| {
-                        frame.map_err(|status| {
-                            tonic::Status::new(
-                                status.code(),
-                                format!("store {name}: {}", status.message()),
-                            )
-                        })
-                    })) as SeriesStream
-                }
-            }
-        });
-        let streams = futures::future::join_all(calls).await;
-        let mut merged = merge_series(streams);
+        let mut merged = fan_out(&chosen, &request, self.options.partial_response).await;
         // Series by their labels without replica labels; each entry one replica's chunks.
         let mut groups: BTreeMap<Labels, Vec<Replica>> = BTreeMap::new();
         let strip = if self.options.dedup {

@@ -7,10 +7,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use rthanos_model::{Labels, Matcher};
 use rthanos_storeapi::convert::matchers_from_thanos;
-use rthanos_storeapi::merge::{errors_as_warnings, merge_series};
 use rthanos_storeapi::thanos::{
     ExemplarData, ExemplarsRequest, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, MetricMetadata, MetricMetadataRequest, PartialResponseStrategy,
@@ -20,7 +18,7 @@ use rthanos_storeapi::{Component, MetadataApi, MetadataSupport, SeriesStream, St
 use tonic::Status;
 
 use crate::api::StoreSource;
-use crate::proxy::{NamedStore, store_matches};
+use crate::proxy::{NamedStore, fan_out, store_matches};
 
 /// The querier's own StoreAPI.
 pub struct QueryStore {
@@ -165,29 +163,8 @@ impl Store for QueryStore {
             request.partial_response_strategy,
             request.partial_response_disabled,
         );
-        let calls = chosen.into_iter().map(|s| {
-            let request = request.clone();
-            async move {
-                let stream: SeriesStream = match s.store.series(request).await {
-                    Ok(stream) => stream,
-                    Err(status) => Box::pin(futures::stream::once(async move { Err(status) })),
-                };
-                if warn {
-                    errors_as_warnings(s.name, stream)
-                } else {
-                    let name = s.name;
-                    Box::pin(stream.map(move |frame| {
-                        frame.map_err(|status| {
-                            Status::new(
-                                status.code(),
-                                format!("store {name}: {}", status.message()),
-                            )
-                        })
-                    })) as SeriesStream
-                }
-            }
-        });
-        Ok(merge_series(futures::future::join_all(calls).await))
+        let chosen: Vec<&NamedStore> = chosen.iter().collect();
+        Ok(fan_out(&chosen, &request, warn).await)
     }
 
     async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {

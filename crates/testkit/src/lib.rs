@@ -13,11 +13,28 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the peer to take).
+///
+/// Ports come from 10000–31999, below Linux's ephemeral range (32768–60999): a port taken
+/// from the ephemeral range can be handed, before the peer binds it, to any outgoing
+/// connection of the many processes a parallel test run starts. Each test process walks its
+/// own stretch of the range (by process ID), so two processes rarely try the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    let base = (std::process::id() % 550) * 40;
+    for _ in 0..SPAN {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (base + offset) % SPAN;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 10000-31999")
 }
 
 /// Waits until something listens on 127.0.0.1:`port`.
