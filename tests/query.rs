@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::Process;
 use rthanos_testkit::openmetrics::{Spec, generate};
 use rthanos_testkit::{PromtoolBlocks, promtool_query};
 
@@ -30,28 +29,12 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
         .iter()
         .map(|name| common::Replica::start(&blocks.data_dir(), &config(name)))
         .collect();
-    let mut args = vec![
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-    ];
-    args.extend(
-        replicas
-            .iter()
-            .map(|r| format!("--endpoint={}", r.sidecar.grpc_addr())),
-    );
-    let mut query = Process::start(&args);
-    query.wait_ready(Duration::from_secs(60));
+    let query = common::start_query(replicas.iter().map(|r| &r.sidecar), &[]);
     let rthanos = format!("http://127.0.0.1:{}", query.http_port);
     let prometheus = replicas[0].prometheus.url();
     // Stacked: a global querier whose only endpoint is the querier above, over its StoreAPI;
     // served under a route prefix, as behind an ingress path.
-    let mut global = Process::start(&[
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-        format!("--endpoint={}", query.grpc_addr()),
-        "--web.route-prefix=/thanos".to_string(),
-    ]);
-    global.wait_ready(Duration::from_secs(60));
+    let mut global = common::start_query([&query], &["--web.route-prefix=/thanos"]);
     global.wait_for(Duration::from_secs(30), "the querier below healthy", |g| {
         common::http_get(g.http_port, "/thanos/api/v1/stores")
             .is_some_and(|(_, body)| body.contains("\"query\"") && body.contains("eu1"))

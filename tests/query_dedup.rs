@@ -110,13 +110,7 @@ fn replicas_with_different_gaps_are_deduplicated_as_thanos_does() {
         sidecar.wait_ready(Duration::from_secs(60));
         sidecars.insert(name, sidecar);
     }
-    let mut query = Process::start(&[
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-        format!("--endpoint={}", sidecars["a"].grpc_addr()),
-        format!("--endpoint={}", sidecars["b"].grpc_addr()),
-    ]);
-    query.wait_ready(Duration::from_secs(60));
+    let query = common::start_query([&sidecars["a"], &sidecars["b"]], &[]);
 
     // Every raw sample of the 4h of data.
     let at = START + 480 * 30;

@@ -10,7 +10,6 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::Process;
 
 /// A scrape target answering every request with OpenMetrics text carrying an exemplar at
 /// `exemplar_ts` (Unix seconds).
@@ -85,17 +84,7 @@ fn metadata_and_exemplars_come_through_the_querier() {
         }
     }
 
-    let mut args = vec![
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-    ];
-    args.extend(
-        replicas
-            .iter()
-            .map(|r| format!("--endpoint={}", r.sidecar.grpc_addr())),
-    );
-    let mut query = Process::start(&args);
-    query.wait_ready(Duration::from_secs(60));
+    let query = common::start_query(replicas.iter().map(|r| &r.sidecar), &[]);
     let prometheus = replicas[0].prometheus.port;
 
     // Metadata: as Prometheus answers, for one metric and for all.
@@ -147,12 +136,7 @@ fn metadata_and_exemplars_come_through_the_querier() {
     assert_eq!(per_replica, 2);
 
     // Through a querier stacked on this one's StoreAPI: the same metadata and exemplars.
-    let mut global = Process::start(&[
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-        format!("--endpoint={}", query.grpc_addr()),
-    ]);
-    global.wait_ready(Duration::from_secs(60));
+    let mut global = common::start_query([&query], &[]);
     let metadata_path = "/api/v1/metadata?metric=test_temperature_celsius";
     global.wait_for(Duration::from_secs(30), "metadata through the stack", |g| {
         common::http_get(g.http_port, metadata_path)

@@ -9,7 +9,6 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::Process;
 use fantoccini::{ClientBuilder, Locator};
 use rthanos_testkit::openmetrics::{Spec, generate};
 use rthanos_testkit::{PromtoolBlocks, free_port, wait_for_port};
@@ -64,12 +63,7 @@ async fn the_ui_runs_queries_in_a_real_browser() -> Result<(), Box<dyn std::erro
         &blocks.data_dir(),
         "global:\n  external_labels:\n    cluster: ui\n    replica: a\n",
     );
-    let mut query = Process::start(&[
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-        format!("--endpoint={}", replica.sidecar.grpc_addr()),
-    ]);
-    query.wait_ready(Duration::from_secs(60));
+    let query = common::start_query([&replica.sidecar], &[]);
     let base = format!("http://127.0.0.1:{}", query.http_port);
 
     let driver = ChromeDriver::start();

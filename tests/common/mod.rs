@@ -208,3 +208,24 @@ impl Replica {
         }
     }
 }
+
+/// `rthanos query --query.replica-label=replica` over the gRPC `endpoints`, with `extra`
+/// arguments; ready.
+pub fn start_query<'a>(
+    endpoints: impl IntoIterator<Item = &'a Process>,
+    extra: &[&str],
+) -> Process {
+    let mut args = vec![
+        "query".to_string(),
+        "--query.replica-label=replica".to_string(),
+    ];
+    args.extend(
+        endpoints
+            .into_iter()
+            .map(|p| format!("--endpoint={}", p.grpc_addr())),
+    );
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut query = Process::start(&args);
+    query.wait_ready(Duration::from_secs(60));
+    query
+}
