@@ -10,7 +10,6 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-
 /// A scrape target answering every request with OpenMetrics text carrying an exemplar at
 /// `exemplar_ts` (Unix seconds).
 fn serve_target(listener: &std::net::TcpListener, exemplar_ts: i64) {
@@ -129,6 +128,20 @@ fn metadata_and_exemplars_come_through_the_querier() {
     assert_eq!(ours[0]["exemplars"], theirs[0]["exemplars"]);
     assert_eq!(ours[0]["exemplars"][0]["labels"]["trace_id"], "abc123");
     assert_eq!(ours[0]["exemplars"][0]["value"], "1.5");
+
+    // Matchers on external labels are answered by the querier (Prometheus knows none).
+    let by_cluster = |cluster: &str| {
+        json(
+            query.http_port,
+            &format!(
+                "/api/v1/query_exemplars?query=test_requests_total%7Bcluster%3D%22{cluster}%22%7D&start={start}&end={end}"
+            ),
+        )["data"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(by_cluster("eu1"), 1);
+    assert_eq!(by_cluster("us1"), 0);
 
     let per_replica = json(query.http_port, &format!("{exemplars_path}&dedup=false"))["data"]
         .as_array()

@@ -426,7 +426,8 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let dns_interval = args.sd_dns_interval.as_std();
     prepared
         .serve("query", move |runtime| {
-            let file_sd = (!sd_files.is_empty()).then(|| FileSd::new(sd_files, sd_interval));
+            let file_sd =
+                (!sd_files.is_empty()).then(|| Arc::new(FileSd::new(sd_files, sd_interval)));
             let endpoints = Arc::new(EndpointSet::new(
                 EndpointConfig {
                     addresses,

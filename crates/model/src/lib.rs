@@ -10,7 +10,7 @@ mod matcher;
 mod timestamp;
 
 pub use labels::{Label, Labels, write_go_quoted};
-pub use matcher::{MatchType, Matcher, MatcherError, go_regex};
+pub use matcher::{MatchType, Matcher, MatcherError, go_regex, selector};
 pub use timestamp::TimeOrDuration;
 
 use std::fmt;

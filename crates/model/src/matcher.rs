@@ -209,6 +209,12 @@ impl fmt::Display for Matcher {
     }
 }
 
+/// A PromQL series selector for `matchers`: `{name="value", other=~"re"}`.
+pub fn selector(matchers: &[Matcher]) -> String {
+    let parts: Vec<String> = matchers.iter().map(ToString::to_string).collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,28 @@ pub fn parse_selector(selector: &str) -> Result<Vec<rthanos_model::Matcher>, Que
     }
 }
 
+/// The matchers of every series selector in `query` (Prometheus's `ExtractSelectors`), for
+/// APIs that pass selectors on rather than evaluate them.
+pub fn selectors(query: &str) -> Result<Vec<Vec<rthanos_model::Matcher>>, QueryError> {
+    struct Collect(Vec<Vec<rthanos_model::Matcher>>);
+    impl promql_parser::util::ExprVisitor for Collect {
+        type Error = QueryError;
+        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, QueryError> {
+            match expr {
+                Expr::VectorSelector(vs) => self.0.push(crate::engine::selector_matchers(vs)?),
+                Expr::MatrixSelector(ms) => {
+                    self.0.push(crate::engine::selector_matchers(&ms.vs)?);
+                }
+                _ => {}
+            }
+            Ok(true)
+        }
+    }
+    let mut found = Collect(Vec::new());
+    promql_parser::util::walk_expr(&mut found, &parse_query(query)?)?;
+    Ok(found.0)
+}
+
 /// Prometheus's error form, `<line>:<column>: parse error: <message>`, where the parser's
 /// message lets us find the column: errors at the end of the input, and messages quoting the
 /// offending text. `promql-parser` reports no positions itself; other messages go without one.

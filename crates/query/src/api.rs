@@ -443,7 +443,8 @@ async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, Ap
     if selectors.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
-    let storage = proxy(&state, &params);
+    // Every resolution, as Thanos: series only left in downsampled blocks are series too.
+    let storage = proxy(&state, &params).with_max_resolution_window(i64::MAX);
     let hints = rthanos_promql::SelectHints {
         start,
         end,

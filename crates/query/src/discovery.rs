@@ -31,12 +31,14 @@ pub enum AddressSpec {
         /// Port of every address.
         port: u16,
     },
-    /// `dnssrv+name` (`resolve_targets`) or `dnssrvnoa+name`.
+    /// `dnssrv+name` (`resolve_targets`) or `dnssrvnoa+name`, optionally `name:port`.
     Srv {
         /// SRV name to look up.
         name: String,
         /// Whether each target is resolved to its IP addresses.
         resolve_targets: bool,
+        /// A port given with the name, used instead of the records' ports (as Thanos).
+        port: Option<u16>,
     },
 }
 
@@ -63,10 +65,20 @@ impl AddressSpec {
             return Err(error("empty address"));
         }
         match scheme {
-            "dnssrv" | "dnssrvnoa" => Ok(Self::Srv {
-                name: rest.to_string(),
-                resolve_targets: scheme == "dnssrv",
-            }),
+            "dnssrv" | "dnssrvnoa" => {
+                let (name, port) = match rest.rsplit_once(':') {
+                    Some((name, port)) => (
+                        name,
+                        Some(port.parse::<u16>().map_err(|_| error("invalid port"))?),
+                    ),
+                    None => (rest, None),
+                };
+                Ok(Self::Srv {
+                    name: name.to_string(),
+                    resolve_targets: scheme == "dnssrv",
+                    port,
+                })
+            }
             _ => {
                 let (host, port) = rest
                     .rsplit_once(':')
@@ -112,6 +124,9 @@ impl DnsProvider {
             Ok(mut builder) => {
                 // Re-resolution at each interval must see changes: answers are not cached.
                 builder.options_mut().cache_size = 0;
+                // Both A and AAAA records, as Go's resolver gives Thanos.
+                builder.options_mut().ip_strategy =
+                    hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
                 Some(builder.build())
             }
             Err(e) => {
@@ -141,6 +156,12 @@ impl DnsProvider {
 
     /// The addresses `specs` stand for now, sorted and without duplicates.
     pub async fn resolve(&self, specs: &[AddressSpec]) -> Vec<String> {
+        // Names no longer asked for (a file-SD target gone) forget their last answer.
+        if let Ok(mut last) = self.last.lock() {
+            let asked: std::collections::HashSet<String> =
+                specs.iter().map(|s| format!("{s:?}")).collect();
+            last.retain(|key, _| asked.contains(key));
+        }
         let mut addresses = BTreeSet::new();
         for spec in specs {
             match spec {
@@ -209,6 +230,7 @@ impl DnsProvider {
             AddressSpec::Srv {
                 name,
                 resolve_targets,
+                port,
             } => {
                 let records = match resolver.srv_lookup(name.as_str()).await {
                     Ok(records) => records,
@@ -219,13 +241,14 @@ impl DnsProvider {
                 for record in records.iter() {
                     let target = record.target().to_utf8();
                     let target = target.trim_end_matches('.');
+                    let target_port = port.unwrap_or(record.port());
                     if !resolve_targets {
-                        found.push(format!("{target}:{}", record.port()));
+                        found.push(format!("{target}:{target_port}"));
                         continue;
                     }
                     match resolver.lookup_ip(record.target().clone()).await {
                         Ok(ips) => {
-                            found.extend(ips.iter().map(|ip| join_host_port(ip, record.port())));
+                            found.extend(ips.iter().map(|ip| join_host_port(ip, target_port)));
                         }
                         Err(e) if not_found(&e) => {}
                         Err(e) => return Err(format!("SRV target {target}: {e}")),
@@ -283,7 +306,11 @@ impl FileSd {
         let mut paths = BTreeSet::new();
         for pattern in &self.patterns {
             match glob::glob(pattern) {
-                Ok(matches) => paths.extend(matches.filter_map(Result::ok)),
+                // As Prometheus: only .json, .yml and .yaml files (not editors' backups).
+                Ok(matches) => paths.extend(matches.filter_map(Result::ok).filter(|p| {
+                    p.extension()
+                        .is_some_and(|e| e == "json" || e == "yml" || e == "yaml")
+                })),
                 Err(e) => {
                     tracing::warn!(pattern = %pattern, err = %e, "invalid --store.sd-files glob")
                 }
@@ -352,21 +379,39 @@ mod tests {
             AddressSpec::parse("dnssrv+_grpc._tcp.store.ns.svc").ok(),
             Some(AddressSpec::Srv {
                 name: "_grpc._tcp.store.ns.svc".into(),
-                resolve_targets: true
+                resolve_targets: true,
+                port: None
             })
         );
         assert_eq!(
             AddressSpec::parse("dnssrvnoa+_grpc._tcp.store").ok(),
             Some(AddressSpec::Srv {
                 name: "_grpc._tcp.store".into(),
-                resolve_targets: false
+                resolve_targets: false,
+                port: None
+            })
+        );
+        assert_eq!(
+            AddressSpec::parse("dnssrv+_grpc._tcp.store:10905").ok(),
+            Some(AddressSpec::Srv {
+                name: "_grpc._tcp.store".into(),
+                resolve_targets: true,
+                port: Some(10905)
             })
         );
         assert_eq!(
             AddressSpec::parse("[::1]:10901").ok(),
             Some(AddressSpec::Static("[::1]:10901".into()))
         );
-        for bad in ["", "dns+", "localhost", "dns+host", "host:http", ":10901"] {
+        for bad in [
+            "",
+            "dns+",
+            "localhost",
+            "dns+host",
+            "host:http",
+            ":10901",
+            "dnssrv+x:y",
+        ] {
             assert!(AddressSpec::parse(bad).is_err(), "{bad}");
         }
     }

@@ -15,12 +15,15 @@ use crate::api::StoreSource;
 use crate::discovery::{AddressSpec, DnsProvider, FileSd};
 use crate::proxy::NamedStore;
 
+/// How long an endpoint may take to answer Info (Thanos's `--endpoint.info-timeout`).
+const INFO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Where the endpoints come from.
 pub struct EndpointConfig {
     /// `--endpoint` values (any prefix).
     pub addresses: Vec<AddressSpec>,
     /// `--store.sd-files` discovery, if any.
-    pub file_sd: Option<FileSd>,
+    pub file_sd: Option<Arc<FileSd>>,
     /// How often DNS names are resolved again (`--store.sd-dns-interval`).
     pub dns_interval: Duration,
     /// How the gRPC clients connect.
@@ -68,7 +71,12 @@ impl EndpointSet {
     async fn addresses(&self) -> Vec<String> {
         let mut specs = self.config.addresses.clone();
         if let Some(file_sd) = &self.config.file_sd {
-            for target in file_sd.targets() {
+            // Globbing and reading files block: off the runtime's workers.
+            let file_sd = Arc::clone(file_sd);
+            let targets = tokio::task::spawn_blocking(move || file_sd.targets())
+                .await
+                .unwrap_or_default();
+            for target in targets {
                 match AddressSpec::parse(&target) {
                     Ok(spec) => specs.push(spec),
                     Err(e) => tracing::warn!(err = %e, "file SD: target ignored"),
@@ -91,6 +99,23 @@ impl EndpointSet {
     /// all at once; returns how many answered.
     pub async fn refresh(&self) -> usize {
         let addresses = self.addresses().await;
+        // New clients are made before the lock is taken (making one may read the system's
+        // root certificates): queries take the same lock for every select.
+        let new: Vec<String> = match self.endpoints.lock() {
+            Ok(endpoints) => addresses
+                .iter()
+                .filter(|a| !endpoints.contains_key(*a))
+                .cloned()
+                .collect(),
+            Err(_) => return 0,
+        };
+        let mut made = Vec::new();
+        for address in new {
+            match GrpcStore::connect(&address, &self.config.client) {
+                Ok(store) => made.push((address, Arc::new(store))),
+                Err(e) => tracing::warn!(endpoint = %address, err = %e, "endpoint not usable"),
+            }
+        }
         let stores: Vec<(String, Arc<GrpcStore>)> = {
             let Ok(mut endpoints) = self.endpoints.lock() else {
                 return 0;
@@ -102,23 +127,15 @@ impl EndpointSet {
                 }
                 keep
             });
-            for address in &addresses {
-                if endpoints.contains_key(address) {
-                    continue;
-                }
-                match GrpcStore::connect(address, &self.config.client) {
-                    Ok(store) => {
-                        tracing::info!(endpoint = %address, "endpoint added");
-                        endpoints.insert(
-                            address.clone(),
-                            Endpoint {
-                                store: Arc::new(store),
-                                last_check: None,
-                            },
-                        );
-                    }
-                    Err(e) => tracing::warn!(endpoint = %address, err = %e, "endpoint not usable"),
-                }
+            for (address, store) in made {
+                tracing::info!(endpoint = %address, "endpoint added");
+                endpoints.insert(
+                    address,
+                    Endpoint {
+                        store,
+                        last_check: None,
+                    },
+                );
             }
             endpoints
                 .iter()
@@ -127,7 +144,14 @@ impl EndpointSet {
         };
         let answers =
             futures::future::join_all(stores.into_iter().map(|(name, store)| async move {
-                let result = store.fetch_info().await;
+                // Bounded, as Thanos's --endpoint.info-timeout: one endpoint that accepts
+                // and never answers must not stall the refresh of all the others.
+                let result = match tokio::time::timeout(INFO_TIMEOUT, store.fetch_info()).await {
+                    Ok(result) => result,
+                    Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                        "no Info answer within {INFO_TIMEOUT:?}"
+                    ))),
+                };
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 let error = result.as_ref().err().map(|s| s.message().to_string());
                 if let Some(e) = &error {
@@ -147,6 +171,8 @@ impl EndpointSet {
     /// Refreshes every `interval` until `shutdown`.
     pub async fn refresh_loop(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
         let mut ticks = tokio::time::interval(interval);
+        // A slow refresh delays the next one instead of causing a burst.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -170,6 +196,7 @@ impl StoreSource for EndpointSet {
             .map(|(name, e)| crate::metadata::NamedMetadataApi {
                 name: name.clone(),
                 api: Arc::clone(&e.store) as Arc<dyn rthanos_storeapi::MetadataApi>,
+                label_sets: e.store.info().label_sets,
             })
             .collect()
     }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rthanos_model::{Labels, MatchType, Matcher};
 use rthanos_storeapi::MetadataApi;
 use rthanos_storeapi::metadata::merge_metadata;
 use rthanos_storeapi::thanos::{
@@ -13,13 +14,47 @@ use rthanos_storeapi::thanos::{
 };
 use tonic::Status;
 
-/// An endpoint's metadata APIs and its name (address).
+/// An endpoint's metadata APIs, its name (address) and external label sets.
 #[derive(Clone)]
 pub struct NamedMetadataApi {
     /// Address, for warnings.
     pub name: String,
     /// The APIs.
     pub api: Arc<dyn MetadataApi>,
+    /// The label sets its series carry (from its Info).
+    pub label_sets: Vec<Labels>,
+}
+
+/// The exemplars query for one endpoint, as Thanos's exemplars proxy writes it: Prometheus's
+/// exemplar API knows nothing of external labels, so matchers on them are checked here and
+/// left out; selectors whose external-label matchers fail are dropped, and `None` means the
+/// endpoint holds nothing the query selects. The selectors are joined with `+`: the answer is
+/// the exemplars of every selected series, whatever the query's functions.
+fn exemplars_query(selectors: &[Vec<Matcher>], label_sets: &[Labels]) -> Option<String> {
+    let mut parts = Vec::new();
+    'selectors: for matchers in selectors {
+        let mut kept = Vec::new();
+        for m in matchers {
+            let mut external = false;
+            for set in label_sets {
+                if let Some(value) = set.get(&m.name) {
+                    if !m.matches(value) {
+                        continue 'selectors;
+                    }
+                    external = true;
+                }
+            }
+            if !external {
+                kept.push(m.clone());
+            }
+        }
+        if kept.is_empty() {
+            // Only external labels were matched: every series of the endpoint.
+            kept.push(Matcher::new(MatchType::Regex, "__name__", ".+").ok()?);
+        }
+        parts.push(rthanos_model::selector(&kept));
+    }
+    (!parts.is_empty()).then(|| parts.join(" + "))
 }
 
 /// A failed endpoint: a warning with partial responses, else the error.
@@ -39,13 +74,14 @@ fn failed(
 }
 
 /// Metadata of `request.metric` (all metrics when empty), at most `request.limit` metrics
-/// when positive, from every endpoint that serves it; and warnings.
+/// unless it is negative, from every endpoint that serves it; and warnings.
 pub async fn metric_metadata(
     endpoints: &[NamedMetadataApi],
     request: MetricMetadataRequest,
     partial_response: bool,
 ) -> Result<(MetricMetadata, Vec<String>), String> {
-    let limit = usize::try_from(request.limit).unwrap_or(0);
+    // Prometheus's meaning: a negative limit is none; 0 answers nothing.
+    let limit = usize::try_from(request.limit).ok();
     let asked: Vec<&NamedMetadataApi> = endpoints
         .iter()
         .filter(|e| e.api.support().metric_metadata)
@@ -63,12 +99,10 @@ pub async fn metric_metadata(
             Err(status) => failed(&endpoint.name, &status, partial_response, &mut warnings)?,
         }
     }
-    if limit > 0 && merged.metadata.len() > limit {
-        let keep: Vec<String> = {
-            let mut names: Vec<&String> = merged.metadata.keys().collect();
-            names.sort();
-            names.into_iter().take(limit).cloned().collect()
-        };
+    if let Some(limit) = limit.filter(|&l| merged.metadata.len() > l) {
+        let mut names: Vec<String> = merged.metadata.keys().cloned().collect();
+        names.sort_unstable();
+        let keep: std::collections::HashSet<String> = names.into_iter().take(limit).collect();
         merged.metadata.retain(|name, _| keep.contains(name));
     }
     Ok((merged, warnings))
@@ -82,7 +116,8 @@ pub async fn exemplars(
     replica_labels: &[String],
     partial_response: bool,
 ) -> Result<(Vec<ExemplarData>, Vec<String>), String> {
-    let asked: Vec<&NamedMetadataApi> = endpoints
+    let selectors = rthanos_promql::selectors(&request.query).map_err(|e| e.to_string())?;
+    let asked: Vec<(&NamedMetadataApi, String)> = endpoints
         .iter()
         .filter(|e| {
             e.api
@@ -90,12 +125,18 @@ pub async fn exemplars(
                 .exemplars
                 .is_some_and(|(min, max)| min <= request.end && max >= request.start)
         })
+        .filter_map(|e| Some((e, exemplars_query(&selectors, &e.label_sets)?)))
         .collect();
-    let answers =
-        futures::future::join_all(asked.iter().map(|e| e.api.exemplars(request.clone()))).await;
+    let answers = futures::future::join_all(asked.iter().map(|(e, query)| {
+        e.api.exemplars(ExemplarsRequest {
+            query: query.clone(),
+            ..request.clone()
+        })
+    }))
+    .await;
     let mut series: BTreeMap<Vec<(String, String)>, Vec<Exemplar>> = BTreeMap::new();
     let mut warnings = Vec::new();
-    for (endpoint, answer) in asked.iter().zip(answers) {
+    for ((endpoint, _), answer) in asked.iter().zip(answers) {
         match answer {
             Ok((data, their_warnings)) => {
                 warnings.extend(their_warnings);
@@ -134,4 +175,38 @@ pub async fn exemplars(
         })
         .collect();
     Ok((data, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exemplar_queries_lose_external_label_matchers_as_in_thanos() -> Result<(), String> {
+        let selectors = rthanos_promql::selectors(
+            r#"rate(http_requests_total{cluster="eu1", code="500"}[5m]) / up{cluster="us1"}"#,
+        )
+        .map_err(|e| e.to_string())?;
+        let eu1 = [Labels::from_pairs([("cluster", "eu1"), ("replica", "a")])];
+        assert_eq!(
+            exemplars_query(&selectors, &eu1).as_deref(),
+            Some(r#"{__name__="http_requests_total", code="500"}"#)
+        );
+        let other = [Labels::from_pairs([("cluster", "ap1")])];
+        assert_eq!(exemplars_query(&selectors, &other), None);
+        let only_external =
+            rthanos_promql::selectors(r#"{cluster="eu1"}"#).map_err(|e| e.to_string())?;
+        assert_eq!(
+            exemplars_query(&only_external, &eu1).as_deref(),
+            Some(r#"{__name__=~".+"}"#)
+        );
+        // Without label sets the selectors pass unchanged.
+        assert_eq!(
+            exemplars_query(&selectors, &[]).as_deref(),
+            Some(
+                r#"{__name__="http_requests_total", cluster="eu1", code="500"} + {__name__="up", cluster="us1"}"#
+            )
+        );
+        Ok(())
+    }
 }

@@ -232,7 +232,8 @@ impl PrometheusClient {
         if !metric.is_empty() {
             query.push(("metric", metric.to_string()));
         }
-        if limit > 0 {
+        // Negative: no limit (Prometheus's -1); 0 answers nothing, as in Prometheus.
+        if limit >= 0 {
             query.push(("limit", limit.to_string()));
         }
         let request = self
@@ -315,23 +316,7 @@ fn format_seconds(ms: i64) -> String {
 
 /// A PromQL selector for `matchers`: `{name="value", other=~"re"}`.
 pub fn selector(matchers: &[Matcher]) -> String {
-    let mut out = String::from("{");
-    for (i, m) in matchers.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push_str(&m.name);
-        out.push_str(match m.kind {
-            rthanos_model::MatchType::Equal => "=",
-            rthanos_model::MatchType::NotEqual => "!=",
-            rthanos_model::MatchType::Regex => "=~",
-            rthanos_model::MatchType::NotRegex => "!~",
-        });
-        // Go quoting is what PromQL string literals accept.
-        let _ = rthanos_model::write_go_quoted(&mut out, &m.value);
-    }
-    out.push('}');
-    out
+    rthanos_model::selector(matchers)
 }
 
 /// A remote-read query for `matchers` over [start, end].

@@ -236,6 +236,7 @@ impl MetadataApi for GrpcStore {
     ) -> Result<(thanos::MetricMetadata, Vec<String>), Status> {
         use thanos::metric_metadata_response::Result as Answer;
         let mut stream = thanos::metadata_client::MetadataClient::new(self.channel.clone())
+            .max_decoding_message_size(i32::MAX as usize)
             .metric_metadata(self.request(request))
             .await?
             .into_inner();
@@ -256,6 +257,7 @@ impl MetadataApi for GrpcStore {
     ) -> Result<(Vec<thanos::ExemplarData>, Vec<String>), Status> {
         use thanos::exemplars_response::Result as Answer;
         let mut stream = thanos::exemplars_client::ExemplarsClient::new(self.channel.clone())
+            .max_decoding_message_size(i32::MAX as usize)
             .exemplars(self.request(request))
             .await?
             .into_inner();
