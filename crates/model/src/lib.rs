@@ -7,6 +7,7 @@
 
 mod labels;
 mod matcher;
+pub mod relabel;
 mod timestamp;
 
 pub use labels::{Label, Labels, write_go_quoted};
