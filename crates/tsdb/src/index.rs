@@ -225,10 +225,30 @@ pub struct SeriesEntry {
 
 /// Decodes the series entry at byte `offset` of `index` (`len <uvarint> | body | CRC32`).
 pub fn read_series(index: &[u8], offset: u64, symbols: &Symbols) -> Result<SeriesEntry, TsdbError> {
+    read_series_with(index, offset, |reference| symbols.lookup(index, reference))
+}
+
+/// How many bytes the series entry starting `bytes` takes (length prefix, body and CRC), once
+/// its length prefix is there: a reader of ranges knows whether it fetched enough.
+pub fn series_entry_len(bytes: &[u8]) -> Option<usize> {
+    let mut d = Decbuf::new(bytes, "index series");
+    let len = usize::try_from(d.uvarint().ok()?).ok()?;
+    let prefix = bytes.len() - d.remaining();
+    prefix.checked_add(len)?.checked_add(4)
+}
+
+/// The series entry at `offset` of `bytes` (a whole index, or a range of one fetched from a
+/// bucket), its label references resolved by `symbol` (e.g. from an index-header).
+pub fn read_series_with<'s>(
+    bytes: &[u8],
+    offset: u64,
+    symbol: impl Fn(u32) -> Result<&'s str, TsdbError>,
+) -> Result<SeriesEntry, TsdbError> {
     const WHAT: &str = "index series";
+
     let start =
         usize::try_from(offset).map_err(|_| TsdbError::corrupt(WHAT, "offset out of range"))?;
-    let mut d = Decbuf::new(index.get(start..).unwrap_or_default(), WHAT);
+    let mut d = Decbuf::new(bytes.get(start..).unwrap_or_default(), WHAT);
     let len = usize::try_from(d.uvarint()?)
         .map_err(|_| TsdbError::corrupt(WHAT, "length out of range"))?;
     let body = d.take(len)?;
@@ -243,8 +263,8 @@ pub fn read_series(index: &[u8], offset: u64, symbols: &Symbols) -> Result<Serie
     }
     let mut labels = Vec::with_capacity(label_count);
     for _ in 0..label_count {
-        let name = symbols.lookup(index, d.uvarint32()?)?;
-        let value = symbols.lookup(index, d.uvarint32()?)?;
+        let name = symbol(d.uvarint32()?)?;
+        let value = symbol(d.uvarint32()?)?;
         labels.push(Label {
             name: name.to_string(),
             value: value.to_string(),
