@@ -147,16 +147,6 @@ fn unbuilt_components_refuse_to_run() {
         dir.path().display()
     );
     for (argv, issue) in [
-        (
-            vec![
-                "store",
-                objstore.as_str(),
-                "--index-cache-size=2GB",
-                LOCAL[0],
-                LOCAL[1],
-            ],
-            7,
-        ),
         (vec!["compact", objstore.as_str(), "--wait", LOCAL[0]], 8),
         (vec!["tools", "bucket", "ls"], 8),
     ] {

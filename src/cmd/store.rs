@@ -1,4 +1,13 @@
-//! `rthanos store`: flags of Thanos's store gateway. The component itself lands with issue #7.
+//! `rthanos store`: Thanos's store gateway flags, wired to the store crate: the bucket, block
+//! selection (time window, relabelling, deletion marks), the index cache and limits, and the
+//! StoreAPI server; blocks are synced every `--sync-block-duration`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rthanos_objstore::Bucket;
+use rthanos_store::{BucketStore, StoreConfig};
+use rthanos_storeapi::{SeriesLimits, StoreServer};
 
 use clap::Args;
 use rthanos_model::{ByteSize, PromDuration, TimeOrDuration};
@@ -46,6 +55,19 @@ pub(crate) struct BlockSelectionFlags {
         conflicts_with = "selector.relabel-config-file"
     )]
     pub(crate) relabel_config: Option<String>,
+}
+
+impl BlockSelectionFlags {
+    /// The relabelling rules of `--selector.relabel-config(-file)`, checked.
+    pub(crate) fn relabel(&self) -> anyhow::Result<rthanos_model::relabel::Relabel> {
+        let text = rthanos_runtime::flags::path_or_content(
+            "selector.relabel-config",
+            self.relabel_config_file.as_deref(),
+            self.relabel_config.as_deref(),
+        )?
+        .unwrap_or_default();
+        rthanos_model::relabel::Relabel::from_yaml(&text).context("--selector.relabel-config")
+    }
 }
 
 /// Flags of `rthanos store`.
@@ -235,9 +257,78 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
         grpc: Some(&args.grpc),
         objstore: Some(&args.objstore),
     })?;
+    super::reject_unsupported(&[
+        (
+            "index-cache.config",
+            args.index_cache_config.is_some() || args.index_cache_config_file.is_some(),
+        ),
+        (
+            "store.grpc.downloaded-bytes-limit",
+            args.downloaded_bytes_limit > 0,
+        ),
+    ])?;
+    let objstore = args
+        .objstore
+        .content()?
+        .context("--objstore.config or --objstore.config-file is required")?;
+    let relabel = args.selection.relabel()?;
+    let (min_time, max_time) = (args.selection.min_time, args.selection.max_time);
+    let time_window: rthanos_store::TimeWindow = Arc::new(move || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        (min_time.resolve(now), max_time.resolve(now))
+    });
+    // The old names of the request limits still count when the new ones are not set.
+    let limits = SeriesLimits {
+        series: match args.limits.request_series {
+            0 => args.touched_series_limit,
+            n => n,
+        },
+        samples: match args.limits.request_samples {
+            0 => args.series_sample_limit,
+            n => n,
+        },
+    };
+    let config = StoreConfig {
+        data_dir: args.data_dir.clone(),
+        time_window,
+        relabel,
+        ignore_deletion_marks_delay: args.ignore_deletion_marks_delay.as_std(),
+        consistency_delay: args.consistency_delay.as_std(),
+        block_sync_concurrency: usize::try_from(args.block_sync_concurrency).unwrap_or(20),
+        index_cache_bytes: args.index_cache_size.bytes(),
+        series_max_concurrency: args.series_max_concurrency,
+    };
+    let sync_interval = args.sync_block_duration.as_std();
     prepared
-        .serve("store", |_| {
-            super::Component::work(async { Err(super::not_built("store", 7)) })
+        .serve("store", move |runtime| {
+            let bucket =
+                Bucket::from_yaml(&objstore, runtime.registry()).context("--objstore.config")?;
+            let store = Arc::new(BucketStore::new(config, bucket, runtime.registry())?);
+            let grpc = StoreServer::new(Arc::clone(&store) as Arc<dyn rthanos_storeapi::Store>)
+                .with_limits(limits)
+                .routes();
+            let prober = runtime.prober().clone();
+            let shutdown = runtime.shutdown_token();
+            Ok(super::Component {
+                http: None,
+                grpc: Some(grpc),
+                work: Box::pin(async move {
+                    // Ready once the first sync has loaded what it could, as Thanos's store.
+                    let report = store.sync().await?;
+                    tracing::info!(
+                        loaded = report.loaded,
+                        partial = report.partial,
+                        filtered = report.filtered,
+                        failed = report.failed,
+                        "initial block sync done"
+                    );
+                    prober.ready();
+                    store.sync_loop(sync_interval, shutdown).await;
+                    Ok(())
+                }),
+            })
         })
         .await
 }

@@ -16,14 +16,29 @@ pub const SEGMENT_HEADER_LEN: usize = 8;
 
 /// Reads one chunk at `offset` of a segment file's bytes, checking its CRC.
 pub fn read_chunk(segment: &[u8], offset: usize) -> Result<Chunk<'_>, TsdbError> {
-    const WHAT: &str = "chunk";
     if offset < SEGMENT_HEADER_LEN {
         return Err(TsdbError::corrupt(
-            WHAT,
+            "chunk",
             "reference points into the segment header",
         ));
     }
-    let mut d = Decbuf::new(segment.get(offset..).unwrap_or_default(), WHAT);
+    chunk_at(segment.get(offset..).unwrap_or_default())
+}
+
+/// How many bytes the chunk starting `bytes` takes (length, encoding, data, CRC), once its
+/// length prefix is there: a reader of ranges knows whether it fetched enough.
+pub fn chunk_len(bytes: &[u8]) -> Option<usize> {
+    let mut d = Decbuf::new(bytes, "chunk");
+    let len = usize::try_from(d.uvarint().ok()?).ok()?;
+    let prefix = bytes.len() - d.remaining();
+    prefix.checked_add(len)?.checked_add(1 + 4)
+}
+
+/// The chunk that starts `bytes` (a segment file from a chunk's offset, or a range of one
+/// fetched from a bucket), its CRC checked.
+pub fn chunk_at(bytes: &[u8]) -> Result<Chunk<'_>, TsdbError> {
+    const WHAT: &str = "chunk";
+    let mut d = Decbuf::new(bytes, WHAT);
     let len = usize::try_from(d.uvarint()?)
         .map_err(|_| TsdbError::corrupt(WHAT, "length out of range"))?;
     let encoded = d.take(

@@ -143,6 +143,11 @@ impl IndexHeader {
         self.postings.values(name).iter().map(|(v, _)| v.as_str())
     }
 
+    /// Where the index's postings section ends: every series entry lies before it.
+    pub fn postings_end(&self) -> u64 {
+        self.postings_end
+    }
+
     /// Byte range, in the index, of the postings list of `name="value"` (padding included).
     pub fn postings_range(&self, name: &str, value: &str) -> Option<Range<u64>> {
         let values = self.postings.values(name);

@@ -1,0 +1,243 @@
+//! Block synchronisation: which blocks of the bucket are served. Each sync lists the bucket,
+//! reads the meta.json of blocks not yet known (a block without one is a partial upload and
+//! waits), applies the filters (time window, consistency delay, deletion marks past
+//! `--ignore-deletion-marks-delay`, relabel selection on the external labels and
+//! `__block_id`), loads the new blocks and forgets those that left.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use rthanos_model::Labels;
+use rthanos_tsdb::BlockMeta;
+use tokio_util::sync::CancellationToken;
+
+use crate::block::BucketBlock;
+use crate::{BucketStore, StoreError};
+
+/// Sources of blocks that are complete when they appear, so the consistency delay is waived
+/// (as Thanos's consistency-delay filter does).
+const TRUSTED_SOURCES: [&str; 3] = ["compactor", "bucket.repair", "bucket.rewrite"];
+
+/// What a sync saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Blocks served after the sync.
+    pub loaded: usize,
+    /// Blocks without meta.json.
+    pub partial: usize,
+    /// Blocks left out by the filters.
+    pub filtered: usize,
+    /// Blocks that failed to load (corrupt index, missing file, …).
+    pub failed: usize,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl BucketStore {
+    /// Brings the served blocks in line with the bucket. Bucket listing errors fail the sync
+    /// (the blocks served stay as they were); a block that fails is skipped and counted.
+    pub async fn sync(&self) -> Result<SyncReport, StoreError> {
+        let window = (self.config.time_window)();
+        if let Ok(mut w) = self.time_window.write() {
+            *w = window;
+        }
+        let names = self
+            .bucket
+            .iter("", false)
+            .await
+            .map_err(|e| StoreError::Bucket(e.to_string()))?;
+        let ids: BTreeSet<ulid::Ulid> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix('/'))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let known: BTreeMap<ulid::Ulid, Arc<BucketBlock>> =
+            self.blocks.read().map(|b| b.clone()).unwrap_or_default();
+        let mut report = SyncReport::default();
+
+        // Metas: known blocks keep theirs; new ones are read, a few at a time.
+        let concurrency = self.config.block_sync_concurrency.max(1);
+        let metas: Vec<(ulid::Ulid, Option<BlockMeta>)> =
+            futures::stream::iter(ids.iter().copied())
+                .map(|id| {
+                    let known = known.get(&id).map(|b| b.meta.clone());
+                    async move {
+                        match known {
+                            Some(meta) => (id, Some(meta)),
+                            None => (id, self.fetch_meta(id).await),
+                        }
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        let marked = self.deletion_marked(&ids).await;
+
+        let mut wanted = BTreeMap::new();
+        for (id, meta) in metas {
+            let Some(meta) = meta else {
+                report.partial += 1;
+                continue;
+            };
+            if marked.contains(&id) || !self.selected(id, &meta, window) {
+                report.filtered += 1;
+                continue;
+            }
+            wanted.insert(id, meta);
+        }
+
+        let mut blocks: BTreeMap<ulid::Ulid, Arc<BucketBlock>> = known
+            .iter()
+            .filter(|(id, _)| wanted.contains_key(id))
+            .map(|(id, b)| (*id, Arc::clone(b)))
+            .collect();
+        let new: Vec<(ulid::Ulid, BlockMeta)> = wanted
+            .into_iter()
+            .filter(|(id, _)| !known.contains_key(id))
+            .collect();
+        let loaded: Vec<Result<BucketBlock, (ulid::Ulid, StoreError)>> = futures::stream::iter(new)
+            .map(|(id, meta)| async move {
+                self.metrics.block_loads.inc();
+                let dir = self.config.data_dir.join(id.to_string());
+                BucketBlock::load(
+                    self.bucket.clone(),
+                    Arc::clone(&self.cache),
+                    Arc::clone(&self.metrics),
+                    &dir,
+                    meta,
+                )
+                .await
+                .map_err(|e| (id, e))
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for result in loaded {
+            match result {
+                Ok(block) => {
+                    tracing::info!(block = %block.id, "loaded block");
+                    blocks.insert(block.id, Arc::new(block));
+                }
+                Err((id, e)) => {
+                    report.failed += 1;
+                    self.metrics.block_load_failures.inc();
+                    tracing::warn!(block = %id, err = %e, "block not loaded; skipped until the next sync");
+                }
+            }
+        }
+        for id in known.keys().filter(|id| !blocks.contains_key(id)) {
+            self.metrics.block_drops.inc();
+            tracing::info!(block = %id, "dropped block");
+            let dir = self.config.data_dir.join(id.to_string());
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), err = %e, "cannot remove a dropped block's index-header");
+            }
+        }
+        report.loaded = blocks.len();
+        self.metrics
+            .blocks_loaded
+            .set(i64::try_from(blocks.len()).unwrap_or(i64::MAX));
+        if let Ok(mut current) = self.blocks.write() {
+            *current = blocks;
+        }
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(report)
+    }
+
+    /// Syncs every `interval` until `shutdown`, logging failures.
+    pub async fn sync_loop(self: Arc<Self>, interval: Duration, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; the caller has just synced.
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {
+                    if let Err(e) = self.sync().await {
+                        tracing::warn!(err = %e, "block sync failed; serving the blocks of the last sync");
+                    }
+                }
+            }
+        }
+    }
+
+    /// meta.json of block `id`, or `None` when the block has none (a partial upload) or it
+    /// does not parse (logged).
+    async fn fetch_meta(&self, id: ulid::Ulid) -> Option<BlockMeta> {
+        match self.bucket.get(&format!("{id}/meta.json")).await {
+            Ok(bytes) => match BlockMeta::parse(&bytes) {
+                Ok(meta) => Some(meta),
+                Err(e) => {
+                    tracing::warn!(block = %id, err = %e, "meta.json unreadable; block skipped");
+                    None
+                }
+            },
+            Err(e) if e.is_not_found() => None,
+            Err(e) => {
+                tracing::warn!(block = %id, err = %e, "meta.json not read; block skipped this sync");
+                None
+            }
+        }
+    }
+
+    /// The blocks whose deletion mark is older than `--ignore-deletion-marks-delay`.
+    async fn deletion_marked(&self, ids: &BTreeSet<ulid::Ulid>) -> BTreeSet<ulid::Ulid> {
+        let delay_s =
+            i64::try_from(self.config.ignore_deletion_marks_delay.as_secs()).unwrap_or(i64::MAX);
+        let now_s = now_ms() / 1000;
+        let checks = futures::stream::iter(ids.iter().copied())
+            .map(|id| async move {
+                let bytes = self
+                    .bucket
+                    .get(&format!("{id}/deletion-mark.json"))
+                    .await
+                    .ok()?;
+                let mark: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+                let at = mark["deletion_time"].as_i64()?;
+                (now_s.saturating_sub(at) > delay_s).then_some(id)
+            })
+            .buffer_unordered(self.config.block_sync_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        checks.into_iter().flatten().collect()
+    }
+
+    /// Whether the filters let a block through.
+    fn selected(&self, id: ulid::Ulid, meta: &BlockMeta, (min, max): (i64, i64)) -> bool {
+        if meta.max_time <= min || meta.min_time > max {
+            return false;
+        }
+        let source = meta.thanos.as_ref().map_or("", |t| t.source.as_str());
+        let delay = i64::try_from(self.config.consistency_delay.as_millis()).unwrap_or(i64::MAX);
+        let created = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+        if delay > 0
+            && now_ms().saturating_sub(created) < delay
+            && !TRUSTED_SOURCES.contains(&source)
+        {
+            return false;
+        }
+        if self.config.relabel.is_empty() {
+            return true;
+        }
+        let mut pairs: Vec<(String, String)> = meta
+            .thanos
+            .as_ref()
+            .map(|t| t.labels.clone().into_iter().collect())
+            .unwrap_or_default();
+        pairs.push(("__block_id".into(), id.to_string()));
+        self.config
+            .relabel
+            .process(&Labels::from_pairs(pairs))
+            .is_some()
+    }
+}

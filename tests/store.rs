@@ -1,0 +1,357 @@
+//! `rthanos store` end to end: promtool-made blocks uploaded with sidecar-style meta.json to a
+//! FILESYSTEM bucket and to S3 (moto); `rthanos query` over `rthanos store` answers PromQL as
+//! Prometheus 2.42 answers over the same blocks. A restart reuses the index-headers; a block
+//! with a corrupt index is skipped and counted; a deletion mark older than
+//! `--ignore-deletion-marks-delay` takes a block out.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::Process;
+use rthanos_objstore::Bucket;
+use rthanos_testkit::openmetrics::{Spec, generate};
+use rthanos_testkit::{Moto, Prometheus, PromtoolBlocks, copy_dir};
+
+const START: i64 = 1_700_000_000;
+const SAMPLES: usize = 480;
+
+/// Uploads every block of `data` to `bucket` as a sidecar ships it: chunks, index, then a
+/// meta.json with the `thanos` section (external labels, source, files).
+fn upload_blocks(bucket: &Bucket, data: &Path, labels: &[(&str, &str)]) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(data).expect("data dir") {
+        let dir = entry.expect("entry").path();
+        if !dir.join("meta.json").is_file() {
+            continue;
+        }
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_string();
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta"))
+                .expect("json");
+        let mut files = Vec::new();
+        let mut segments = Vec::new();
+        let mut chunk_files: Vec<_> = std::fs::read_dir(dir.join("chunks"))
+            .expect("chunks")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        chunk_files.sort();
+        for file in chunk_files.iter().chain([&dir.join("index")]) {
+            let rel = file
+                .strip_prefix(&dir)
+                .expect("rel")
+                .to_string_lossy()
+                .to_string();
+            let bytes = std::fs::read(file).expect("read");
+            files.push(serde_json::json!({"rel_path": rel, "size_bytes": bytes.len()}));
+            if let Some(name) = rel.strip_prefix("chunks/") {
+                segments.push(name.to_string());
+            }
+            runtime
+                .block_on(bucket.upload(&format!("{id}/{rel}"), bytes.into()))
+                .expect("upload");
+        }
+        files.push(serde_json::json!({"rel_path": "meta.json"}));
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        meta["thanos"] = serde_json::json!({
+            "labels": labels, "downsample": {"resolution": 0}, "source": "sidecar",
+            "segment_files": segments, "files": files, "version": 1,
+        });
+        runtime
+            .block_on(bucket.upload(
+                &format!("{id}/meta.json"),
+                serde_json::to_vec(&meta).expect("json").into(),
+            ))
+            .expect("upload meta");
+        ids.push(id);
+    }
+    ids.sort();
+    ids
+}
+
+/// An answer as (labels without `cluster`) → values, from Prometheus's JSON.
+fn answer(port: u16, path: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let (status, body) = common::http_get(port, path).expect("answer");
+    assert_eq!(status, 200, "{path}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let mut out = BTreeMap::new();
+    for series in json["data"]["result"].as_array().expect("result") {
+        let mut labels: Vec<String> = series["metric"]
+            .as_object()
+            .expect("metric")
+            .iter()
+            .filter(|(k, _)| k.as_str() != "cluster")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let points: Vec<&serde_json::Value> = match series.get("values") {
+            Some(values) => values.as_array().expect("values").iter().collect(),
+            None => vec![&series["value"]],
+        };
+        let points = points
+            .into_iter()
+            .map(|p| {
+                let v = p[1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (p[0].as_f64().unwrap_or_default(), v)
+            })
+            .collect();
+        out.insert(labels.join(","), points);
+    }
+    out
+}
+
+fn assert_same(
+    ours: &BTreeMap<String, Vec<(f64, f64)>>,
+    theirs: &BTreeMap<String, Vec<(f64, f64)>>,
+    what: &str,
+) {
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (labels, points) in ours {
+        let want = &theirs[labels];
+        assert_eq!(points.len(), want.len(), "{what} {labels}");
+        for ((t, v), (wt, wv)) in points.iter().zip(want) {
+            assert_eq!(t, wt, "{what} {labels}");
+            let close = (v.is_nan() && wv.is_nan())
+                || v == wv
+                || (v - wv).abs() <= 1e-9 * wv.abs().max(1.0);
+            assert!(close, "{what} {labels} at {t}: {v} != {wv}");
+        }
+    }
+}
+
+fn queries() -> Vec<String> {
+    let at = START + 3 * 3600;
+    let enc = |q: &str| -> String {
+        q.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let instant = [
+        "sum(rate(http_requests_total[5m]))",
+        "sum by (code) (http_requests_total)",
+        "temperature_celsius",
+        "max_over_time(temperature_celsius[30m])",
+        "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[5m])))",
+        r#"{__name__=~"http_requests_total|temperature_celsius", instance!="host-1"}"#,
+        r#"temperature_celsius{site="a", room=~"r[0-3]"}"#,
+    ];
+    let mut out: Vec<String> = instant
+        .iter()
+        .map(|q| format!("/api/v1/query?query={}&time={at}", enc(q)))
+        .collect();
+    for q in [
+        "sum by (code) (rate(http_requests_total[5m]))",
+        "avg(temperature_celsius)",
+    ] {
+        out.push(format!(
+            "/api/v1/query_range?query={}&start={START}&end={}&step=60",
+            enc(q),
+            START + SAMPLES as i64 * 30
+        ));
+    }
+    out
+}
+
+fn start_store(objstore: &Path, data_dir: &Path, extra: &[&str]) -> Process {
+    let mut args = vec![
+        "store".to_string(),
+        format!("--objstore.config-file={}", objstore.display()),
+        format!("--data-dir={}", data_dir.display()),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let mut store = Process::start(&args);
+    store.wait_ready(Duration::from_secs(60));
+    store
+}
+
+fn blocks() -> PromtoolBlocks {
+    PromtoolBlocks::create(
+        &generate(&Spec {
+            series: 30,
+            samples: SAMPLES,
+            interval: 30,
+            ..Spec::default()
+        }),
+        "2h",
+    )
+}
+
+#[test]
+fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
+    let blocks = blocks();
+    let dir = tempfile::tempdir().expect("tmp");
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
+    let objstore = dir.path().join("objstore.yml");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    std::fs::write(&objstore, &yaml).expect("objstore.yml");
+    let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
+    let ids = upload_blocks(&bucket, &blocks.data_dir(), &[("cluster", "eu1")]);
+    assert!(ids.len() >= 3, "{ids:?}");
+
+    // A block with a corrupt index, and a partial upload (no meta.json), beside them.
+    let corrupt = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+    copy_dir(&bucket_dir.join(&ids[0]), &bucket_dir.join(corrupt));
+    let meta = std::fs::read_to_string(bucket_dir.join(corrupt).join("meta.json")).expect("meta");
+    std::fs::write(
+        bucket_dir.join(corrupt).join("meta.json"),
+        meta.replace(&ids[0], corrupt),
+    )
+    .expect("meta");
+    let index = bucket_dir.join(corrupt).join("index");
+    let mut bytes = std::fs::read(&index).expect("index");
+    let len = bytes.len();
+    bytes[len - 30..].fill(0xAB);
+    std::fs::write(&index, bytes).expect("corrupt index");
+    let partial = "01HYYYYYYYYYYYYYYYYYYYYYYY";
+    copy_dir(&bucket_dir.join(&ids[1]), &bucket_dir.join(partial));
+    std::fs::remove_file(bucket_dir.join(partial).join("meta.json")).expect("rm meta");
+
+    let data = tempfile::tempdir().expect("tmp");
+    copy_dir(&blocks.data_dir(), data.path());
+    let prometheus = Prometheus::start(data.path(), "global: {}\n");
+    let store_data = dir.path().join("store-data");
+    let store = start_store(&objstore, &store_data, &["--sync-block-duration=1s"]);
+    assert_eq!(
+        store.metric("thanos_bucket_store_blocks_loaded"),
+        Some(ids.len() as f64)
+    );
+    assert!(
+        store
+            .metric("thanos_bucket_store_block_load_failures_total")
+            .is_some_and(|n| n >= 1.0)
+    );
+    assert!(store.log().contains(corrupt), "{}", store.log());
+    let mut query = common::start_query([&store], &[]);
+    query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+        common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
+    });
+
+    for path in queries() {
+        assert_same(
+            &answer(query.http_port, &path),
+            &answer(prometheus.port, &path),
+            &path,
+        );
+    }
+    // Label APIs: Prometheus's names and values, plus the external label.
+    let (_, names) = common::http_get(query.http_port, "/api/v1/labels").expect("labels");
+    assert!(
+        names.contains("\"cluster\"") && names.contains("\"room\""),
+        "{names}"
+    );
+    let values = |port: u16| {
+        common::http_get(port, "/api/v1/label/code/values")
+            .expect("values")
+            .1
+    };
+    assert_eq!(values(query.http_port), values(prometheus.port));
+    let matched = |port: u16| {
+        common::http_get(
+            port,
+            "/api/v1/label/room/values?match[]=temperature_celsius%7Bsite%3D%22b%22%7D",
+        )
+        .expect("values")
+        .1
+    };
+    assert_eq!(matched(query.http_port), matched(prometheus.port));
+    assert!(
+        store
+            .metric("thanos_store_index_cache_requests_total{item_type=\"Postings\"}")
+            .is_some_and(|n| n > 0.0)
+    );
+
+    // A restart reuses the index-headers on disk.
+    let header = store_data.join(&ids[0]).join("index-header");
+    let built = std::fs::metadata(&header)
+        .and_then(|m| m.modified())
+        .expect("header");
+    drop(store);
+    let mut store = start_store(&objstore, &store_data, &["--sync-block-duration=1s"]);
+    assert_eq!(
+        std::fs::metadata(&header)
+            .and_then(|m| m.modified())
+            .expect("header"),
+        built,
+        "index-header rebuilt"
+    );
+    assert_eq!(
+        store.metric("thanos_bucket_store_blocks_loaded"),
+        Some(ids.len() as f64)
+    );
+
+    // A deletion mark older than the delay (24h by default) takes the block out.
+    let old = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 2 * 86_400;
+    std::fs::write(
+        bucket_dir.join(&ids[0]).join("deletion-mark.json"),
+        format!(
+            r#"{{"id":"{}","version":1,"details":"test","deletion_time":{old}}}"#,
+            ids[0]
+        ),
+    )
+    .expect("mark");
+    store.wait_for(Duration::from_secs(30), "the marked block dropped", |s| {
+        s.metric("thanos_bucket_store_blocks_loaded") == Some((ids.len() - 1) as f64)
+    });
+    assert!(
+        !header.exists(),
+        "a dropped block's index-header is removed"
+    );
+}
+
+#[test]
+fn query_over_store_answers_as_prometheus_on_s3() {
+    let blocks = blocks();
+    let moto = Moto::start();
+    moto.create_bucket("blocks");
+    let yaml = moto.objstore_yaml("blocks");
+    let dir = tempfile::tempdir().expect("tmp");
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, &yaml).expect("objstore.yml");
+    let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
+    let ids = upload_blocks(&bucket, &blocks.data_dir(), &[("cluster", "eu1")]);
+
+    let data = tempfile::tempdir().expect("tmp");
+    copy_dir(&blocks.data_dir(), data.path());
+    let prometheus = Prometheus::start(data.path(), "global: {}\n");
+    let store = start_store(&objstore, &dir.path().join("store-data"), &[]);
+    assert_eq!(
+        store.metric("thanos_bucket_store_blocks_loaded"),
+        Some(ids.len() as f64)
+    );
+    let mut query = common::start_query([&store], &[]);
+    query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+        common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
+    });
+    for path in queries() {
+        assert_same(
+            &answer(query.http_port, &path),
+            &answer(prometheus.port, &path),
+            &path,
+        );
+    }
+}
