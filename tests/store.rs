@@ -181,6 +181,58 @@ fn start_store(objstore: &Path, data_dir: &Path, extra: &[&str]) -> Process {
     store
 }
 
+/// A block written by rthanos's own block writer into `dir`: 20 counters
+/// `rthanos_written_total` over the first 2h of the data, in chunks of 120 samples.
+fn write_block(dir: &Path) {
+    use rthanos_chunkenc::{Encoding, xor};
+    use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+    let instances: Vec<String> = (0..20).map(|i| format!("w-{i:02}")).collect();
+    let mut symbols: std::collections::BTreeSet<String> = [
+        "__name__",
+        "instance",
+        "job",
+        "rthanos_written_total",
+        "writer",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    symbols.extend(instances.iter().cloned());
+    let mut writer = BlockWriter::create(dir, &symbols).expect("writer");
+    for (n, instance) in instances.iter().enumerate() {
+        let labels = rthanos_model::Labels::from_pairs([
+            ("__name__", "rthanos_written_total"),
+            ("instance", instance.as_str()),
+            ("job", "writer"),
+        ]);
+        let mut value = 0.0;
+        let chunks: Vec<(i64, i64, Vec<u8>)> = (0..2)
+            .map(|c| {
+                let points: Vec<(i64, f64)> = (0..120)
+                    .map(|i| {
+                        value += (n as i64 + i % 7) as f64;
+                        ((START + (c * 120 + i) * 30) * 1000, value)
+                    })
+                    .collect();
+                let data = xor::encode(points.iter().copied()).expect("encode");
+                (points[0].0, points[119].0, data)
+            })
+            .collect();
+        let to_write: Vec<ChunkToWrite<'_>> = chunks
+            .iter()
+            .map(|(min, max, data)| ChunkToWrite {
+                min_time: *min,
+                max_time: *max,
+                encoding: Encoding::Xor,
+                data,
+                samples: 120,
+            })
+            .collect();
+        writer.add_series(&labels, &to_write).expect("series");
+    }
+    writer.finish(None).expect("finish");
+}
+
 fn blocks() -> PromtoolBlocks {
     PromtoolBlocks::create(
         &generate(&Spec {
@@ -206,8 +258,12 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
     );
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
-    let ids = upload_blocks(&bucket, &blocks.data_dir(), &[("cluster", "eu1")]);
-    assert!(ids.len() >= 3, "{ids:?}");
+    // promtool's blocks and one of our writer's, in the bucket and in Prometheus.
+    let source = tempfile::tempdir().expect("tmp");
+    copy_dir(&blocks.data_dir(), source.path());
+    write_block(source.path());
+    let ids = upload_blocks(&bucket, source.path(), &[("cluster", "eu1")]);
+    assert!(ids.len() >= 4, "{ids:?}");
 
     // A block with a corrupt index, and a partial upload (no meta.json), beside them.
     let corrupt = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
@@ -223,12 +279,22 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
     let len = bytes.len();
     bytes[len - 30..].fill(0xAB);
     std::fs::write(&index, bytes).expect("corrupt index");
+    // A block whose chunk file is gone.
+    let chunkless = "01HXXXXXXXXXXXXXXXXXXXXXXX";
+    copy_dir(&bucket_dir.join(&ids[1]), &bucket_dir.join(chunkless));
+    let meta = std::fs::read_to_string(bucket_dir.join(chunkless).join("meta.json")).expect("meta");
+    std::fs::write(
+        bucket_dir.join(chunkless).join("meta.json"),
+        meta.replace(&ids[1], chunkless),
+    )
+    .expect("meta");
+    std::fs::remove_dir_all(bucket_dir.join(chunkless).join("chunks")).expect("rm chunks");
     let partial = "01HYYYYYYYYYYYYYYYYYYYYYYY";
     copy_dir(&bucket_dir.join(&ids[1]), &bucket_dir.join(partial));
     std::fs::remove_file(bucket_dir.join(partial).join("meta.json")).expect("rm meta");
 
     let data = tempfile::tempdir().expect("tmp");
-    copy_dir(&blocks.data_dir(), data.path());
+    copy_dir(source.path(), data.path());
     let prometheus = Prometheus::start(data.path(), "global: {}\n");
     let store_data = dir.path().join("store-data");
     let store = start_store(&objstore, &store_data, &["--sync-block-duration=1s"]);
@@ -239,15 +305,30 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
     assert!(
         store
             .metric("thanos_bucket_store_block_load_failures_total")
-            .is_some_and(|n| n >= 1.0)
+            .is_some_and(|n| n >= 2.0)
     );
     assert!(store.log().contains(corrupt), "{}", store.log());
+    assert!(
+        store.log().contains("chunk file chunks/000001 missing"),
+        "{}",
+        store.log()
+    );
     let mut query = common::start_query([&store], &[]);
     query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
         common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
     });
 
-    for path in queries() {
+    let written = [
+        format!(
+            "/api/v1/query_range?query=sum%20by%20(instance)%20(rate(rthanos_written_total%5B5m%5D))&start={START}&end={}&step=60",
+            START + 7200
+        ),
+        format!(
+            "/api/v1/query?query=rthanos_written_total%5B10m%5D&time={}",
+            START + 3600
+        ),
+    ];
+    for path in queries().into_iter().chain(written) {
         assert_same(
             &answer(query.http_port, &path),
             &answer(prometheus.port, &path),
@@ -353,5 +434,27 @@ fn query_over_store_answers_as_prometheus_on_s3() {
             &answer(prometheus.port, &path),
             &path,
         );
+    }
+
+    // Limits: clear errors through the querier (partial responses off).
+    for (flag, error) in [
+        ("--store.limits.request-series=5", "series"),
+        ("--chunk-pool-size=4KB", "chunk pool exhausted"),
+    ] {
+        let limited = start_store(&objstore, &dir.path().join("limited-data"), &[flag]);
+        let mut query = common::start_query([&limited], &[]);
+        query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+            common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
+        });
+        let (status, body) = common::http_get(
+            query.http_port,
+            &format!(
+                "/api/v1/query?query=temperature_celsius&time={}&partial_response=false",
+                START + 3600
+            ),
+        )
+        .expect("answer");
+        assert_eq!(status, 422, "{flag}: {body}");
+        assert!(body.contains(error), "{flag}: {body}");
     }
 }

@@ -299,6 +299,7 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
         block_sync_concurrency: usize::try_from(args.block_sync_concurrency).unwrap_or(20),
         index_cache_bytes: args.index_cache_size.bytes(),
         series_max_concurrency: args.series_max_concurrency,
+        chunk_pool_bytes: args.chunk_pool_size.bytes(),
     };
     let sync_interval = args.sync_block_duration.as_std();
     prepared

@@ -78,6 +78,7 @@ impl BucketBlock {
                 open_header(header_path).await?
             }
         };
+        check_chunk_files(&bucket, id, &meta).await?;
         let thanos = meta.thanos.clone().unwrap_or_default();
         let stats = thanos.index_stats.unwrap_or_default();
         let positive =
@@ -302,6 +303,37 @@ impl BucketBlock {
         self.metrics.corrupt_reads.inc();
         StoreError::Block(format!("block {}: {e}", self.id))
     }
+}
+
+/// A block whose chunk files are not all in the bucket cannot answer: it is not loaded
+/// (one listing of its `chunks/`, against meta.json's segment files when it lists them).
+async fn check_chunk_files(
+    bucket: &Bucket,
+    id: ulid::Ulid,
+    meta: &BlockMeta,
+) -> Result<(), StoreError> {
+    let listed = bucket
+        .iter(&format!("{id}/chunks"), false)
+        .await
+        .map_err(|e| StoreError::Bucket(e.to_string()))?;
+    let present: std::collections::HashSet<&str> = listed
+        .iter()
+        .filter_map(|name| name.rsplit('/').next())
+        .collect();
+    let expected = meta
+        .thanos
+        .as_ref()
+        .map(|t| t.segment_files.as_slice())
+        .unwrap_or_default();
+    if let Some(missing) = expected.iter().find(|f| !present.contains(f.as_str())) {
+        return Err(StoreError::Block(format!(
+            "block {id}: chunk file chunks/{missing} missing"
+        )));
+    }
+    if expected.is_empty() && meta.stats.num_chunks > 0 && present.is_empty() {
+        return Err(StoreError::Block(format!("block {id}: no chunk files")));
+    }
+    Ok(())
 }
 
 async fn open_header(path: PathBuf) -> Result<IndexHeader, StoreError> {

@@ -41,6 +41,9 @@ pub enum StoreError {
     /// The configuration is wrong.
     #[error("{0}")]
     Config(String),
+    /// The chunks of the Series calls in flight would pass `--chunk-pool-size`.
+    #[error("chunk pool exhausted: {0} more bytes of chunks would pass --chunk-pool-size")]
+    PoolExhausted(u64),
 }
 
 /// The time window blocks must overlap, resolved when asked (ms).
@@ -67,6 +70,9 @@ pub struct StoreConfig {
     pub index_cache_bytes: u64,
     /// `--store.grpc.series-max-concurrency`: Series calls served at once.
     pub series_max_concurrency: usize,
+    /// `--chunk-pool-size` in bytes: chunk bytes held at once by the Series calls in flight;
+    /// a call that would pass it fails with RESOURCE_EXHAUSTED, as Thanos's pool does.
+    pub chunk_pool_bytes: u64,
 }
 
 /// The store gateway.
@@ -79,6 +85,8 @@ pub struct BucketStore {
     blocks: RwLock<BTreeMap<ulid::Ulid, Arc<BucketBlock>>>,
     synced: std::sync::atomic::AtomicBool,
     series_gate: tokio::sync::Semaphore,
+    /// Chunk bytes in flight, in KiB permits.
+    chunk_pool: Arc<tokio::sync::Semaphore>,
 }
 
 impl BucketStore {
@@ -98,6 +106,11 @@ impl BucketStore {
             metrics: Arc::new(StoreMetrics::new(registry).map_err(metric_error)?),
             time_window: RwLock::new((config.time_window)()),
             series_gate: tokio::sync::Semaphore::new(config.series_max_concurrency.max(1)),
+            chunk_pool: Arc::new(tokio::sync::Semaphore::new(
+                usize::try_from(config.chunk_pool_bytes / 1024)
+                    .unwrap_or(usize::MAX)
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             config,
             bucket,
             blocks: RwLock::new(BTreeMap::new()),

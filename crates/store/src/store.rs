@@ -38,6 +38,7 @@ impl From<StoreError> for Status {
             StoreError::Bucket(m) => Status::unavailable(m),
             StoreError::Block(m) => Status::data_loss(m),
             StoreError::Local(m) | StoreError::Config(m) => Status::internal(m),
+            e @ StoreError::PoolExhausted(_) => Status::resource_exhausted(e.to_string()),
         }
     }
 }
@@ -142,7 +143,8 @@ impl BucketStore {
         block: Arc<BucketBlock>,
         matchers: Vec<Matcher>,
         request: Arc<SeriesRequest>,
-    ) -> Result<(Vec<thanos::Series>, Fetched), StoreError> {
+        pool: Arc<tokio::sync::Semaphore>,
+    ) -> Result<BlockAnswer, StoreError> {
         let mut fetched = Fetched::default();
         let ids = Self::select(&block, &matchers, &mut fetched).await?;
         let entries = block.series(&ids, &mut fetched).await?;
@@ -172,13 +174,23 @@ impl BucketStore {
                     chunks: Vec::new(),
                 })
                 .collect();
-            return Ok((series, fetched));
+            return Ok(BlockAnswer {
+                series,
+                fetched,
+                permit: None,
+            });
         }
         let refs: Vec<u64> = selected
             .iter()
             .flat_map(|(_, e)| e.chunks.iter().map(|c| c.reference))
             .collect();
         let raw = block.chunks(&refs, &mut fetched).await?;
+        // The chunk bytes stay held until the answer is sent: they count against the pool.
+        let held: u64 = raw.iter().map(|b| b.len() as u64).sum();
+        let permit = u32::try_from(held.div_ceil(1024))
+            .ok()
+            .and_then(|kib| pool.try_acquire_many_owned(kib).ok())
+            .ok_or(StoreError::PoolExhausted(held))?;
         let mut raw = raw.into_iter();
         let mut series = Vec::with_capacity(selected.len());
         for (labels, entry) in selected {
@@ -189,8 +201,20 @@ impl BucketStore {
             }
             series.push(thanos::Series { labels, chunks });
         }
-        Ok((series, fetched))
+        Ok(BlockAnswer {
+            series,
+            fetched,
+            permit: Some(permit),
+        })
     }
+}
+
+/// One block's part of an answer.
+struct BlockAnswer {
+    series: Vec<thanos::Series>,
+    fetched: Fetched,
+    /// The chunk pool's share held by the answer's chunks.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A series' labels as served: its own, the block's external labels set over them, the
@@ -323,17 +347,27 @@ impl Store for BucketStore {
         let request = Arc::new(request);
         let reads = blocks.into_iter().filter_map(|block| {
             let own = own_matchers(&block, &matchers)?;
-            Some(Self::block_series(block, own, Arc::clone(&request)))
+            Some(Self::block_series(
+                block,
+                own,
+                Arc::clone(&request),
+                Arc::clone(&self.chunk_pool),
+            ))
         });
-        let results: Vec<Result<(Vec<thanos::Series>, Fetched), StoreError>> =
-            futures::stream::iter(reads)
-                .buffer_unordered(BLOCK_CONCURRENCY)
-                .collect()
-                .await;
+        let results: Vec<Result<BlockAnswer, StoreError>> = futures::stream::iter(reads)
+            .buffer_unordered(BLOCK_CONCURRENCY)
+            .collect()
+            .await;
         let mut streams: Vec<SeriesStream> = Vec::with_capacity(results.len());
         let mut total = Fetched::default();
+        let mut permits = Vec::new();
         for result in results {
-            let (series, fetched) = result.map_err(Status::from)?;
+            let BlockAnswer {
+                series,
+                fetched,
+                permit,
+            } = result.map_err(Status::from)?;
+            permits.extend(permit);
             total.postings += fetched.postings;
             total.series += fetched.series;
             total.chunks += fetched.chunks;
@@ -348,7 +382,11 @@ impl Store for BucketStore {
         self.metrics
             .series_duration
             .observe(started.elapsed().as_secs_f64());
-        Ok(merge_series(streams))
+        // The pool's permits go with the stream: released once the answer is sent or dropped.
+        Ok(Box::pin(merge_series(streams).map(move |frame| {
+            let _held = &permits;
+            frame
+        })))
     }
 
     async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
