@@ -3,89 +3,27 @@
 //! for answers of 1k and 10k series (it must not grow with the number of series returned).
 //! Run: `cargo bench --bench sidecar`. Figures: docs/performance.md.
 
+#[path = "shared/blocks.rs"]
+mod blocks;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use futures::StreamExt;
-use rthanos_chunkenc::{Encoding, xor};
-use rthanos_model::{Labels, MatchType, Matcher};
+use rthanos_model::{MatchType, Matcher};
 use rthanos_sidecar::prometheus::read_query;
 use rthanos_sidecar::{HttpClientConfig, PrometheusClient};
 use rthanos_storeapi::thanos::{LabelMatcher, SeriesRequest, series_response::Result as Frame};
 use rthanos_storeapi::{ClientOptions, GrpcStore, Store};
 use rthanos_testkit::Prometheus;
-use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
 
-const METRICS: usize = 100;
-const INSTANCES: usize = 100;
 const BLOCKS: i64 = 12;
-const BLOCK_MS: i64 = 2 * 3600 * 1000;
-const SCRAPE_MS: i64 = 30_000;
-/// 2023-11-15T00:00:00Z, on a 2h boundary.
-const START: i64 = 1_700_006_400_000;
 
 /// Twelve 2h blocks of 10k counters scraped every 30s: 28.8M samples, chunks of 120 samples.
 fn write_blocks(dir: &std::path::Path) -> u64 {
-    let names: Vec<String> = (0..METRICS).map(|i| format!("metric_{i:03}")).collect();
-    let instances: Vec<String> = (0..INSTANCES).map(|i| format!("host-{i:03}")).collect();
-    let mut symbols: BTreeSet<String> = ["__name__", "instance", "job", "node"]
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    symbols.extend(names.iter().cloned());
-    symbols.extend(instances.iter().cloned());
-    let mut samples = 0;
-    let mut state = 1u64;
-    for block in 0..BLOCKS {
-        let mut writer = BlockWriter::create(dir, &symbols).expect("writer");
-        let block_start = START + block * BLOCK_MS;
-        for name in &names {
-            for instance in &instances {
-                let labels = Labels::from_pairs([
-                    ("__name__", name.as_str()),
-                    ("instance", instance.as_str()),
-                    ("job", "node"),
-                ]);
-                let mut chunks = Vec::new();
-                let mut value = 1e6;
-                for c in 0..2 {
-                    let points: Vec<(i64, f64)> = (0..120)
-                        .map(|i| {
-                            state = state
-                                .wrapping_mul(6_364_136_223_846_793_005)
-                                .wrapping_add(1);
-                            value += ((state >> 33) % 50) as f64;
-                            let jitter = ((state >> 20) % 5) as i64;
-                            (block_start + (c * 120 + i) * SCRAPE_MS + jitter, value)
-                        })
-                        .collect();
-                    chunks.push((
-                        points[0].0,
-                        points[119].0,
-                        xor::encode(points.iter().copied()).expect("encode"),
-                    ));
-                }
-                let to_write: Vec<ChunkToWrite<'_>> = chunks
-                    .iter()
-                    .map(|(min, max, data)| ChunkToWrite {
-                        min_time: *min,
-                        max_time: *max,
-                        encoding: Encoding::Xor,
-                        data,
-                        samples: 120,
-                    })
-                    .collect();
-                samples += 240;
-                writer.add_series(&labels, &to_write).expect("series");
-            }
-        }
-        writer.finish(None).expect("finish");
-    }
-    samples
+    blocks::write_blocks(dir, BLOCKS, None)
 }
 
 /// Samples and chunk bytes of one remote read straight from Prometheus.

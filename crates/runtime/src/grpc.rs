@@ -128,7 +128,10 @@ impl GrpcServer {
         if let Some(age) = self.max_connection_age {
             server = server.max_connection_age(age);
         }
-        let incoming = tonic::transport::server::TcpIncoming::from(self.listener);
+        // No Nagle: small answers (a few series, an Info) must not wait for the peer's
+        // delayed ACK (40 ms on Linux).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = server
             .add_routes(self.routes)

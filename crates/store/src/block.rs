@@ -26,6 +26,8 @@ use crate::partition::{MAX_GAP, partition};
 /// `index_stats`: a first read takes this much, and a longer entry is read again in full.
 const DEFAULT_MAX_SERIES_SIZE: u64 = 64 * 1024;
 const DEFAULT_MAX_CHUNK_SIZE: u64 = 16_000;
+/// Bytes around a series entry or chunk: a length prefix (≤ 10), an encoding byte, a CRC.
+const ENVELOPE: u64 = 15;
 
 /// A loaded block.
 pub struct BucketBlock {
@@ -81,8 +83,14 @@ impl BucketBlock {
         check_chunk_files(&bucket, id, &meta).await?;
         let thanos = meta.thanos.clone().unwrap_or_default();
         let stats = thanos.index_stats.unwrap_or_default();
-        let positive =
-            |v: i64, default: u64| u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(default);
+        // Thanos's stats measure an entry's body and a chunk's data: room is added for the
+        // length prefix, encoding byte and CRC around them.
+        let positive = |v: i64, default: u64| {
+            u64::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .map_or(default, |v| v + ENVELOPE)
+        };
         let segment_sizes = thanos
             .segment_files
             .iter()

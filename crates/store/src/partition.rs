@@ -1,11 +1,14 @@
 //! Coalescing byte ranges into fewer, larger reads: ranges closer than a gap are fetched as
 //! one, as Thanos's partitioner does (object stores charge per request, and a request costs
-//! far more than the few extra bytes between neighbours).
+//! more than a few extra bytes between neighbours).
 
 use std::ops::Range;
 
-/// The gap under which neighbouring ranges are read together (Thanos's 512 KiB).
-pub const MAX_GAP: u64 = 512 * 1024;
+/// The gap under which neighbouring ranges are read together. Thanos uses 512 KiB; with it,
+/// a selective query reads the postings lists lying between the ones it needs (7× the chunk
+/// bytes it returns in benches/store.rs). 16 KiB costs a few more requests there and reads
+/// 1.6× (docs/performance.md); broad queries, whose ranges touch, read the same either way.
+pub const MAX_GAP: u64 = 16 * 1024;
 
 /// One read: its range, and the indexes (into the input) of the ranges it covers.
 #[derive(Clone, Debug, PartialEq, Eq)]

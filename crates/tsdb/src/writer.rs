@@ -109,6 +109,9 @@ pub struct BlockWriter {
     min_time: i64,
     max_time: i64,
     entry: Vec<u8>,
+    /// Largest series entry body and chunk data written, for Thanos's `index_stats`.
+    max_series_size: usize,
+    max_chunk_size: usize,
 }
 
 impl BlockWriter {
@@ -148,6 +151,8 @@ impl BlockWriter {
             min_time: i64::MAX,
             max_time: i64::MIN,
             entry: Vec::new(),
+            max_series_size: 0,
+            max_chunk_size: 0,
         })
     }
 
@@ -159,6 +164,7 @@ impl BlockWriter {
     /// Writes `chunk` to the current segment file (starting a new one when full); its reference.
     fn write_chunk(&mut self, chunk: &ChunkToWrite<'_>) -> Result<u64, TsdbError> {
         let len = chunk.data.len() as u64;
+        self.max_chunk_size = self.max_chunk_size.max(chunk.data.len());
         let needed = 10 + 1 + len + 4;
         if self
             .segment
@@ -255,6 +261,7 @@ impl BlockWriter {
         }
         let mut head = Vec::with_capacity(10);
         put_uvarint(&mut head, entry.len() as u64);
+        self.max_series_size = self.max_series_size.max(entry.len());
         let crc = crc32c::crc32c(entry);
         let body = std::mem::take(&mut self.entry);
         self.index.write(&head)?;
@@ -383,6 +390,16 @@ impl BlockWriter {
             (self.min_time, self.max_time + 1)
         };
         let ulid = self.ulid.to_string();
+        // Thanos's index_stats, so store gateways read series and chunks with no over-fetch.
+        let thanos = thanos.map(|mut t| {
+            if t.index_stats.is_none() {
+                t.index_stats = Some(crate::meta::IndexStats {
+                    series_max_size: i64::try_from(self.max_series_size).unwrap_or(i64::MAX),
+                    chunk_max_size: i64::try_from(self.max_chunk_size).unwrap_or(i64::MAX),
+                });
+            }
+            t
+        });
         let meta = BlockMeta {
             ulid: ulid.clone(),
             min_time,
