@@ -18,6 +18,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use rthanos_model::{Labels, Matcher};
 use rthanos_storeapi::convert::matchers_from_thanos;
+use rthanos_storeapi::reorder::Reorder;
 use rthanos_storeapi::thanos::{
     self, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, Series, SeriesRequest, SeriesResponse, series_response::Result as Frame,
@@ -138,56 +139,6 @@ fn read_ahead(
 
 fn empty() -> SeriesStream {
     Box::pin(futures::stream::empty())
-}
-
-/// Sorts runs of series that share their first own label (see the module doc): Prometheus
-/// sorts by a series' own labels, and two series whose first own labels differ keep their
-/// order whatever constant labels are added to or removed from both. `reorder` is false when
-/// no external label is added, so Prometheus's order stands.
-struct Reorder {
-    reorder: bool,
-    /// Names of the external labels: not a series' own labels.
-    external: HashSet<String>,
-    run: Vec<Series>,
-    run_key: Option<Option<thanos::Label>>,
-}
-
-impl Reorder {
-    fn new(reorder: bool, external: HashSet<String>) -> Self {
-        Self {
-            reorder,
-            external,
-            run: Vec::new(),
-            run_key: None,
-        }
-    }
-
-    /// Takes one series; returns the series now ready to go, in order.
-    fn push(&mut self, series: Series) -> Vec<Series> {
-        if !self.reorder {
-            return vec![series];
-        }
-        let key = series
-            .labels
-            .iter()
-            .find(|l| !self.external.contains(&l.name))
-            .cloned();
-        let mut ready = Vec::new();
-        if self.run_key.as_ref().is_some_and(|k| *k != key) {
-            ready = self.flush();
-        }
-        self.run_key = Some(key);
-        self.run.push(series);
-        ready
-    }
-
-    fn flush(&mut self) -> Vec<Series> {
-        // Stable: frames of one series stay in their order.
-        self.run
-            .sort_by(|a, b| compare_labels(&a.labels, &b.labels));
-        self.run_key = None;
-        std::mem::take(&mut self.run)
-    }
 }
 
 /// Metadata and exemplars straight from Prometheus's HTTP API; exemplars get the external

@@ -84,7 +84,7 @@ pub struct BucketStore {
     metrics: Arc<StoreMetrics>,
     blocks: RwLock<BTreeMap<ulid::Ulid, Arc<BucketBlock>>>,
     synced: std::sync::atomic::AtomicBool,
-    series_gate: tokio::sync::Semaphore,
+    series_gate: Arc<tokio::sync::Semaphore>,
     /// Chunk bytes in flight, in KiB permits.
     chunk_pool: Arc<tokio::sync::Semaphore>,
 }
@@ -105,7 +105,9 @@ impl BucketStore {
             ),
             metrics: Arc::new(StoreMetrics::new(registry).map_err(metric_error)?),
             time_window: RwLock::new((config.time_window)()),
-            series_gate: tokio::sync::Semaphore::new(config.series_max_concurrency.max(1)),
+            series_gate: Arc::new(tokio::sync::Semaphore::new(
+                config.series_max_concurrency.max(1),
+            )),
             chunk_pool: Arc::new(tokio::sync::Semaphore::new(
                 usize::try_from(config.chunk_pool_bytes / 1024)
                     .unwrap_or(usize::MAX)

@@ -17,11 +17,12 @@ use rthanos_chunkenc::{AggrType, Encoding};
 use rthanos_model::{Labels, Matcher};
 use rthanos_storeapi::convert::matchers_from_thanos;
 use rthanos_storeapi::merge::merge_series;
+use rthanos_storeapi::reorder::Reorder;
 use rthanos_storeapi::thanos::{
     self, AggrChunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, SeriesRequest, SeriesResponse, series_response::Result as Frame,
 };
-use rthanos_storeapi::{Component, SeriesStream, Store, StoreInfo, compare_labels};
+use rthanos_storeapi::{Component, SeriesStream, Store, StoreInfo};
 use rthanos_tsdb::index::SeriesEntry;
 use rthanos_tsdb::postings::{Postings, SelectPlan};
 use tonic::Status;
@@ -29,8 +30,8 @@ use tonic::Status;
 use crate::block::{BucketBlock, Fetched};
 use crate::{BucketStore, StoreError};
 
-/// Blocks read at once for one request.
-const BLOCK_CONCURRENCY: usize = 8;
+/// Series read from a block at a time: a block's answer is held about one batch at a time.
+const SERIES_BATCH: usize = 1024;
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
@@ -138,83 +139,125 @@ impl BucketStore {
         .map_err(|e| StoreError::Block(format!("block {}: {e}", block.id)))
     }
 
-    /// One block's series for the request, sorted by their final labels.
-    async fn block_series(
+    /// One block's series for the request as a sorted stream. A task of its own reads them
+    /// in batches of [`SERIES_BATCH`] (series entries, then their chunks) and hands each
+    /// batch over once the merge has taken the previous one, so a block holds about one
+    /// batch in memory, and stops when the answer is dropped (the request cancelled).
+    fn block_stream(
         block: Arc<BucketBlock>,
         matchers: Vec<Matcher>,
         request: Arc<SeriesRequest>,
         pool: Arc<tokio::sync::Semaphore>,
-    ) -> Result<BlockAnswer, StoreError> {
-        let mut fetched = Fetched::default();
-        let ids = Self::select(&block, &matchers, &mut fetched).await?;
-        let entries = block.series(&ids, &mut fetched).await?;
+        metrics: Arc<crate::metrics::StoreMetrics>,
+    ) -> SeriesStream {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<thanos::Series>, Status>>(1);
+        tokio::spawn(async move {
+            let mut fetched = Fetched::default();
+            let result = Self::produce(&block, &matchers, &request, &pool, &mut fetched, &tx).await;
+            metrics.observe_fetched(&fetched);
+            if let Err(e) = result {
+                let _ = tx.send(Err(Status::from(e))).await;
+            }
+        });
+        let batches = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|batch| (batch, rx))
+        });
+        Box::pin(batches.flat_map(|batch| {
+            let frames: Vec<Result<SeriesResponse, Status>> = match batch {
+                Ok(series) => series
+                    .into_iter()
+                    .map(|s| {
+                        Ok(SeriesResponse {
+                            result: Some(Frame::Series(s)),
+                        })
+                    })
+                    .collect(),
+                Err(status) => vec![Err(status)],
+            };
+            futures::stream::iter(frames)
+        }))
+    }
+
+    /// Reads a block's matching series batch by batch into `tx`, in the order of their final
+    /// labels; returns early when the receiver is gone.
+    async fn produce(
+        block: &BucketBlock,
+        matchers: &[Matcher],
+        request: &SeriesRequest,
+        pool: &Arc<tokio::sync::Semaphore>,
+        fetched: &mut Fetched,
+        tx: &tokio::sync::mpsc::Sender<Result<Vec<thanos::Series>, Status>>,
+    ) -> Result<(), StoreError> {
+        let ids = Self::select(block, matchers, fetched).await?;
         let (min, max) = (request.min_time, request.max_time);
         let strip: BTreeSet<&str> = request
             .without_replica_labels
             .iter()
             .map(String::as_str)
             .collect();
-        let mut selected: Vec<(Vec<thanos::Label>, SeriesEntry)> = Vec::new();
-        for mut entry in entries {
-            entry
-                .chunks
-                .retain(|c| c.max_time >= min && c.min_time <= max);
-            if entry.chunks.is_empty() {
-                continue;
+        // Constant labels added or removed can reorder series within one metric.
+        let external: std::collections::HashSet<String> =
+            block.labels.iter().map(|l| l.name.clone()).collect();
+        let mut reorder = Reorder::new(!external.is_empty() || !strip.is_empty(), external);
+        for batch in ids.chunks(SERIES_BATCH) {
+            let mut selected: Vec<(Vec<thanos::Label>, SeriesEntry)> = Vec::new();
+            for mut entry in block.series(batch, fetched).await? {
+                entry
+                    .chunks
+                    .retain(|c| c.max_time >= min && c.min_time <= max);
+                if !entry.chunks.is_empty() {
+                    let labels = final_labels(&entry.labels, &block.labels, &strip);
+                    selected.push((labels, entry));
+                }
             }
-            let labels = final_labels(&entry.labels, &block.labels, &strip);
-            selected.push((labels, entry));
-        }
-        selected.sort_by(|a, b| compare_labels(&a.0, &b.0));
-        if request.skip_chunks {
-            let series = selected
-                .into_iter()
-                .map(|(labels, _)| thanos::Series {
-                    labels,
-                    chunks: Vec::new(),
-                })
-                .collect();
-            return Ok(BlockAnswer {
-                series,
-                fetched,
-                permit: None,
-            });
-        }
-        let refs: Vec<u64> = selected
-            .iter()
-            .flat_map(|(_, e)| e.chunks.iter().map(|c| c.reference))
-            .collect();
-        let raw = block.chunks(&refs, &mut fetched).await?;
-        // The chunk bytes stay held until the answer is sent: they count against the pool.
-        let held: u64 = raw.iter().map(|b| b.len() as u64).sum();
-        let permit = u32::try_from(held.div_ceil(1024))
-            .ok()
-            .and_then(|kib| pool.try_acquire_many_owned(kib).ok())
-            .ok_or(StoreError::PoolExhausted(held))?;
-        let mut raw = raw.into_iter();
-        let mut series = Vec::with_capacity(selected.len());
-        for (labels, entry) in selected {
-            let mut chunks = Vec::with_capacity(entry.chunks.len());
-            for meta in &entry.chunks {
-                let bytes = raw.next().unwrap_or_default();
-                chunks.push(aggr_chunk(&block, meta, &bytes, &request.aggregates)?);
+            let mut permit = None;
+            let series: Vec<thanos::Series> = if request.skip_chunks {
+                selected
+                    .into_iter()
+                    .map(|(labels, _)| thanos::Series {
+                        labels,
+                        chunks: Vec::new(),
+                    })
+                    .collect()
+            } else {
+                let refs: Vec<u64> = selected
+                    .iter()
+                    .flat_map(|(_, e)| e.chunks.iter().map(|c| c.reference))
+                    .collect();
+                let raw = block.chunks(&refs, fetched).await?;
+                // The batch's chunk bytes count against the pool until it is handed over.
+                let held: u64 = raw.iter().map(|b| b.len() as u64).sum();
+                permit = Some(
+                    u32::try_from(held.div_ceil(1024))
+                        .ok()
+                        .and_then(|kib| Arc::clone(pool).try_acquire_many_owned(kib).ok())
+                        .ok_or(StoreError::PoolExhausted(held))?,
+                );
+                let mut raw = raw.into_iter();
+                let mut series = Vec::with_capacity(selected.len());
+                for (labels, entry) in selected {
+                    let mut chunks = Vec::with_capacity(entry.chunks.len());
+                    for meta in &entry.chunks {
+                        let bytes = raw.next().unwrap_or_default();
+                        chunks.push(aggr_chunk(block, meta, &bytes, &request.aggregates)?);
+                    }
+                    series.push(thanos::Series { labels, chunks });
+                }
+                series
+            };
+            let ready: Vec<thanos::Series> =
+                series.into_iter().flat_map(|s| reorder.push(s)).collect();
+            if !ready.is_empty() && tx.send(Ok(ready)).await.is_err() {
+                return Ok(());
             }
-            series.push(thanos::Series { labels, chunks });
+            drop(permit);
         }
-        Ok(BlockAnswer {
-            series,
-            fetched,
-            permit: Some(permit),
-        })
+        let rest = reorder.flush();
+        if !rest.is_empty() {
+            let _ = tx.send(Ok(rest)).await;
+        }
+        Ok(())
     }
-}
-
-/// One block's part of an answer.
-struct BlockAnswer {
-    series: Vec<thanos::Series>,
-    fetched: Fetched,
-    /// The chunk pool's share held by the answer's chunks.
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A series' labels as served: its own, the block's external labels set over them, the
@@ -327,9 +370,8 @@ impl Store for BucketStore {
     }
 
     async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
-        let _permit = self
-            .series_gate
-            .acquire()
+        let permit = Arc::clone(&self.series_gate)
+            .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("store is shutting down"))?;
         let started = Instant::now();
@@ -345,48 +387,29 @@ impl Store for BucketStore {
             .series_blocks_queried
             .observe(blocks.len() as f64);
         let request = Arc::new(request);
-        let reads = blocks.into_iter().filter_map(|block| {
-            let own = own_matchers(&block, &matchers)?;
-            Some(Self::block_series(
-                block,
-                own,
-                Arc::clone(&request),
-                Arc::clone(&self.chunk_pool),
-            ))
-        });
-        let results: Vec<Result<BlockAnswer, StoreError>> = futures::stream::iter(reads)
-            .buffer_unordered(BLOCK_CONCURRENCY)
-            .collect()
-            .await;
-        let mut streams: Vec<SeriesStream> = Vec::with_capacity(results.len());
-        let mut total = Fetched::default();
-        let mut permits = Vec::new();
-        for result in results {
-            let BlockAnswer {
-                series,
-                fetched,
-                permit,
-            } = result.map_err(Status::from)?;
-            permits.extend(permit);
-            total.postings += fetched.postings;
-            total.series += fetched.series;
-            total.chunks += fetched.chunks;
-            let frames = series.into_iter().map(|s| {
-                Ok(SeriesResponse {
-                    result: Some(Frame::Series(s)),
-                })
-            });
-            streams.push(Box::pin(futures::stream::iter(frames)));
-        }
-        self.metrics.observe_fetched(&total);
-        self.metrics
-            .series_duration
-            .observe(started.elapsed().as_secs_f64());
-        // The pool's permits go with the stream: released once the answer is sent or dropped.
-        Ok(Box::pin(merge_series(streams).map(move |frame| {
-            let _held = &permits;
-            frame
-        })))
+        let streams: Vec<SeriesStream> = blocks
+            .into_iter()
+            .filter_map(|block| {
+                let own = own_matchers(&block, &matchers)?;
+                Some(Self::block_stream(
+                    block,
+                    own,
+                    Arc::clone(&request),
+                    Arc::clone(&self.chunk_pool),
+                    Arc::clone(&self.metrics),
+                ))
+            })
+            .collect();
+        let metrics = Arc::clone(&self.metrics);
+        let mut merged = merge_series(streams);
+        // The call's concurrency slot is held until its answer is sent.
+        Ok(Box::pin(async_stream::stream! {
+            let _permit = permit;
+            while let Some(frame) = merged.next().await {
+                yield frame;
+            }
+            metrics.series_duration.observe(started.elapsed().as_secs_f64());
+        }))
     }
 
     async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod limits;
 pub mod merge;
 pub mod metadata;
+pub mod reorder;
 pub mod server;
 mod store;
 
