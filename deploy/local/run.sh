@@ -83,10 +83,21 @@ for i in 0 1; do
   pids+=($!)
 done
 
-# The querier over both sidecars, deduplicating the replicas.
+# The store gateway over the bucket the sidecars ship to.
+"$rthanos" store \
+  --objstore.config-file="$data/objstore.yml" \
+  --data-dir="$data/store" \
+  --sync-block-duration=1m \
+  --grpc-address=127.0.0.1:10905 \
+  --http-address=127.0.0.1:10906 \
+  >"$data/store.log" 2>&1 &
+pids+=($!)
+
+# The querier over both sidecars and the store, deduplicating the replicas.
 "$rthanos" query \
   --endpoint=127.0.0.1:10901 \
   --endpoint=127.0.0.1:10911 \
+  --endpoint=127.0.0.1:10905 \
   --query.replica-label=replica \
   --grpc-address=127.0.0.1:10903 \
   --http-address=127.0.0.1:10904 \
@@ -97,6 +108,7 @@ echo "Prometheus replica 0: http://127.0.0.1:9090  (log: $data/prometheus-0.log)
 echo "Prometheus replica 1: http://127.0.0.1:9091  (log: $data/prometheus-1.log)"
 echo "Sidecar 0:            gRPC 127.0.0.1:10901, http://127.0.0.1:10902  (log: $data/sidecar-0.log)"
 echo "Sidecar 1:            gRPC 127.0.0.1:10911, http://127.0.0.1:10912  (log: $data/sidecar-1.log)"
+echo "Store gateway:        gRPC 127.0.0.1:10905, http://127.0.0.1:10906  (log: $data/store.log)"
 echo "Query UI:             http://127.0.0.1:10904/  (stores: http://127.0.0.1:10904/stores)"
 echo "Query (Prometheus API): http://127.0.0.1:10904/api/v1/query?query=up  (log: $data/query.log)"
 echo "Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)"
