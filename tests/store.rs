@@ -457,4 +457,34 @@ fn query_over_store_answers_as_prometheus_on_s3() {
         assert_eq!(status, 422, "{flag}: {body}");
         assert!(body.contains(error), "{flag}: {body}");
     }
+
+    // The bucket gone: reads are retried (`max_retries`), then fail as gRPC UNAVAILABLE: a
+    // partial answer with a warning, or the query's error without partial responses.
+    let retrying = dir.path().join("retrying.yml");
+    std::fs::write(&retrying, format!("{yaml}  max_retries: 1\n")).expect("objstore.yml");
+    let store = start_store(&retrying, &dir.path().join("retrying-data"), &[]);
+    let mut query = common::start_query([&store], &[]);
+    query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+        common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
+    });
+    drop(moto);
+    let path = format!(
+        "/api/v1/query?query=temperature_celsius&time={}",
+        START + 3600
+    );
+    let (status, body) = common::http_get(query.http_port, &path).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("warnings") && body.contains("bucket"),
+        "{body}"
+    );
+    let (status, body) =
+        common::http_get(query.http_port, &format!("{path}&partial_response=false"))
+            .expect("answer");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        store.log().is_empty() || !store.log().contains("panicked"),
+        "{}",
+        store.log()
+    );
 }
