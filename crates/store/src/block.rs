@@ -155,6 +155,8 @@ impl BucketBlock {
         for ((key, _), bytes) in missing.into_iter().zip(pieces) {
             // Checked before use or caching: a corrupt list is this block's error.
             rthanos_tsdb::index::postings_at(&bytes, 0).map_err(|e| self.corrupt(&e))?;
+            // A copy: a slice would keep the whole coalesced read alive in the cache.
+            let bytes = Bytes::copy_from_slice(&bytes);
             self.cache
                 .insert(Key::postings(self.id, &key.0, &key.1), bytes.clone());
             found.insert(key, bytes);
@@ -194,14 +196,17 @@ impl BucketBlock {
                 StoreError::Block(format!("block {}: series entry unreadable", self.id))
             })?;
             if needed > bytes.len() {
-                // Longer than estimated: read it whole.
-                let exact = range.start..range.start + needed as u64;
+                // Longer than estimated: read it whole, if its length is believable.
+                let exact = self.exact_range(&range, needed, "series entry")?;
                 let mut more = self
                     .read_ranges("index", &[exact], &mut fetched.series)
                     .await?;
                 bytes = more.pop().unwrap_or_default();
             }
-            let bytes = bytes.slice(..needed.min(bytes.len()));
+            let bytes = Bytes::copy_from_slice(&bytes[..needed.min(bytes.len())]);
+            // Checked before it is cached: a bad read must not stay in the cache.
+            rthanos_tsdb::index::read_series_with(&bytes, 0, |r| self.header.symbol(r))
+                .map_err(|e| self.corrupt(&e))?;
             self.cache
                 .insert(Key::series(self.id, ids[i]), bytes.clone());
             raw[i] = Some(bytes);
@@ -246,7 +251,7 @@ impl BucketBlock {
                     StoreError::Block(format!("block {}: chunk unreadable", self.id))
                 })?;
                 if needed > bytes.len() {
-                    let exact = range.start..range.start + needed as u64;
+                    let exact = self.exact_range(&range, needed, "chunk")?;
                     let mut more = self
                         .read_ranges(&name, &[exact], &mut fetched.chunks)
                         .await?;
@@ -298,13 +303,36 @@ impl BucketBlock {
             self.metrics.bucket_bytes_fetched.inc_by(bytes.len() as u64);
             for &i in &part.members {
                 let r = &ranges[i];
-                let from = usize::try_from(r.start - part.range.start).unwrap_or(usize::MAX);
-                let to = usize::try_from(r.end - part.range.start).unwrap_or(usize::MAX);
+                let from = usize::try_from(r.start.saturating_sub(part.range.start))
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                let to = usize::try_from(r.end.saturating_sub(part.range.start))
+                    .unwrap_or(usize::MAX)
+                    .clamp(from, bytes.len());
                 // A read may come back short at the end of the object.
-                out[i] = bytes.slice(from.min(bytes.len())..to.min(bytes.len()));
+                out[i] = bytes.slice(from..to);
             }
         }
         Ok(out)
+    }
+
+    /// The range of an item whose length prefix says `needed` bytes, when that is believable
+    /// (at most 64 MiB): a corrupt prefix must not make the store read gigabytes.
+    fn exact_range(
+        &self,
+        range: &Range<u64>,
+        needed: usize,
+        what: &str,
+    ) -> Result<Range<u64>, StoreError> {
+        const LIMIT: usize = 64 << 20;
+        let end = u64::try_from(needed)
+            .ok()
+            .filter(|_| needed <= LIMIT)
+            .and_then(|n| range.start.checked_add(n));
+        end.map(|end| range.start..end).ok_or_else(|| {
+            self.metrics.corrupt_reads.inc();
+            StoreError::Block(format!("block {}: {what} claims {needed} bytes", self.id))
+        })
     }
 
     fn corrupt(&self, e: &rthanos_tsdb::TsdbError) -> StoreError {

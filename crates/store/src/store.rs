@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use rthanos_chunkenc::{AggrType, Encoding};
 use rthanos_model::{Labels, Matcher};
 use rthanos_storeapi::convert::matchers_from_thanos;
@@ -153,7 +153,23 @@ impl BucketStore {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<thanos::Series>, Status>>(1);
         tokio::spawn(async move {
             let mut fetched = Fetched::default();
-            let result = Self::produce(&block, &matchers, &request, &pool, &mut fetched, &tx).await;
+            // A panic must not end the stream as if the block had no more series.
+            let result = std::panic::AssertUnwindSafe(Self::produce(
+                &block,
+                &matchers,
+                &request,
+                &pool,
+                &mut fetched,
+                &tx,
+            ))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Block(format!(
+                    "block {}: reading it failed unexpectedly",
+                    block.id
+                )))
+            });
             metrics.observe_fetched(&fetched);
             if let Err(e) = result {
                 let _ = tx.send(Err(Status::from(e))).await;
@@ -377,6 +393,15 @@ impl Store for BucketStore {
         let started = Instant::now();
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Served only within --min-time / --max-time, as Thanos clamps the request.
+        let mut request = request;
+        let (window_min, window_max) = self
+            .time_window
+            .read()
+            .map(|w| *w)
+            .unwrap_or((i64::MIN, i64::MAX));
+        request.min_time = request.min_time.max(window_min);
+        request.max_time = request.max_time.min(window_max);
         let blocks = self.blocks_for_request(
             &matchers,
             request.min_time,
@@ -421,17 +446,20 @@ impl Store for BucketStore {
                 continue;
             };
             let mut fetched = Fetched::default();
-            let before = names.len();
-            if own.is_empty() {
+            let has_series = if own.is_empty() {
                 names.extend(block.label_names().map(str::to_string));
+                true
             } else {
                 let ids = Self::select(&block, &own, &mut fetched).await?;
-                for entry in block.series(&ids, &mut fetched).await? {
-                    names.extend(entry.labels.iter().map(|l| l.name.clone()));
+                for batch in ids.chunks(SERIES_BATCH) {
+                    for entry in block.series(batch, &mut fetched).await? {
+                        names.extend(entry.labels.iter().map(|l| l.name.clone()));
+                    }
                 }
-            }
+                !ids.is_empty()
+            };
             // The block's external labels, when it has series to carry them.
-            if names.len() > before || own.is_empty() {
+            if has_series {
                 names.extend(block.labels.iter().map(|l| l.name.clone()));
             }
         }
@@ -453,24 +481,34 @@ impl Store for BucketStore {
             let Some(own) = own_matchers(&block, &matchers) else {
                 continue;
             };
-            if let Some(external) = block.labels.get(&request.label) {
-                values.insert(external.to_string());
-                continue;
-            }
-            if own.is_empty() {
-                values.extend(
-                    block
-                        .label_values(&request.label)
-                        .into_iter()
-                        .map(str::to_string),
-                );
-                continue;
-            }
             let mut fetched = Fetched::default();
+            let external = block.labels.get(&request.label);
+            if own.is_empty() {
+                match external {
+                    Some(value) => {
+                        values.insert(value.to_string());
+                    }
+                    None => values.extend(
+                        block
+                            .label_values(&request.label)
+                            .into_iter()
+                            .map(str::to_string),
+                    ),
+                }
+                continue;
+            }
             let ids = Self::select(&block, &own, &mut fetched).await?;
-            for entry in block.series(&ids, &mut fetched).await? {
-                if let Some(v) = entry.labels.get(&request.label) {
-                    values.insert(v.to_string());
+            if let Some(value) = external {
+                if !ids.is_empty() {
+                    values.insert(value.to_string());
+                }
+                continue;
+            }
+            for batch in ids.chunks(SERIES_BATCH) {
+                for entry in block.series(batch, &mut fetched).await? {
+                    if let Some(v) = entry.labels.get(&request.label) {
+                        values.insert(v.to_string());
+                    }
                 }
             }
         }

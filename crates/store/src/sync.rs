@@ -69,7 +69,13 @@ impl BucketStore {
                     let known = known.get(&id).map(|b| b.meta.clone());
                     async move {
                         match known {
-                            Some(meta) => (id, Some(meta)),
+                            // Deleting a block removes its meta.json first: stop serving it then.
+                            Some(meta) => {
+                                match self.bucket.exists(&format!("{id}/meta.json")).await {
+                                    Ok(false) => (id, None),
+                                    _ => (id, Some(meta)),
+                                }
+                            }
                             None => (id, self.fetch_meta(id).await),
                         }
                     }
@@ -148,9 +154,26 @@ impl BucketStore {
         if let Ok(mut current) = self.blocks.write() {
             *current = blocks;
         }
-        self.synced
-            .store(true, std::sync::atomic::Ordering::Release);
+        let first = !self.synced.swap(true, std::sync::atomic::Ordering::AcqRel);
+        if first {
+            self.remove_stale_dirs().await;
+        }
         Ok(report)
+    }
+
+    /// Removes, after the first sync, the directories of `--data-dir` that belong to no
+    /// served block (left by an earlier run).
+    async fn remove_stale_dirs(&self) {
+        let served: BTreeSet<String> = self.blocks().iter().map(|b| b.id.to_string()).collect();
+        let Ok(mut entries) = tokio::fs::read_dir(&self.config.data_dir).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.parse::<ulid::Ulid>().is_ok() && !served.contains(&name) {
+                let _ = tokio::fs::remove_dir_all(entry.path()).await;
+            }
+        }
     }
 
     /// Syncs every `interval` until `shutdown`, logging failures.
@@ -176,7 +199,11 @@ impl BucketStore {
     async fn fetch_meta(&self, id: ulid::Ulid) -> Option<BlockMeta> {
         match self.bucket.get(&format!("{id}/meta.json")).await {
             Ok(bytes) => match BlockMeta::parse(&bytes) {
-                Ok(meta) => Some(meta),
+                Ok(meta) if meta.ulid == id.to_string() => Some(meta),
+                Ok(meta) => {
+                    tracing::warn!(block = %id, meta_ulid = %meta.ulid, "meta.json names another block; block skipped");
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(block = %id, err = %e, "meta.json unreadable; block skipped");
                     None

@@ -163,6 +163,7 @@ impl IndexHeader {
                 .next_name_offset(name)
                 .unwrap_or(self.postings_end),
         };
-        Some(start..end)
+        // Offsets out of order: a corrupt table, never a backwards range.
+        (start <= end).then_some(start..end)
     }
 }
