@@ -233,6 +233,41 @@ fn write_block(dir: &Path) {
     writer.finish(None).expect("finish");
 }
 
+/// A block whose order changes once the external label `cluster` is added:
+/// `{__name__="rthanos_prefix_total"}` sorts before `{…, a="1"}` on its own, after it with
+/// `cluster` (`a` < `cluster`).
+fn write_prefix_block(dir: &Path) {
+    use rthanos_chunkenc::{Encoding, xor};
+    use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+    let symbols: std::collections::BTreeSet<String> =
+        ["__name__", "rthanos_prefix_total", "a", "1", "2"]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+    let mut writer = BlockWriter::create(dir, &symbols).expect("writer");
+    let points: Vec<(i64, f64)> = (0..60)
+        .map(|i| ((START + i * 30) * 1000, i as f64))
+        .collect();
+    let data = xor::encode(points.iter().copied()).expect("encode");
+    let chunk = [ChunkToWrite {
+        min_time: points[0].0,
+        max_time: points[59].0,
+        encoding: Encoding::Xor,
+        data: &data,
+        samples: 60,
+    }];
+    for labels in [
+        vec![("__name__", "rthanos_prefix_total")],
+        vec![("__name__", "rthanos_prefix_total"), ("a", "1")],
+        vec![("__name__", "rthanos_prefix_total"), ("a", "2")],
+    ] {
+        writer
+            .add_series(&rthanos_model::Labels::from_pairs(labels), &chunk)
+            .expect("series");
+    }
+    writer.finish(None).expect("finish");
+}
+
 fn blocks() -> PromtoolBlocks {
     PromtoolBlocks::create(
         &generate(&Spec {
@@ -262,8 +297,9 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
     let source = tempfile::tempdir().expect("tmp");
     copy_dir(&blocks.data_dir(), source.path());
     write_block(source.path());
+    write_prefix_block(source.path());
     let ids = upload_blocks(&bucket, source.path(), &[("cluster", "eu1")]);
-    assert!(ids.len() >= 4, "{ids:?}");
+    assert!(ids.len() >= 5, "{ids:?}");
 
     // A block with a corrupt index, and a partial upload (no meta.json), beside them.
     let corrupt = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
@@ -335,6 +371,54 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
             &path,
         );
     }
+    // The store's own answer is sorted by final labels even where adding `cluster` reorders.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let labels: Vec<String> = runtime.block_on(async {
+        use futures::StreamExt;
+        use rthanos_storeapi::Store;
+        use rthanos_storeapi::thanos::{
+            LabelMatcher, SeriesRequest, series_response::Result as Frame,
+        };
+        let client = rthanos_storeapi::GrpcStore::connect(
+            &store.grpc_addr(),
+            &rthanos_storeapi::ClientOptions::default(),
+        )
+        .expect("client");
+        let mut frames = client
+            .series(SeriesRequest {
+                min_time: START * 1000,
+                max_time: (START + 7200) * 1000,
+                matchers: vec![LabelMatcher {
+                    r#type: 0,
+                    name: "__name__".into(),
+                    value: "rthanos_prefix_total".into(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("series");
+        let mut out = Vec::new();
+        while let Some(frame) = frames.next().await {
+            if let Some(Frame::Series(s)) = frame.expect("frame").result {
+                let text: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                out.push(text.join(","));
+            }
+        }
+        out
+    });
+    assert_eq!(
+        labels,
+        [
+            "__name__=rthanos_prefix_total,a=1,cluster=eu1",
+            "__name__=rthanos_prefix_total,a=2,cluster=eu1",
+            "__name__=rthanos_prefix_total,cluster=eu1",
+        ]
+    );
+
     // Label APIs: Prometheus's names and values, plus the external label.
     let (_, names) = common::http_get(query.http_port, "/api/v1/labels").expect("labels");
     assert!(

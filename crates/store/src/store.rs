@@ -17,7 +17,7 @@ use rthanos_chunkenc::{AggrType, Encoding};
 use rthanos_model::{Labels, Matcher};
 use rthanos_storeapi::convert::matchers_from_thanos;
 use rthanos_storeapi::merge::merge_series;
-use rthanos_storeapi::reorder::Reorder;
+use rthanos_storeapi::reorder::{Labeled, Reorder};
 use rthanos_storeapi::thanos::{
     self, AggrChunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, SeriesRequest, SeriesResponse, series_response::Result as Frame,
@@ -214,65 +214,101 @@ impl BucketStore {
         // Constant labels added or removed can reorder series within one metric.
         let external: std::collections::HashSet<String> =
             block.labels.iter().map(|l| l.name.clone()).collect();
-        let mut reorder = Reorder::new(!external.is_empty() || !strip.is_empty(), external);
+        let mut reorder: Reorder<Pending> =
+            Reorder::new(!external.is_empty() || !strip.is_empty(), external);
+        // Series entries wait in the reorder run (one metric at most, without chunks); their
+        // chunks are read once they are released, a batch at a time.
+        let mut released: Vec<Pending> = Vec::new();
         for batch in ids.chunks(SERIES_BATCH) {
-            let mut selected: Vec<(Vec<thanos::Label>, SeriesEntry)> = Vec::new();
             for mut entry in block.series(batch, fetched).await? {
                 entry
                     .chunks
                     .retain(|c| c.max_time >= min && c.min_time <= max);
                 if !entry.chunks.is_empty() {
                     let labels = final_labels(&entry.labels, &block.labels, &strip);
-                    selected.push((labels, entry));
+                    released.extend(reorder.push(Pending { labels, entry }));
                 }
             }
-            let mut permit = None;
-            let series: Vec<thanos::Series> = if request.skip_chunks {
-                selected
-                    .into_iter()
-                    .map(|(labels, _)| thanos::Series {
-                        labels,
-                        chunks: Vec::new(),
-                    })
-                    .collect()
-            } else {
-                let refs: Vec<u64> = selected
-                    .iter()
-                    .flat_map(|(_, e)| e.chunks.iter().map(|c| c.reference))
-                    .collect();
-                let raw = block.chunks(&refs, fetched).await?;
-                // The batch's chunk bytes count against the pool until it is handed over.
-                let held: u64 = raw.iter().map(|b| b.len() as u64).sum();
-                permit = Some(
-                    u32::try_from(held.div_ceil(1024))
-                        .ok()
-                        .and_then(|kib| Arc::clone(pool).try_acquire_many_owned(kib).ok())
-                        .ok_or(StoreError::PoolExhausted(held))?,
-                );
-                let mut raw = raw.into_iter();
-                let mut series = Vec::with_capacity(selected.len());
-                for (labels, entry) in selected {
-                    let mut chunks = Vec::with_capacity(entry.chunks.len());
-                    for meta in &entry.chunks {
-                        let bytes = raw.next().unwrap_or_default();
-                        chunks.push(aggr_chunk(block, meta, &bytes, &request.aggregates)?);
-                    }
-                    series.push(thanos::Series { labels, chunks });
+            while released.len() >= SERIES_BATCH {
+                let rest = released.split_off(SERIES_BATCH);
+                let batch = std::mem::replace(&mut released, rest);
+                if !Self::send_batch(block, request, pool, fetched, tx, batch).await? {
+                    return Ok(());
                 }
-                series
-            };
-            let ready: Vec<thanos::Series> =
-                series.into_iter().flat_map(|s| reorder.push(s)).collect();
-            if !ready.is_empty() && tx.send(Ok(ready)).await.is_err() {
+            }
+        }
+        released.extend(reorder.flush());
+        for batch in released.chunks(SERIES_BATCH) {
+            if !Self::send_batch(block, request, pool, fetched, tx, batch.to_vec()).await? {
                 return Ok(());
             }
-            drop(permit);
-        }
-        let rest = reorder.flush();
-        if !rest.is_empty() {
-            let _ = tx.send(Ok(rest)).await;
         }
         Ok(())
+    }
+
+    /// Reads the chunks of `pending` series and hands them to `tx`; false when the receiver
+    /// is gone (the answer was dropped).
+    async fn send_batch(
+        block: &BucketBlock,
+        request: &SeriesRequest,
+        pool: &Arc<tokio::sync::Semaphore>,
+        fetched: &mut Fetched,
+        tx: &tokio::sync::mpsc::Sender<Result<Vec<thanos::Series>, Status>>,
+        pending: Vec<Pending>,
+    ) -> Result<bool, StoreError> {
+        if pending.is_empty() {
+            return Ok(true);
+        }
+        if request.skip_chunks {
+            let series = pending
+                .into_iter()
+                .map(|p| thanos::Series {
+                    labels: p.labels,
+                    chunks: Vec::new(),
+                })
+                .collect();
+            return Ok(tx.send(Ok(series)).await.is_ok());
+        }
+        let refs: Vec<u64> = pending
+            .iter()
+            .flat_map(|p| p.entry.chunks.iter().map(|c| c.reference))
+            .collect();
+        let raw = block.chunks(&refs, fetched).await?;
+        // The batch's chunk bytes count against the pool until it is handed over.
+        let held: u64 = raw.iter().map(|b| b.len() as u64).sum();
+        let permit = u32::try_from(held.div_ceil(1024))
+            .ok()
+            .and_then(|kib| Arc::clone(pool).try_acquire_many_owned(kib).ok())
+            .ok_or(StoreError::PoolExhausted(held))?;
+        let mut raw = raw.into_iter();
+        let mut series = Vec::with_capacity(pending.len());
+        for p in pending {
+            let mut chunks = Vec::with_capacity(p.entry.chunks.len());
+            for meta in &p.entry.chunks {
+                let bytes = raw.next().unwrap_or_default();
+                chunks.push(aggr_chunk(block, meta, &bytes, &request.aggregates)?);
+            }
+            series.push(thanos::Series {
+                labels: p.labels,
+                chunks,
+            });
+        }
+        let sent = tx.send(Ok(series)).await.is_ok();
+        drop(permit);
+        Ok(sent)
+    }
+}
+
+/// A selected series whose chunks are not read yet: its final labels and index entry.
+#[derive(Clone)]
+struct Pending {
+    labels: Vec<thanos::Label>,
+    entry: SeriesEntry,
+}
+
+impl Labeled for Pending {
+    fn labels(&self) -> &[thanos::Label] {
+        &self.labels
     }
 }
 

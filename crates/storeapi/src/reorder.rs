@@ -16,15 +16,28 @@ use crate::thanos::{self, Series};
 /// sorts by a series' own labels, and two series whose first own labels differ keep their
 /// order whatever constant labels are added to or removed from both. `reorder` is false when
 /// no external label is added, so Prometheus's order stands.
-pub struct Reorder {
+pub struct Reorder<T = Series> {
     reorder: bool,
     /// Names of the external labels: not a series' own labels.
     external: HashSet<String>,
-    run: Vec<Series>,
+    run: Vec<T>,
     run_key: Option<Option<thanos::Label>>,
 }
 
-impl Reorder {
+/// What [`Reorder`] orders: anything with a series' final labels (a series, or a series
+/// entry whose chunks are yet to be read).
+pub trait Labeled {
+    /// The final labels, sorted by name.
+    fn labels(&self) -> &[thanos::Label];
+}
+
+impl Labeled for Series {
+    fn labels(&self) -> &[thanos::Label] {
+        &self.labels
+    }
+}
+
+impl<T: Labeled> Reorder<T> {
     /// A reorderer; with `reorder` false, series pass as they come. `external` names the
     /// labels that are not a series' own.
     pub fn new(reorder: bool, external: HashSet<String>) -> Self {
@@ -37,12 +50,12 @@ impl Reorder {
     }
 
     /// Takes one series; returns the series now ready to go, in order.
-    pub fn push(&mut self, series: Series) -> Vec<Series> {
+    pub fn push(&mut self, series: T) -> Vec<T> {
         if !self.reorder {
             return vec![series];
         }
         let key = series
-            .labels
+            .labels()
             .iter()
             .find(|l| !self.external.contains(&l.name))
             .cloned();
@@ -56,10 +69,10 @@ impl Reorder {
     }
 
     /// The series held, sorted; call at the end of the stream.
-    pub fn flush(&mut self) -> Vec<Series> {
+    pub fn flush(&mut self) -> Vec<T> {
         // Stable: frames of one series stay in their order.
         self.run
-            .sort_by(|a, b| compare_labels(&a.labels, &b.labels));
+            .sort_by(|a, b| compare_labels(a.labels(), b.labels()));
         self.run_key = None;
         std::mem::take(&mut self.run)
     }
