@@ -33,6 +33,38 @@ pub struct SyncReport {
     pub failed: usize,
 }
 
+/// Blocks whose data another block holds whole, as Thanos's deduplicate filter finds them:
+/// at the same resolution, a block whose compaction sources are all among another's (a
+/// compactor's output is in the bucket before its sources are marked for deletion). Of two
+/// blocks with the same sources, the one with the smaller ID goes.
+fn duplicates(blocks: &BTreeMap<ulid::Ulid, BlockMeta>) -> Vec<ulid::Ulid> {
+    let mut by_size: Vec<(&ulid::Ulid, &BlockMeta)> = blocks.iter().collect();
+    // Most sources first; among equals, the newest ID first, so it is the one kept.
+    by_size.sort_by(|a, b| {
+        b.1.compaction
+            .sources
+            .len()
+            .cmp(&a.1.compaction.sources.len())
+            .then(b.0.cmp(a.0))
+    });
+    let mut kept: Vec<(i64, BTreeSet<&str>)> = Vec::new();
+    let mut out = Vec::new();
+    for (id, meta) in by_size {
+        let sources: BTreeSet<&str> = meta.compaction.sources.iter().map(String::as_str).collect();
+        let resolution = meta.resolution();
+        let covered = !sources.is_empty()
+            && kept
+                .iter()
+                .any(|(r, k)| *r == resolution && sources.is_subset(k));
+        if covered {
+            out.push(*id);
+        } else {
+            kept.push((resolution, sources));
+        }
+    }
+    out
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -96,6 +128,10 @@ impl BucketStore {
                 continue;
             }
             wanted.insert(id, meta);
+        }
+        for id in duplicates(&wanted) {
+            wanted.remove(&id);
+            report.filtered += 1;
         }
 
         let mut blocks: BTreeMap<ulid::Ulid, Arc<BucketBlock>> = known
@@ -266,5 +302,48 @@ impl BucketStore {
             .relabel
             .process(&Labels::from_pairs(pairs))
             .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: ulid::Ulid, sources: &[ulid::Ulid], resolution: i64) -> BlockMeta {
+        let sources: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        BlockMeta::parse(
+            serde_json::json!({
+                "ulid": id.to_string(), "minTime": 0, "maxTime": 1, "version": 1,
+                "compaction": {"level": 1, "sources": sources},
+                "thanos": {"labels": {}, "downsample": {"resolution": resolution}, "source": "compactor"},
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn compacted_sources_are_left_out_as_by_thanos() {
+        let ids: Vec<ulid::Ulid> = (1..=6).map(|n| ulid::Ulid::from_parts(n, 0)).collect();
+        let (a, b, c) = (ids[0], ids[1], ids[2]);
+        let compacted = ids[3];
+        let downsampled = ids[4];
+        let copy = ids[5];
+        let blocks: BTreeMap<ulid::Ulid, BlockMeta> = [
+            (a, meta(a, &[a], 0)),
+            (b, meta(b, &[b], 0)),
+            (c, meta(c, &[c], 0)),
+            (compacted, meta(compacted, &[a, b], 0)),
+            // Same sources, other resolution: not a duplicate.
+            (downsampled, meta(downsampled, &[a, b], 300_000)),
+            // Same sources as `compacted`: the older ID goes.
+            (copy, meta(copy, &[a, b], 0)),
+        ]
+        .into_iter()
+        .collect();
+        let mut gone = duplicates(&blocks);
+        gone.sort();
+        assert_eq!(gone, vec![a, b, compacted]);
     }
 }
