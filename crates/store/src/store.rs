@@ -90,6 +90,16 @@ fn blocks_for(
 }
 
 impl BucketStore {
+    /// A request's time range within --min-time / --max-time, as Thanos clamps requests.
+    fn clamp(&self, start: i64, end: i64) -> (i64, i64) {
+        let (min, max) = self
+            .time_window
+            .read()
+            .map(|w| *w)
+            .unwrap_or((i64::MIN, i64::MAX));
+        (start.max(min), end.min(max))
+    }
+
     /// The blocks that can hold data for the request, by label set and resolution.
     fn blocks_for_request(
         &self,
@@ -381,9 +391,13 @@ fn aggr_chunk(
     Ok(out)
 }
 
-/// Sorted, unique strings.
-fn sorted(set: BTreeSet<String>) -> Vec<String> {
-    set.into_iter().collect()
+/// Sorted, unique strings, at most `limit` of them when it is positive.
+fn limited(set: BTreeSet<String>, limit: i64) -> Vec<String> {
+    let limit = usize::try_from(limit)
+        .ok()
+        .filter(|&l| l > 0)
+        .unwrap_or(usize::MAX);
+    set.into_iter().take(limit).collect()
 }
 
 #[tonic::async_trait]
@@ -429,15 +443,8 @@ impl Store for BucketStore {
         let started = Instant::now();
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        // Served only within --min-time / --max-time, as Thanos clamps the request.
         let mut request = request;
-        let (window_min, window_max) = self
-            .time_window
-            .read()
-            .map(|w| *w)
-            .unwrap_or((i64::MIN, i64::MAX));
-        request.min_time = request.min_time.max(window_min);
-        request.max_time = request.max_time.min(window_max);
+        (request.min_time, request.max_time) = self.clamp(request.min_time, request.max_time);
         let blocks = self.blocks_for_request(
             &matchers,
             request.min_time,
@@ -477,7 +484,10 @@ impl Store for BucketStore {
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut names = BTreeSet::new();
-        for block in self.blocks_for_request(&matchers, request.start, request.end, i64::MAX) {
+        for block in {
+            let (start, end) = self.clamp(request.start, request.end);
+            self.blocks_for_request(&matchers, start, end, i64::MAX)
+        } {
             let Some(own) = own_matchers(&block, &matchers) else {
                 continue;
             };
@@ -499,8 +509,11 @@ impl Store for BucketStore {
                 names.extend(block.labels.iter().map(|l| l.name.clone()));
             }
         }
+        for replica in &request.without_replica_labels {
+            names.remove(replica);
+        }
         Ok(LabelNamesResponse {
-            names: sorted(names),
+            names: limited(names, request.limit),
             warnings: Vec::new(),
             hints: None,
         })
@@ -513,7 +526,14 @@ impl Store for BucketStore {
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut values = BTreeSet::new();
-        for block in self.blocks_for_request(&matchers, request.start, request.end, i64::MAX) {
+        // A label the caller strips has no values, as in Thanos.
+        if request.without_replica_labels.contains(&request.label) {
+            return Ok(LabelValuesResponse::default());
+        }
+        for block in {
+            let (start, end) = self.clamp(request.start, request.end);
+            self.blocks_for_request(&matchers, start, end, i64::MAX)
+        } {
             let Some(own) = own_matchers(&block, &matchers) else {
                 continue;
             };
@@ -549,7 +569,7 @@ impl Store for BucketStore {
             }
         }
         Ok(LabelValuesResponse {
-            values: sorted(values),
+            values: limited(values, request.limit),
             warnings: Vec::new(),
             hints: None,
         })
