@@ -572,3 +572,111 @@ fn query_over_store_answers_as_prometheus_on_s3() {
         store.log()
     );
 }
+
+/// A 5m-resolution block (as the compactor writes them: one AggrChunk per series with count,
+/// sum, min, max and counter per 5-minute window) for the hour before [`START`], and the
+/// resolution choice: the querier asks raw data only by default, so the hour answers nothing;
+/// with `max_source_resolution=5m` it is answered from the aggregates Thanos's way (max for
+/// max_over_time, min for min_over_time, sum / count for avg_over_time).
+#[test]
+fn downsampled_blocks_are_served_by_resolution() {
+    use rthanos_chunkenc::{Encoding, encode_aggr, xor};
+    use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+    let dir = tempfile::tempdir().expect("tmp");
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, &yaml).expect("objstore.yml");
+
+    // Raw samples 0, 1, 2, … every 30 s over the hour: window k (5 min) holds 10k … 10k+9.
+    let from = (START - 3600) * 1000;
+    let windows: Vec<i64> = (1..=12).map(|k| from + k * 300_000).collect();
+    let series = |f: &dyn Fn(i64) -> f64| -> Vec<u8> {
+        let points: Vec<(i64, f64)> = windows
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (*t, f(k as i64)))
+            .collect();
+        xor::encode(points.iter().copied()).expect("encode")
+    };
+    let count = series(&|_| 10.0);
+    let sum = series(&|k| (0..10).map(|i| (10 * k + i) as f64).sum());
+    let min = series(&|k| (10 * k) as f64);
+    let max = series(&|k| (10 * k + 9) as f64);
+    let counter = series(&|k| (10 * k + 9) as f64);
+    let aggr = encode_aggr([
+        Some(&count),
+        Some(&sum),
+        Some(&min),
+        Some(&max),
+        Some(&counter),
+    ]);
+    let symbols: std::collections::BTreeSet<String> = ["__name__", "ds_metric", "job", "d"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut writer = BlockWriter::create(&bucket_dir, &symbols).expect("writer");
+    writer
+        .add_series(
+            &rthanos_model::Labels::from_pairs([("__name__", "ds_metric"), ("job", "d")]),
+            &[ChunkToWrite {
+                min_time: windows[0],
+                max_time: windows[11],
+                encoding: Encoding::Aggr,
+                data: &aggr,
+                samples: 120,
+            }],
+        )
+        .expect("series");
+    writer
+        .finish(Some(rthanos_tsdb::meta::ThanosMeta {
+            labels: [("cluster".to_string(), "eu1".to_string())].into(),
+            source: "compactor".into(),
+            downsample: rthanos_tsdb::meta::Downsample {
+                resolution: 300_000,
+            },
+            ..Default::default()
+        }))
+        .expect("finish");
+
+    let store = start_store(&objstore, &dir.path().join("store-data"), &[]);
+    assert_eq!(store.metric("thanos_bucket_store_blocks_loaded"), Some(1.0));
+    let mut query = common::start_query([&store], &[]);
+    query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+        common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
+    });
+    let at = START;
+    let value = |expr: &str, resolution: &str| -> Option<f64> {
+        let path = format!(
+            "/api/v1/query?query={}&time={at}{resolution}",
+            expr.replace('[', "%5B").replace(']', "%5D")
+        );
+        let (status, body) = common::http_get(query.http_port, &path).expect("answer");
+        assert_eq!(status, 200, "{path}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+        json["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+    };
+    let five = "&max_source_resolution=5m";
+    assert_eq!(
+        value("max_over_time(ds_metric[1h])", ""),
+        None,
+        "raw only by default"
+    );
+    assert_eq!(value("max_over_time(ds_metric[1h])", five), Some(119.0));
+    assert_eq!(value("min_over_time(ds_metric[1h])", five), Some(0.0));
+    // Each window's average, then their average: (4.5 + 14.5 + … + 114.5) / 12.
+    assert_eq!(value("avg_over_time(ds_metric[1h])", five), Some(59.5));
+    assert_eq!(
+        value(
+            "max_over_time(ds_metric[1h])",
+            "&max_source_resolution=auto"
+        ),
+        None
+    );
+}
