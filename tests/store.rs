@@ -680,3 +680,111 @@ fn downsampled_blocks_are_served_by_resolution() {
         None
     );
 }
+
+/// A Series answer dropped after its first frame stops the block readers: the store reads
+/// far less from the bucket than the whole answer needs.
+#[test]
+fn a_cancelled_series_call_stops_fetching() {
+    use rthanos_chunkenc::{Encoding, xor};
+    use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+    let dir = tempfile::tempdir().expect("tmp");
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(
+        &objstore,
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket_dir.display()
+        ),
+    )
+    .expect("objstore.yml");
+    // 4000 series of 120 samples each.
+    let instances: Vec<String> = (0..4000).map(|i| format!("i{i:04}")).collect();
+    let mut symbols: std::collections::BTreeSet<String> = ["__name__", "big", "instance"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    symbols.extend(instances.iter().cloned());
+    let mut writer = BlockWriter::create(&bucket_dir, &symbols).expect("writer");
+    let points: Vec<(i64, f64)> = (0..120)
+        .map(|i| ((START + i * 30) * 1000, (i * 7919 % 1000) as f64 / 7.0))
+        .collect();
+    let data = xor::encode(points.iter().copied()).expect("encode");
+    for instance in &instances {
+        let chunk = [ChunkToWrite {
+            min_time: points[0].0,
+            max_time: points[119].0,
+            encoding: Encoding::Xor,
+            data: &data,
+            samples: 120,
+        }];
+        writer
+            .add_series(
+                &rthanos_model::Labels::from_pairs([
+                    ("__name__", "big"),
+                    ("instance", instance.as_str()),
+                ]),
+                &chunk,
+            )
+            .expect("series");
+    }
+    writer
+        .finish(Some(rthanos_tsdb::meta::ThanosMeta {
+            labels: [("cluster".to_string(), "eu1".to_string())].into(),
+            source: "sidecar".into(),
+            ..Default::default()
+        }))
+        .expect("finish");
+
+    let store = start_store(&objstore, &dir.path().join("store-data"), &[]);
+    let fetched = |s: &Process| {
+        s.metric("thanos_bucket_store_bucket_fetched_bytes_total")
+            .unwrap_or(0.0)
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let read = |frames_to_read: Option<usize>| -> f64 {
+        use futures::StreamExt;
+        use rthanos_storeapi::Store;
+        use rthanos_storeapi::thanos::{LabelMatcher, SeriesRequest};
+        let before = fetched(&store);
+        runtime.block_on(async {
+            let client = rthanos_storeapi::GrpcStore::connect(
+                &store.grpc_addr(),
+                &rthanos_storeapi::ClientOptions::default(),
+            )
+            .expect("client");
+            let mut frames = client
+                .series(SeriesRequest {
+                    min_time: START * 1000,
+                    max_time: (START + 7200) * 1000,
+                    matchers: vec![LabelMatcher {
+                        r#type: 0,
+                        name: "__name__".into(),
+                        value: "big".into(),
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .expect("series");
+            let mut n = 0;
+            while let Some(frame) = frames.next().await {
+                frame.expect("frame");
+                n += 1;
+                if frames_to_read.is_some_and(|limit| n >= limit) {
+                    break;
+                }
+            }
+            drop(frames);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        fetched(&store) - before
+    };
+    let cancelled = read(Some(1));
+    let whole = read(None);
+    assert!(whole > 0.0);
+    assert!(
+        cancelled < whole / 3.0,
+        "a cancelled call read {cancelled} bytes, the whole answer {whole}"
+    );
+}
