@@ -233,9 +233,6 @@ fn main() {
         let warm: Vec<f64> = (0..warm_runs)
             .map(|_| series(&runtime, &client, &matchers).0)
             .collect();
-        if std::env::var_os("STORE_BENCH_DEBUG").is_some() {
-            eprintln!("{name}: warm runs {warm:?}");
-        }
         println!(
             "| {name} | {count} | {:.1} MiB | {:.0} ms | {:.0} ms | {:.1} MiB | {:.2} | {:.0} MiB |",
             returned as f64 / 1048576.0,

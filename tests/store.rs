@@ -169,6 +169,51 @@ fn queries() -> Vec<String> {
     out
 }
 
+/// A Series call straight to the store's gRPC API for metric `name` over the first 2h of the
+/// data; the labels (`name=value,…`) of the first `frames` series (all when `None`). The
+/// answer is dropped when enough is read.
+fn series_labels(store: &Process, name: &str, frames: Option<usize>) -> Vec<String> {
+    use futures::StreamExt;
+    use rthanos_storeapi::Store;
+    use rthanos_storeapi::thanos::{LabelMatcher, SeriesRequest, series_response::Result as Frame};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = rthanos_storeapi::GrpcStore::connect(
+            &store.grpc_addr(),
+            &rthanos_storeapi::ClientOptions::default(),
+        )
+        .expect("client");
+        let mut answer = client
+            .series(SeriesRequest {
+                min_time: START * 1000,
+                max_time: (START + 7200) * 1000,
+                matchers: vec![LabelMatcher {
+                    r#type: 0,
+                    name: "__name__".into(),
+                    value: name.into(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("series");
+        let mut out = Vec::new();
+        while let Some(frame) = answer.next().await {
+            if let Some(Frame::Series(s)) = frame.expect("frame").result {
+                let text: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                out.push(text.join(","));
+            }
+            if frames.is_some_and(|limit| out.len() >= limit) {
+                break;
+            }
+        }
+        out
+    })
+}
+
 fn start_store(objstore: &Path, data_dir: &Path, extra: &[&str]) -> Process {
     let mut args = vec![
         "store".to_string(),
@@ -372,44 +417,7 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
         );
     }
     // The store's own answer is sorted by final labels even where adding `cluster` reorders.
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let labels: Vec<String> = runtime.block_on(async {
-        use futures::StreamExt;
-        use rthanos_storeapi::Store;
-        use rthanos_storeapi::thanos::{
-            LabelMatcher, SeriesRequest, series_response::Result as Frame,
-        };
-        let client = rthanos_storeapi::GrpcStore::connect(
-            &store.grpc_addr(),
-            &rthanos_storeapi::ClientOptions::default(),
-        )
-        .expect("client");
-        let mut frames = client
-            .series(SeriesRequest {
-                min_time: START * 1000,
-                max_time: (START + 7200) * 1000,
-                matchers: vec![LabelMatcher {
-                    r#type: 0,
-                    name: "__name__".into(),
-                    value: "rthanos_prefix_total".into(),
-                }],
-                ..Default::default()
-            })
-            .await
-            .expect("series");
-        let mut out = Vec::new();
-        while let Some(frame) = frames.next().await {
-            if let Some(Frame::Series(s)) = frame.expect("frame").result {
-                let text: Vec<String> = s
-                    .labels
-                    .iter()
-                    .map(|l| format!("{}={}", l.name, l.value))
-                    .collect();
-                out.push(text.join(","));
-            }
-        }
-        out
-    });
+    let labels = series_labels(&store, "rthanos_prefix_total", None);
     assert_eq!(
         labels,
         [
@@ -742,42 +750,11 @@ fn a_cancelled_series_call_stops_fetching() {
         s.metric("thanos_bucket_store_bucket_fetched_bytes_total")
             .unwrap_or(0.0)
     };
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let read = |frames_to_read: Option<usize>| -> f64 {
-        use futures::StreamExt;
-        use rthanos_storeapi::Store;
-        use rthanos_storeapi::thanos::{LabelMatcher, SeriesRequest};
+    let read = |frames: Option<usize>| -> f64 {
         let before = fetched(&store);
-        runtime.block_on(async {
-            let client = rthanos_storeapi::GrpcStore::connect(
-                &store.grpc_addr(),
-                &rthanos_storeapi::ClientOptions::default(),
-            )
-            .expect("client");
-            let mut frames = client
-                .series(SeriesRequest {
-                    min_time: START * 1000,
-                    max_time: (START + 7200) * 1000,
-                    matchers: vec![LabelMatcher {
-                        r#type: 0,
-                        name: "__name__".into(),
-                        value: "big".into(),
-                    }],
-                    ..Default::default()
-                })
-                .await
-                .expect("series");
-            let mut n = 0;
-            while let Some(frame) = frames.next().await {
-                frame.expect("frame");
-                n += 1;
-                if frames_to_read.is_some_and(|limit| n >= limit) {
-                    break;
-                }
-            }
-            drop(frames);
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        });
+        series_labels(&store, "big", frames);
+        // The store's readers notice the dropped answer at their next hand-over.
+        std::thread::sleep(Duration::from_secs(2));
         fetched(&store) - before
     };
     let cancelled = read(Some(1));

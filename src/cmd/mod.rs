@@ -190,6 +190,16 @@ pub(crate) struct StoreLimitFlags {
     pub(crate) request_samples: u64,
 }
 
+impl StoreLimitFlags {
+    /// The limits for the StoreAPI server.
+    pub(crate) fn series_limits(&self) -> rthanos_storeapi::SeriesLimits {
+        rthanos_storeapi::SeriesLimits {
+            series: self.request_series,
+            samples: self.request_samples,
+        }
+    }
+}
+
 /// Web UI prefixing flags (query, store, compact).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub(crate) struct WebPrefixFlags {

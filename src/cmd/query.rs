@@ -14,7 +14,7 @@ use rthanos_query::discovery::{AddressSpec, FileSd};
 use rthanos_query::endpoints::{EndpointConfig, EndpointSet};
 use rthanos_query::store::QueryStore;
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags};
-use rthanos_storeapi::{ClientOptions, ClientTls, SeriesLimits, StoreServer};
+use rthanos_storeapi::{ClientOptions, ClientTls, StoreServer};
 
 use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags};
 
@@ -469,10 +469,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 grpc: Some(
                     StoreServer::new(Arc::clone(&query_store) as Arc<dyn rthanos_storeapi::Store>)
                         .with_metadata(query_store)
-                        .with_limits(SeriesLimits {
-                            series: limits.request_series,
-                            samples: limits.request_samples,
-                        })
+                        .with_limits(limits.series_limits())
                         .routes(),
                 ),
                 work: Box::pin(async move {

@@ -11,7 +11,7 @@ use anyhow::Context;
 use rthanos_objstore::Bucket;
 use rthanos_runtime::flags::path_or_content;
 use rthanos_sidecar::{HttpClientConfig, Sidecar, SidecarConfig};
-use rthanos_storeapi::{SeriesLimits, StoreServer};
+use rthanos_storeapi::StoreServer;
 
 use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags, reject_unsupported};
 
@@ -222,10 +222,7 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
             let store = sidecar.store();
             let grpc = StoreServer::new(Arc::clone(&store) as Arc<dyn rthanos_storeapi::Store>)
                 .with_metadata(store)
-                .with_limits(SeriesLimits {
-                    series: limits.request_series,
-                    samples: limits.request_samples,
-                })
+                .with_limits(limits.series_limits())
                 .routes();
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();

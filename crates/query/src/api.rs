@@ -528,7 +528,7 @@ async fn metadata(
     let (found, warnings) =
         crate::metadata::metric_metadata(&state.stores.metadata_apis(), request, partial)
             .await
-            .map_err(|e| ApiError::from(QueryError::Storage(rthanos_promql::StorageError(e))))?;
+            .map_err(|e| storage_error(rthanos_promql::StorageError(e)))?;
     // By metric name, so answers do not change order from one call to the next.
     let sorted: std::collections::BTreeMap<_, _> = found.metadata.into_iter().collect();
     let data: Map<String, serde_json::Value> = sorted
@@ -581,7 +581,7 @@ async fn query_exemplars(
         partial,
     )
     .await
-    .map_err(|e| ApiError::from(QueryError::Storage(rthanos_promql::StorageError(e))))?;
+    .map_err(|e| storage_error(rthanos_promql::StorageError(e)))?;
     let label_map = |set: Option<rthanos_storeapi::thanos::LabelSet>| -> serde_json::Value {
         let mut m = Map::new();
         for l in set.map(|s| s.labels).unwrap_or_default() {

@@ -20,7 +20,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::ProtoErrorKind;
 
 /// One `--endpoint` value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AddressSpec {
     /// `host:port`, used as given.
     Static(String),
@@ -110,7 +110,7 @@ fn join_host_port(ip: std::net::IpAddr, port: u16) -> String {
 /// name's last good answer.
 pub struct DnsProvider {
     resolver: Option<TokioResolver>,
-    last: Mutex<HashMap<String, Vec<String>>>,
+    last: Mutex<HashMap<AddressSpec, Vec<String>>>,
     lookups: prometheus::IntCounter,
     failures: prometheus::IntCounter,
 }
@@ -158,8 +158,7 @@ impl DnsProvider {
     pub async fn resolve(&self, specs: &[AddressSpec]) -> Vec<String> {
         // Names no longer asked for (a file-SD target gone) forget their last answer.
         if let Ok(mut last) = self.last.lock() {
-            let asked: std::collections::HashSet<String> =
-                specs.iter().map(|s| format!("{s:?}")).collect();
+            let asked: std::collections::HashSet<&AddressSpec> = specs.iter().collect();
             last.retain(|key, _| asked.contains(key));
         }
         let mut addresses = BTreeSet::new();
@@ -177,12 +176,11 @@ impl DnsProvider {
     }
 
     async fn resolve_name(&self, spec: &AddressSpec) -> Vec<String> {
-        let key = format!("{spec:?}");
         self.lookups.inc();
         match self.lookup(spec).await {
             Ok(found) => {
                 if let Ok(mut last) = self.last.lock() {
-                    last.insert(key, found.clone());
+                    last.insert(spec.clone(), found.clone());
                 }
                 found
             }
@@ -192,7 +190,7 @@ impl DnsProvider {
                     .last
                     .lock()
                     .ok()
-                    .and_then(|last| last.get(&key).cloned())
+                    .and_then(|last| last.get(spec).cloned())
                     .unwrap_or_default();
                 tracing::warn!(address = ?spec, err = %e, kept = kept.len(),
                     "DNS lookup failed; keeping the last addresses it gave");

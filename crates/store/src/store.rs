@@ -103,17 +103,21 @@ impl BucketStore {
         (start.max(min), end.min(max))
     }
 
-    /// The blocks that can hold data for the request, by label set and resolution.
+    /// The blocks that can hold data for the request, by label set and resolution, each with
+    /// the matchers it still applies once its external labels are decided.
     fn blocks_for_request(
         &self,
         matchers: &[Matcher],
         min: i64,
         max: i64,
         max_resolution: i64,
-    ) -> Vec<Arc<BucketBlock>> {
+    ) -> Vec<(Arc<BucketBlock>, Vec<Matcher>)> {
+        let mut own: std::collections::HashMap<ulid::Ulid, Vec<Matcher>> =
+            std::collections::HashMap::new();
         let mut by_labels: BTreeMap<Labels, Vec<Arc<BucketBlock>>> = BTreeMap::new();
         for block in self.blocks() {
-            if own_matchers(&block, matchers).is_some() {
+            if let Some(matchers) = own_matchers(&block, matchers) {
+                own.insert(block.id, matchers);
                 by_labels
                     .entry(block.labels.clone())
                     .or_default()
@@ -132,7 +136,29 @@ impl BucketStore {
             resolutions.reverse();
             out.extend(blocks_for(blocks, &resolutions, min, max));
         }
-        out
+        out.into_iter()
+            .map(|block| {
+                let matchers = own.remove(&block.id).unwrap_or_default();
+                (block, matchers)
+            })
+            .collect()
+    }
+
+    /// Calls `each` with the index entry of every series of `block` matching `matchers`,
+    /// read a batch at a time; returns whether any matched.
+    async fn for_each_entry(
+        block: &BucketBlock,
+        matchers: &[Matcher],
+        mut each: impl FnMut(&SeriesEntry),
+    ) -> Result<bool, StoreError> {
+        let mut fetched = Fetched::default();
+        let ids = Self::select(block, matchers, &mut fetched).await?;
+        for batch in ids.chunks(SERIES_BATCH) {
+            for entry in block.series(batch, &mut fetched).await? {
+                each(&entry);
+            }
+        }
+        Ok(!ids.is_empty())
     }
 
     /// The matching series IDs of a block.
@@ -460,15 +486,14 @@ impl Store for BucketStore {
         let request = Arc::new(request);
         let streams: Vec<SeriesStream> = blocks
             .into_iter()
-            .filter_map(|block| {
-                let own = own_matchers(&block, &matchers)?;
-                Some(Self::block_stream(
+            .map(|(block, own)| {
+                Self::block_stream(
                     block,
                     own,
                     Arc::clone(&request),
                     Arc::clone(&self.chunk_pool),
                     Arc::clone(&self.metrics),
-                ))
+                )
             })
             .collect();
         let metrics = Arc::clone(&self.metrics);
@@ -487,25 +512,16 @@ impl Store for BucketStore {
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut names = BTreeSet::new();
-        for block in {
-            let (start, end) = self.clamp(request.start, request.end);
-            self.blocks_for_request(&matchers, start, end, i64::MAX)
-        } {
-            let Some(own) = own_matchers(&block, &matchers) else {
-                continue;
-            };
-            let mut fetched = Fetched::default();
+        let (start, end) = self.clamp(request.start, request.end);
+        for (block, own) in self.blocks_for_request(&matchers, start, end, i64::MAX) {
             let has_series = if own.is_empty() {
                 names.extend(block.label_names().map(str::to_string));
                 true
             } else {
-                let ids = Self::select(&block, &own, &mut fetched).await?;
-                for batch in ids.chunks(SERIES_BATCH) {
-                    for entry in block.series(batch, &mut fetched).await? {
-                        names.extend(entry.labels.iter().map(|l| l.name.clone()));
-                    }
-                }
-                !ids.is_empty()
+                Self::for_each_entry(&block, &own, |entry| {
+                    names.extend(entry.labels.iter().map(|l| l.name.clone()));
+                })
+                .await?
             };
             // The block's external labels, when it has series to carry them.
             if has_series {
@@ -533,41 +549,28 @@ impl Store for BucketStore {
         if request.without_replica_labels.contains(&request.label) {
             return Ok(LabelValuesResponse::default());
         }
-        for block in {
-            let (start, end) = self.clamp(request.start, request.end);
-            self.blocks_for_request(&matchers, start, end, i64::MAX)
-        } {
-            let Some(own) = own_matchers(&block, &matchers) else {
-                continue;
-            };
-            let mut fetched = Fetched::default();
-            let external = block.labels.get(&request.label);
-            if own.is_empty() {
-                match external {
-                    Some(value) => {
+        let (start, end) = self.clamp(request.start, request.end);
+        for (block, own) in self.blocks_for_request(&matchers, start, end, i64::MAX) {
+            match block.labels.get(&request.label) {
+                // An external label: its value, if the block has matching series.
+                Some(value) => {
+                    if own.is_empty() || Self::for_each_entry(&block, &own, |_| {}).await? {
                         values.insert(value.to_string());
                     }
-                    None => values.extend(
-                        block
-                            .label_values(&request.label)
-                            .into_iter()
-                            .map(str::to_string),
-                    ),
                 }
-                continue;
-            }
-            let ids = Self::select(&block, &own, &mut fetched).await?;
-            if let Some(value) = external {
-                if !ids.is_empty() {
-                    values.insert(value.to_string());
-                }
-                continue;
-            }
-            for batch in ids.chunks(SERIES_BATCH) {
-                for entry in block.series(batch, &mut fetched).await? {
-                    if let Some(v) = entry.labels.get(&request.label) {
-                        values.insert(v.to_string());
-                    }
+                None if own.is_empty() => values.extend(
+                    block
+                        .label_values(&request.label)
+                        .into_iter()
+                        .map(str::to_string),
+                ),
+                None => {
+                    Self::for_each_entry(&block, &own, |entry| {
+                        if let Some(v) = entry.labels.get(&request.label) {
+                            values.insert(v.to_string());
+                        }
+                    })
+                    .await?;
                 }
             }
         }
