@@ -707,7 +707,8 @@ fn a_cancelled_series_call_stops_fetching() {
         ),
     )
     .expect("objstore.yml");
-    // 4000 series of 120 samples each.
+    // 4000 series of 8 chunks of 120 samples each: the chunks, not the index, are most of
+    // what a whole answer reads.
     let instances: Vec<String> = (0..4000).map(|i| format!("i{i:04}")).collect();
     let mut symbols: std::collections::BTreeSet<String> = ["__name__", "big", "instance"]
         .into_iter()
@@ -715,25 +716,36 @@ fn a_cancelled_series_call_stops_fetching() {
         .collect();
     symbols.extend(instances.iter().cloned());
     let mut writer = BlockWriter::create(&bucket_dir, &symbols).expect("writer");
-    let points: Vec<(i64, f64)> = (0..120)
-        .map(|i| ((START + i * 30) * 1000, (i * 7919 % 1000) as f64 / 7.0))
+    let chunks: Vec<(i64, i64, Vec<u8>)> = (0..8)
+        .map(|c| {
+            let points: Vec<(i64, f64)> = (0..120)
+                .map(|i| {
+                    let t = START + (c * 120 + i) * 7;
+                    (t * 1000, ((c * 120 + i) * 7919 % 1000) as f64 / 7.0)
+                })
+                .collect();
+            let data = xor::encode(points.iter().copied()).expect("encode");
+            (points[0].0, points[119].0, data)
+        })
         .collect();
-    let data = xor::encode(points.iter().copied()).expect("encode");
     for instance in &instances {
-        let chunk = [ChunkToWrite {
-            min_time: points[0].0,
-            max_time: points[119].0,
-            encoding: Encoding::Xor,
-            data: &data,
-            samples: 120,
-        }];
+        let to_write: Vec<ChunkToWrite> = chunks
+            .iter()
+            .map(|(min_time, max_time, data)| ChunkToWrite {
+                min_time: *min_time,
+                max_time: *max_time,
+                encoding: Encoding::Xor,
+                data,
+                samples: 120,
+            })
+            .collect();
         writer
             .add_series(
                 &rthanos_model::Labels::from_pairs([
                     ("__name__", "big"),
                     ("instance", instance.as_str()),
                 ]),
-                &chunk,
+                &to_write,
             )
             .expect("series");
     }
@@ -745,20 +757,22 @@ fn a_cancelled_series_call_stops_fetching() {
         }))
         .expect("finish");
 
-    let store = start_store(&objstore, &dir.path().join("store-data"), &[]);
-    let fetched = |s: &Process| {
-        s.metric("thanos_bucket_store_bucket_fetched_bytes_total")
-            .unwrap_or(0.0)
-    };
-    let read = |frames: Option<usize>| -> f64 {
-        let before = fetched(&store);
+    // Each call goes to a store of its own, so both start with an empty index cache.
+    let read = |frames: Option<usize>, data_dir: &str| -> f64 {
+        let store = start_store(&objstore, &dir.path().join(data_dir), &[]);
+        let fetched = || {
+            store
+                .metric("thanos_bucket_store_bucket_fetched_bytes_total")
+                .unwrap_or(0.0)
+        };
+        let before = fetched();
         series_labels(&store, "big", frames);
         // The store's readers notice the dropped answer at their next hand-over.
         std::thread::sleep(Duration::from_secs(2));
-        fetched(&store) - before
+        fetched() - before
     };
-    let cancelled = read(Some(1));
-    let whole = read(None);
+    let cancelled = read(Some(1), "store-cancelled");
+    let whole = read(None, "store-whole");
     assert!(whole > 0.0);
     assert!(
         cancelled < whole / 3.0,
