@@ -2,7 +2,6 @@
 //! postings lists and series entries. The decoders work on byte slices, so the same code reads
 //! a local mmapped index and byte ranges fetched from object storage.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use rthanos_model::{Label, Labels};
@@ -59,16 +58,28 @@ impl Toc {
 }
 
 /// The symbol table: every string of the index, referenced by position.
+///
+/// Where each symbol starts is kept for every `step`-th symbol: every one for an index being
+/// read through (compaction, block checks), every 32nd for a store's long-lived index-headers
+/// (as Prometheus and Thanos keep them), where a lookup then skips up to 31 strings.
 #[derive(Clone, Debug, Default)]
 pub struct Symbols {
-    /// Byte offset of each symbol inside `table`.
+    /// Byte offset, inside the table, of symbols 0, step, 2·step, …
     offsets: Vec<u32>,
+    step: u32,
+    count: usize,
     table_start: usize,
 }
 
 impl Symbols {
-    /// Indexes the symbol table section of `index` (checked against its CRC).
+    /// Indexes the symbol table section of `index` (checked against its CRC), keeping where
+    /// every symbol starts.
     pub fn parse(index: &[u8], offset: u64) -> Result<Self, TsdbError> {
+        Self::parse_sampled(index, offset, 1)
+    }
+
+    /// As [`Self::parse`], keeping where every `step`-th symbol starts.
+    pub fn parse_sampled(index: &[u8], offset: u64, step: u32) -> Result<Self, TsdbError> {
         let body = crc_section(index, offset, "index symbol table")?;
         let mut d = Decbuf::new(body, "index symbol table");
         let count = d.be32()? as usize;
@@ -79,18 +90,23 @@ impl Symbols {
                 "more symbols than bytes",
             ));
         }
+        let step = step.max(1);
         let table_start = offset as usize + 4;
-        let mut offsets = Vec::with_capacity(count);
-        for _ in 0..count {
-            let at = body.len() - d.remaining();
-            offsets.push(
-                u32::try_from(at)
-                    .map_err(|_| TsdbError::corrupt("index symbol table", "table over 4GiB"))?,
-            );
+        let mut offsets = Vec::with_capacity(count.div_ceil(step as usize));
+        for i in 0..count {
+            if i % step as usize == 0 {
+                let at = body.len() - d.remaining();
+                offsets
+                    .push(u32::try_from(at).map_err(|_| {
+                        TsdbError::corrupt("index symbol table", "table over 4GiB")
+                    })?);
+            }
             d.uvarint_str()?;
         }
         Ok(Self {
             offsets,
+            step,
+            count,
             table_start,
         })
     }
@@ -99,86 +115,215 @@ impl Symbols {
     pub fn lookup<'a>(&self, index: &'a [u8], reference: u32) -> Result<&'a str, TsdbError> {
         let at = *self
             .offsets
-            .get(reference as usize)
+            .get((reference / self.step) as usize)
+            .filter(|_| (reference as usize) < self.count)
             .ok_or_else(|| TsdbError::corrupt("index series", "symbol reference out of range"))?;
         let start = self.table_start + at as usize;
         let mut d = Decbuf::new(index.get(start..).unwrap_or_default(), "index symbol table");
+        for _ in 0..reference % self.step {
+            d.uvarint_bytes()?;
+        }
         d.uvarint_str()
     }
 
     /// Number of symbols.
     pub fn len(&self) -> usize {
-        self.offsets.len()
+        self.count
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.offsets.is_empty()
+        self.count == 0
     }
 }
 
 /// The postings offset table: for every label name, its values (sorted) and where each value's
 /// postings list starts. The entry `"" = ""` is the list of all series.
+///
+/// Only every 32nd entry of each name is kept in memory, as a position in the table (as
+/// Thanos's index-header reader does); a lookup searches those, then reads at most 32 entries
+/// from the table bytes. A block with millions of label values costs a few bytes per 32 values
+/// instead of a string and an offset each. Lookups take the bytes given to [`Self::parse`].
 #[derive(Clone, Debug, Default)]
 pub struct PostingsOffsets {
-    names: BTreeMap<String, Vec<(String, u64)>>,
+    names: Vec<NameOffsets>,
+}
+
+#[derive(Clone, Debug)]
+struct NameOffsets {
+    name: Box<str>,
+    /// Positions, in the parsed bytes, of this name's entries 0, 32, 64, …
+    sampled: Vec<usize>,
+    /// Position just past this name's last entry.
+    end: usize,
+    /// Postings offset of this name's first value.
+    first_postings: u64,
+}
+
+/// Entries of one label name kept per sampled position.
+const POSTINGS_OFFSETS_SAMPLING: usize = 32;
+const POSTINGS_TABLE: &str = "index postings offset table";
+
+/// One entry of the postings offset table: `2 <1b> | name | value | postings offset <uvarint>`.
+fn postings_entry<'a>(d: &mut Decbuf<'a>) -> Result<(&'a str, &'a str, u64), TsdbError> {
+    if d.u8()? != 2 {
+        return Err(TsdbError::corrupt(
+            POSTINGS_TABLE,
+            "entry is not a name/value pair",
+        ));
+    }
+    Ok((d.uvarint_str()?, d.uvarint_str()?, d.uvarint()?))
+}
+
+/// An entry already checked by [`PostingsOffsets::parse`], read for a lookup: the name is
+/// skipped and the value left as bytes (UTF-8 order is byte order), which halves the cost.
+fn checked_postings_entry<'a>(d: &mut Decbuf<'a>) -> Result<(&'a [u8], u64), TsdbError> {
+    d.u8()?;
+    d.uvarint_bytes()?;
+    Ok((d.uvarint_bytes()?, d.uvarint()?))
 }
 
 impl PostingsOffsets {
-    /// Reads the postings offset table section of `index`.
+    /// Reads the postings offset table section of `index`: checks it whole (CRC, every entry,
+    /// names and values in order) and keeps the sampled positions.
     pub fn parse(index: &[u8], offset: u64) -> Result<Self, TsdbError> {
-        const WHAT: &str = "index postings offset table";
-        let body = crc_section(index, offset, WHAT)?;
-        let mut d = Decbuf::new(body, WHAT);
+        let body = crc_section(index, offset, POSTINGS_TABLE)?;
+        // The body lies at `offset + 4` of `index`: positions are kept relative to `index`.
+        let body_at = offset as usize + 4;
+        let mut d = Decbuf::new(body, POSTINGS_TABLE);
         let count = d.be32()? as usize;
-        let mut names: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        let mut names: Vec<NameOffsets> = Vec::new();
+        let mut in_name = 0usize;
+        let mut last_value: &str = "";
         for _ in 0..count {
-            if d.u8()? != 2 {
-                return Err(TsdbError::corrupt(WHAT, "entry is not a name/value pair"));
-            }
-            let name = d.uvarint_str()?;
-            let value = d.uvarint_str()?;
-            let postings = d.uvarint()?;
-            match names.get_mut(name) {
-                Some(values) => values.push((value.to_string(), postings)),
-                None => {
-                    names.insert(name.to_string(), vec![(value.to_string(), postings)]);
+            let at = body_at + body.len() - d.remaining();
+            let (name, value, postings) = postings_entry(&mut d)?;
+            let end = body_at + body.len() - d.remaining();
+            match names.last_mut() {
+                Some(current) if *current.name == *name => {
+                    if value <= last_value {
+                        return Err(TsdbError::corrupt(POSTINGS_TABLE, "values out of order"));
+                    }
+                    if in_name % POSTINGS_OFFSETS_SAMPLING == 0 {
+                        current.sampled.push(at);
+                    }
+                    current.end = end;
+                }
+                last => {
+                    if last.is_some_and(|l| *l.name > *name) {
+                        return Err(TsdbError::corrupt(POSTINGS_TABLE, "names out of order"));
+                    }
+                    in_name = 0;
+                    names.push(NameOffsets {
+                        name: name.into(),
+                        sampled: vec![at],
+                        end,
+                        first_postings: postings,
+                    });
                 }
             }
+            last_value = value;
+            in_name += 1;
         }
+        for name in &mut names {
+            name.sampled.shrink_to_fit();
+        }
+        names.shrink_to_fit();
         Ok(Self { names })
+    }
+
+    fn name(&self, name: &str) -> Option<&NameOffsets> {
+        self.names
+            .binary_search_by(|n| (*n.name).cmp(name))
+            .ok()
+            .map(|i| &self.names[i])
     }
 
     /// Label names, sorted, without the all-postings entry.
     pub fn label_names(&self) -> impl Iterator<Item = &str> {
         self.names
-            .keys()
-            .map(String::as_str)
+            .iter()
+            .map(|n| &*n.name)
             .filter(|n| !n.is_empty())
     }
 
-    /// Values of `name`, sorted, each with its postings offset.
-    pub fn values(&self, name: &str) -> &[(String, u64)] {
-        self.names.get(name).map_or(&[], Vec::as_slice)
+    /// Values of `name`, sorted, each with its postings offset, read from `index` (the bytes
+    /// given to [`Self::parse`]).
+    pub fn values<'a>(&self, index: &'a [u8], name: &str) -> PostingsOffsetEntries<'a> {
+        let bytes = self
+            .name(name)
+            .and_then(|n| index.get(*n.sampled.first()?..n.end))
+            .unwrap_or_default();
+        PostingsOffsetEntries {
+            d: Decbuf::new(bytes, POSTINGS_TABLE),
+        }
     }
 
     /// Postings offset of the first value of the label name after `name`.
     pub fn next_name_offset(&self, name: &str) -> Option<u64> {
-        use std::ops::Bound::{Excluded, Unbounded};
-        self.names
-            .range::<str, _>((Excluded(name), Unbounded))
-            .next()
-            .and_then(|(_, values)| values.first())
-            .map(|(_, offset)| *offset)
+        let after = self.names.partition_point(|n| *n.name <= *name);
+        self.names.get(after).map(|n| n.first_postings)
     }
 
-    /// Postings offset of `name="value"`.
-    pub fn offset(&self, name: &str, value: &str) -> Option<u64> {
-        let values = self.values(name);
-        values
-            .binary_search_by(|(v, _)| v.as_str().cmp(value))
-            .ok()
-            .map(|i| values[i].1)
+    /// Postings offset of `name="value"` and of the value after it of the same name (`None`
+    /// when it is the last one), read from `index`.
+    pub fn find(&self, index: &[u8], name: &str, value: &str) -> Option<(u64, Option<u64>)> {
+        let n = self.name(name)?;
+        let value = value.as_bytes();
+        let value_at = |at: usize| {
+            let mut d = Decbuf::new(index.get(at..n.end).unwrap_or_default(), POSTINGS_TABLE);
+            checked_postings_entry(&mut d).map_or(&[][..], |(v, _)| v)
+        };
+        // The last sampled entry at or before `value`; the value, if present, is within the
+        // next 32 entries.
+        let after = n.sampled.partition_point(|&at| value_at(at) <= value);
+        let start = *n.sampled.get(after.checked_sub(1)?)?;
+        let mut d = Decbuf::new(index.get(start..n.end)?, POSTINGS_TABLE);
+        while let Ok((v, postings)) = checked_postings_entry(&mut d) {
+            match v.cmp(value) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => {
+                    let next = checked_postings_entry(&mut d).ok().map(|(_, next)| next);
+                    return Some((postings, next));
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    /// Postings offset of `name="value"`, read from `index`.
+    pub fn offset(&self, index: &[u8], name: &str, value: &str) -> Option<u64> {
+        self.find(index, name, value).map(|(offset, _)| offset)
+    }
+}
+
+/// Values of one label name with their postings offsets, read from the table bytes.
+#[derive(Debug, Clone)]
+pub struct PostingsOffsetEntries<'a> {
+    d: Decbuf<'a>,
+}
+
+impl<'a> Iterator for PostingsOffsetEntries<'a> {
+    type Item = (&'a str, u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.d.remaining() == 0 {
+            return None;
+        }
+        // Every entry was checked by `parse`: an error here cannot happen, and ends the values.
+        let entry = checked_postings_entry(&mut self.d).and_then(|(value, postings)| {
+            let value = std::str::from_utf8(value)
+                .map_err(|_| TsdbError::corrupt(POSTINGS_TABLE, "value is not UTF-8"))?;
+            Ok((value, postings))
+        });
+        match entry {
+            Ok(entry) => Some(entry),
+            Err(_) => {
+                self.d = Decbuf::new(&[], POSTINGS_TABLE);
+                None
+            }
+        }
     }
 }
 
@@ -411,12 +556,14 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
 
     /// Values of label `name`, sorted.
     pub fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.postings.values(name).iter().map(|(v, _)| v.as_str())
+        self.postings
+            .values(self.data.as_ref(), name)
+            .map(|(v, _)| v)
     }
 
     /// Series IDs with `name="value"`, ascending (empty if none).
     pub fn postings(&self, name: &str, value: &str) -> Result<Vec<u64>, TsdbError> {
-        match self.postings.offset(name, value) {
+        match self.postings.offset(self.data.as_ref(), name, value) {
             Some(offset) => read_postings(self.data.as_ref(), offset),
             None => Ok(Vec::new()),
         }
@@ -475,10 +622,10 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         }
         let selected = crate::postings::Postings::Decoded(self.select(matchers)?);
         let mut values = Vec::new();
-        for (value, offset) in self.postings.values(name) {
-            let with_value = postings_at(self.data.as_ref(), *offset)?;
+        for (value, offset) in self.postings.values(self.data.as_ref(), name) {
+            let with_value = postings_at(self.data.as_ref(), offset)?;
             if crate::postings::intersects(&with_value, &selected) {
-                values.push(value.as_str());
+                values.push(value);
             }
         }
         Ok(values)
@@ -495,7 +642,7 @@ impl<B: AsRef<[u8]>> crate::postings::PostingsSource for IndexReader<B> {
         name: &str,
         value: &str,
     ) -> Result<crate::postings::Postings<'_>, TsdbError> {
-        match self.postings.offset(name, value) {
+        match self.postings.offset(self.data.as_ref(), name, value) {
             Some(offset) => postings_at(self.data.as_ref(), offset),
             None => Ok(crate::postings::Postings::Decoded(Vec::new())),
         }

@@ -24,6 +24,8 @@ pub const INDEX_HEADER_MAGIC: u32 = 0xBAAA_D792;
 pub const INDEX_HEADER_VERSION: u8 = 1;
 const HEADER_LEN: usize = 4 + 1 + 1 + 8;
 const HEADER_TOC_LEN: usize = 2 * 8 + 4;
+/// Symbols whose start is kept in memory: one in 32, as Thanos's reader keeps them.
+const SYMBOLS_SAMPLING: u32 = 32;
 
 /// The byte ranges of an index that an index-header is made of, given its TOC and size.
 pub fn ranges_to_fetch(toc: &Toc, index_size: u64) -> Result<[Range<u64>; 2], TsdbError> {
@@ -113,7 +115,7 @@ impl IndexHeader {
         }
         let mut toc = Decbuf::new(toc_body, WHAT);
         let (symbols_at, postings_at) = (toc.be64()?, toc.be64()?);
-        let symbols = Symbols::parse(&data, symbols_at)?;
+        let symbols = Symbols::parse_sampled(&data, symbols_at, SYMBOLS_SAMPLING)?;
         let postings = PostingsOffsets::parse(&data, postings_at)?;
         Ok(Self {
             data,
@@ -140,7 +142,7 @@ impl IndexHeader {
 
     /// Values of `name`, sorted.
     pub fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.postings.values(name).iter().map(|(v, _)| v.as_str())
+        self.postings.values(&self.data, name).map(|(v, _)| v)
     }
 
     /// Where the index's postings section ends: every series entry lies before it.
@@ -150,19 +152,11 @@ impl IndexHeader {
 
     /// Byte range, in the index, of the postings list of `name="value"` (padding included).
     pub fn postings_range(&self, name: &str, value: &str) -> Option<Range<u64>> {
-        let values = self.postings.values(name);
-        let i = values
-            .binary_search_by(|(v, _)| v.as_str().cmp(value))
-            .ok()?;
-        let start = values[i].1;
+        let (start, next) = self.postings.find(&self.data, name, value)?;
         // Lists are written in table order: the next entry's list starts where this one ends.
-        let end = match values.get(i + 1) {
-            Some((_, next)) => *next,
-            None => self
-                .postings
-                .next_name_offset(name)
-                .unwrap_or(self.postings_end),
-        };
+        let end = next
+            .or_else(|| self.postings.next_name_offset(name))
+            .unwrap_or(self.postings_end);
         // Offsets out of order: a corrupt table, never a backwards range.
         (start <= end).then_some(start..end)
     }
