@@ -729,7 +729,7 @@ fn a_cancelled_series_call_stops_fetching() {
         })
         .collect();
     for instance in &instances {
-        let to_write: Vec<ChunkToWrite> = chunks
+        let to_write: Vec<ChunkToWrite<'_>> = chunks
             .iter()
             .map(|(min_time, max_time, data)| ChunkToWrite {
                 min_time: *min_time,
