@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use criterion::{Criterion, black_box, criterion_group};
+use criterion::{Criterion, criterion_group};
 use rthanos_chunkenc::{Encoding, xor};
 use rthanos_model::Labels;
 use rthanos_tsdb::index::Toc;
 use rthanos_tsdb::index_header::{self, IndexHeader};
 use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+use std::hint::black_box;
 
 /// Counts the bytes allocated and not yet freed, to weigh what an opened header keeps.
 struct Counting;
