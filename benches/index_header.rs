@@ -98,7 +98,7 @@ fn header_path() -> PathBuf {
         writer.add_series(labels, &chunk).expect("series");
     }
     let meta = writer.finish(None).expect("finish");
-    let index = std::fs::read(dir.join(meta.ulid.to_string()).join("index")).expect("index");
+    let index = std::fs::read(dir.join(&meta.ulid).join("index")).expect("index");
     let toc = Toc::parse(&index[index_header::toc_range(index.len() as u64).start as usize..])
         .expect("toc");
     let [symbols, postings] =

@@ -108,7 +108,7 @@ fn sampled_postings_offsets_find_every_value() {
         writer.add_series(labels, &chunk).expect("series");
     }
     let meta = writer.finish(None).expect("finish");
-    let block_dir = dir.path().join(meta.ulid.to_string());
+    let block_dir = dir.path().join(&meta.ulid);
     let index_bytes = std::fs::read(block_dir.join("index")).expect("index");
     let size = index_bytes.len() as u64;
     let read = |r: std::ops::Range<u64>| index_bytes[r.start as usize..r.end as usize].to_vec();
