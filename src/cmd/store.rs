@@ -227,14 +227,16 @@ pub(crate) struct StoreArgs {
     )]
     pub(crate) ignore_deletion_marks_delay: PromDuration,
     /// If true, Store Gateway will lazy memory map index-header only once the block is required
-    /// by a query.
+    /// by a query. rthanos always maps index-headers and keeps one in 32 of their entries in
+    /// memory, so an idle block costs what Thanos's lazy reader saves; the flag changes nothing.
     #[arg(
         id = "store.enable-index-header-lazy-reader",
         long = "store.enable-index-header-lazy-reader"
     )]
     pub(crate) index_header_lazy_reader: bool,
     /// If true, Store Gateway will estimate postings size and try to lazily expand postings if
-    /// it downloads less data than expanding all postings.
+    /// it downloads less data than expanding all postings. Accepted; rthanos expands all
+    /// postings (answers are the same, only the bytes read differ).
     #[arg(
         id = "store.enable-lazy-expanded-postings",
         long = "store.enable-lazy-expanded-postings"
@@ -242,7 +244,8 @@ pub(crate) struct StoreArgs {
     pub(crate) lazy_expanded_postings: bool,
     /// Strategy of how to download index headers lazily. Supported values: eager, lazy. If
     /// eager, always download index header during initial load. If lazy, download index header
-    /// during query time.
+    /// during query time. Accepted; rthanos builds every index-header at load (from two ranged
+    /// reads per block).
     #[arg(id = "store.index-header-lazy-download-strategy", long = "store.index-header-lazy-download-strategy", default_value = "eager", value_parser = ["eager", "lazy"])]
     pub(crate) index_header_lazy_download_strategy: String,
 }
@@ -267,6 +270,29 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
             args.downloaded_bytes_limit > 0,
         ),
     ])?;
+    // Thanos's memory and download tunings: answers do not depend on them, so a deployment
+    // that sets them starts, and is told what rthanos does instead.
+    for (flag, set) in [
+        (
+            "store.enable-index-header-lazy-reader",
+            args.index_header_lazy_reader,
+        ),
+        (
+            "store.enable-lazy-expanded-postings",
+            args.lazy_expanded_postings,
+        ),
+        (
+            "store.index-header-lazy-download-strategy",
+            args.index_header_lazy_download_strategy != "eager",
+        ),
+    ] {
+        if set {
+            tracing::info!(
+                flag,
+                "flag accepted without effect: index-headers are always mmapped with 1 in 32 entries in memory, built at load, and postings are always expanded"
+            );
+        }
+    }
     let objstore = args
         .objstore
         .content()?
