@@ -52,26 +52,33 @@ pub fn write(
     symbols: &[u8],
     postings_table: &[u8],
 ) -> Result<(), TsdbError> {
+    use std::io::Write;
     let symbols = section_prefix(symbols, "index symbol table")?;
     let postings_table = section_prefix(postings_table, "index postings offset table")?;
-    let mut out =
-        Vec::with_capacity(HEADER_LEN + symbols.len() + postings_table.len() + HEADER_TOC_LEN);
-    out.extend_from_slice(&INDEX_HEADER_MAGIC.to_be_bytes());
-    out.push(INDEX_HEADER_VERSION);
-    out.push(INDEX_VERSION_2);
-    out.extend_from_slice(&toc.postings_table.to_be_bytes());
-    let symbols_at = out.len() as u64;
-    out.extend_from_slice(symbols);
-    let postings_at = out.len() as u64;
-    out.extend_from_slice(postings_table);
-    let toc_at = out.len();
-    out.extend_from_slice(&symbols_at.to_be_bytes());
-    out.extend_from_slice(&postings_at.to_be_bytes());
-    let crc = crc32c::crc32c(&out[toc_at..]);
-    out.extend_from_slice(&crc.to_be_bytes());
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    head.extend_from_slice(&INDEX_HEADER_MAGIC.to_be_bytes());
+    head.push(INDEX_HEADER_VERSION);
+    head.push(INDEX_VERSION_2);
+    head.extend_from_slice(&toc.postings_table.to_be_bytes());
+    let symbols_at = head.len() as u64;
+    let postings_at = symbols_at + symbols.len() as u64;
+    let mut tail = Vec::with_capacity(HEADER_TOC_LEN);
+    tail.extend_from_slice(&symbols_at.to_be_bytes());
+    tail.extend_from_slice(&postings_at.to_be_bytes());
+    let crc = crc32c::crc32c(&tail);
+    tail.extend_from_slice(&crc.to_be_bytes());
     // Written aside and renamed: a crash never leaves a half-written header to be mmapped.
+    // The sections go straight to the file, never copied into one buffer.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &out).map_err(|e| TsdbError::io(&tmp, e))?;
+    let io = |e| TsdbError::io(&tmp, e);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    for part in [&head[..], symbols, postings_table, &tail[..]] {
+        file.write_all(part).map_err(io)?;
+    }
+    file.into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .sync_all()
+        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| TsdbError::io(path, e))
 }
 
