@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
 use rthanos_model::Labels;
@@ -33,43 +33,7 @@ pub struct SyncReport {
     pub failed: usize,
 }
 
-/// Blocks whose data another block holds whole, as Thanos's deduplicate filter finds them:
-/// at the same resolution, a block whose compaction sources are all among another's (a
-/// compactor's output is in the bucket before its sources are marked for deletion). Of two
-/// blocks with the same sources, the one with the smaller ID goes.
-fn duplicates(blocks: &BTreeMap<ulid::Ulid, BlockMeta>) -> Vec<ulid::Ulid> {
-    let mut by_size: Vec<(&ulid::Ulid, &BlockMeta)> = blocks.iter().collect();
-    // Most sources first; among equals, the newest ID first, so it is the one kept.
-    by_size.sort_by(|a, b| {
-        b.1.compaction
-            .sources
-            .len()
-            .cmp(&a.1.compaction.sources.len())
-            .then(b.0.cmp(a.0))
-    });
-    let mut kept: Vec<(i64, BTreeSet<&str>)> = Vec::new();
-    let mut out = Vec::new();
-    for (id, meta) in by_size {
-        let sources: BTreeSet<&str> = meta.compaction.sources.iter().map(String::as_str).collect();
-        let resolution = meta.resolution();
-        let covered = !sources.is_empty()
-            && kept
-                .iter()
-                .any(|(r, k)| *r == resolution && sources.is_subset(k));
-        if covered {
-            out.push(*id);
-        } else {
-            kept.push((resolution, sources));
-        }
-    }
-    out
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use rthanos_block::{duplicates, now_ms};
 
 impl BucketStore {
     /// Brings the served blocks in line with the bucket. Bucket listing errors fail the sync
@@ -79,16 +43,9 @@ impl BucketStore {
         if let Ok(mut w) = self.time_window.write() {
             *w = window;
         }
-        let names = self
-            .bucket
-            .iter("", false)
+        let ids = rthanos_block::block_ids(&self.bucket)
             .await
             .map_err(|e| StoreError::Bucket(e.to_string()))?;
-        let ids: BTreeSet<ulid::Ulid> = names
-            .iter()
-            .filter_map(|n| n.strip_suffix('/'))
-            .filter_map(|n| n.parse().ok())
-            .collect();
         let known: BTreeMap<ulid::Ulid, Arc<BucketBlock>> =
             self.blocks.read().map(|b| b.clone()).unwrap_or_default();
         let mut report = SyncReport::default();
@@ -233,19 +190,12 @@ impl BucketStore {
     /// meta.json of block `id`, or `None` when the block has none (a partial upload) or it
     /// does not parse (logged).
     async fn fetch_meta(&self, id: ulid::Ulid) -> Option<BlockMeta> {
-        match self.bucket.get(&format!("{id}/meta.json")).await {
-            Ok(bytes) => match BlockMeta::parse(&bytes) {
-                Ok(meta) if meta.ulid == id.to_string() => Some(meta),
-                Ok(meta) => {
-                    tracing::warn!(block = %id, meta_ulid = %meta.ulid, "meta.json names another block; block skipped");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(block = %id, err = %e, "meta.json unreadable; block skipped");
-                    None
-                }
-            },
-            Err(e) if e.is_not_found() => None,
+        match rthanos_block::fetch_meta(&self.bucket, id).await {
+            Ok(meta) => meta,
+            Err(e @ rthanos_block::BlockError::Malformed { .. }) => {
+                tracing::warn!(block = %id, err = %e, "meta.json unreadable; block skipped");
+                None
+            }
             Err(e) => {
                 tracing::warn!(block = %id, err = %e, "meta.json not read; block skipped this sync");
                 None
@@ -260,14 +210,10 @@ impl BucketStore {
         let now_s = now_ms() / 1000;
         let checks = futures::stream::iter(ids.iter().copied())
             .map(|id| async move {
-                let bytes = self
-                    .bucket
-                    .get(&format!("{id}/deletion-mark.json"))
+                let mark = rthanos_block::read_deletion_mark(&self.bucket, id)
                     .await
-                    .ok()?;
-                let mark: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-                let at = mark["deletion_time"].as_i64()?;
-                (now_s.saturating_sub(at) > delay_s).then_some(id)
+                    .ok()??;
+                (now_s.saturating_sub(mark.deletion_time) > delay_s).then_some(id)
             })
             .buffer_unordered(self.config.block_sync_concurrency.max(1))
             .collect::<Vec<_>>()
@@ -302,48 +248,5 @@ impl BucketStore {
             .relabel
             .process(&Labels::from_pairs(pairs))
             .is_some()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(id: ulid::Ulid, sources: &[ulid::Ulid], resolution: i64) -> BlockMeta {
-        let sources: Vec<String> = sources.iter().map(ToString::to_string).collect();
-        BlockMeta::parse(
-            serde_json::json!({
-                "ulid": id.to_string(), "minTime": 0, "maxTime": 1, "version": 1,
-                "compaction": {"level": 1, "sources": sources},
-                "thanos": {"labels": {}, "downsample": {"resolution": resolution}, "source": "compactor"},
-            })
-            .to_string()
-            .as_bytes(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn compacted_sources_are_left_out_as_by_thanos() {
-        let ids: Vec<ulid::Ulid> = (1..=6).map(|n| ulid::Ulid::from_parts(n, 0)).collect();
-        let (a, b, c) = (ids[0], ids[1], ids[2]);
-        let compacted = ids[3];
-        let downsampled = ids[4];
-        let copy = ids[5];
-        let blocks: BTreeMap<ulid::Ulid, BlockMeta> = [
-            (a, meta(a, &[a], 0)),
-            (b, meta(b, &[b], 0)),
-            (c, meta(c, &[c], 0)),
-            (compacted, meta(compacted, &[a, b], 0)),
-            // Same sources, other resolution: not a duplicate.
-            (downsampled, meta(downsampled, &[a, b], 300_000)),
-            // Same sources as `compacted`: the older ID goes.
-            (copy, meta(copy, &[a, b], 0)),
-        ]
-        .into_iter()
-        .collect();
-        let mut gone = duplicates(&blocks);
-        gone.sort();
-        assert_eq!(gone, vec![a, b, compacted]);
     }
 }
