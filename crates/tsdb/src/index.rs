@@ -554,6 +554,15 @@ impl<B: AsRef<[u8]>> IndexReader<B> {
         self.postings.label_names()
     }
 
+    /// Every symbol of the index, in table (sorted) order.
+    pub fn symbols(&self) -> impl Iterator<Item = Result<&str, TsdbError>> {
+        (0..self.symbols.len()).map(|i| {
+            let reference = u32::try_from(i)
+                .map_err(|_| TsdbError::corrupt("index symbol table", "too many symbols"))?;
+            self.symbols.lookup(self.data.as_ref(), reference)
+        })
+    }
+
     /// Values of label `name`, sorted.
     pub fn label_values(&self, name: &str) -> impl Iterator<Item = &str> {
         self.postings

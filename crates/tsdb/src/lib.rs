@@ -7,6 +7,7 @@
 //! an allocation before it is checked against the bytes present.
 
 mod block;
+pub mod check;
 pub mod chunks;
 pub mod dump;
 mod encoding;

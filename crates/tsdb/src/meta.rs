@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::TsdbError;
 
 /// A block's meta.json.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockMeta {
     /// The block's ULID, as a string.

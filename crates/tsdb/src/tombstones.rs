@@ -58,6 +58,23 @@ impl Tombstones {
         Ok(Self { ranges })
     }
 
+    /// The bytes of a tombstones file deleting `intervals` (series ID, first and last
+    /// timestamp, both inclusive).
+    pub fn encode(intervals: &[(u64, i64, i64)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for &(id, min, max) in intervals {
+            crate::encoding::put_uvarint(&mut body, id);
+            crate::encoding::put_varint(&mut body, min);
+            crate::encoding::put_varint(&mut body, max);
+        }
+        let mut out = Vec::with_capacity(body.len() + 9);
+        out.extend_from_slice(&TOMBSTONES_MAGIC.to_be_bytes());
+        out.push(1);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out
+    }
+
     /// The deleted intervals of series `id`, sorted.
     pub fn get(&self, id: u64) -> &[(i64, i64)] {
         self.ranges.get(&id).map_or(&[], Vec::as_slice)

@@ -84,6 +84,17 @@ fn finish_file(w: Counted<BufWriter<File>>) -> Result<(), TsdbError> {
     file.sync_all().map_err(|e| TsdbError::io(&path, e))
 }
 
+/// Where a block made from other blocks comes from, for its meta.json.
+#[derive(Clone, Debug, Default)]
+pub struct Lineage {
+    /// Level, sources and parents.
+    pub compaction: Compaction,
+    /// Start of the block's range (ms, inclusive): its sources' first.
+    pub min_time: i64,
+    /// End of the block's range (ms, exclusive): its sources' last.
+    pub max_time: i64,
+}
+
 /// Writes one block. Call [`BlockWriter::add_series`] in label order, then
 /// [`BlockWriter::finish`].
 pub struct BlockWriter {
@@ -281,9 +292,17 @@ impl BlockWriter {
 
     /// Writes the index's remaining sections and meta.json, then moves the block into place.
     /// `thanos` is the meta.json section for Thanos, if any.
-    pub fn finish(
+    pub fn finish(self, thanos: Option<crate::meta::ThanosMeta>) -> Result<BlockMeta, TsdbError> {
+        self.finish_with(thanos, None)
+    }
+
+    /// As [`Self::finish`], for a block made from others: its compaction history (level,
+    /// sources, parents) and its time range are `lineage`'s, not those of a new level-1 block
+    /// spanning its samples.
+    pub fn finish_with(
         mut self,
         thanos: Option<crate::meta::ThanosMeta>,
+        lineage: Option<Lineage>,
     ) -> Result<BlockMeta, TsdbError> {
         if let Some(seg) = self.segment.take() {
             finish_file(seg)?;
@@ -384,10 +403,10 @@ impl BlockWriter {
         tombstones.write(&body)?;
         finish_file(tombstones)?;
 
-        let (min_time, max_time) = if self.stats.num_chunks == 0 {
-            (0, 0)
-        } else {
-            (self.min_time, self.max_time + 1)
+        let (min_time, max_time) = match &lineage {
+            Some(l) => (l.min_time, l.max_time),
+            None if self.stats.num_chunks == 0 => (0, 0),
+            None => (self.min_time, self.max_time + 1),
         };
         let ulid = self.ulid.to_string();
         // Thanos's index_stats, so store gateways read series and chunks with no over-fetch.
@@ -405,10 +424,13 @@ impl BlockWriter {
             min_time,
             max_time,
             stats: self.stats,
-            compaction: Compaction {
-                level: 1,
-                sources: vec![ulid],
-                ..Compaction::default()
+            compaction: match lineage {
+                Some(l) => l.compaction,
+                None => Compaction {
+                    level: 1,
+                    sources: vec![ulid],
+                    ..Compaction::default()
+                },
             },
             version: 1,
             thanos,

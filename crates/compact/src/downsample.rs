@@ -1,0 +1,1 @@
+//! Downsampling (filled in below).
