@@ -69,6 +69,46 @@ impl<'a> AggrChunk<'a> {
     }
 }
 
+/// Thanos's reading of counter aggregates across chunks (its ApplyCounterResets iterator): a
+/// running total with resets removed. A sample at the previous sample's timestamp is a chunk's
+/// true last raw value: it is not emitted, but the next chunk's first value is compared with
+/// it, so a reset between chunks is seen. Samples that go back in time and NaNs are skipped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CounterResets {
+    started: bool,
+    last_t: i64,
+    last_v: f64,
+    total: f64,
+}
+
+impl CounterResets {
+    /// Feeds the next sample; returns the sample to emit (timestamp, total), if any.
+    pub fn push(&mut self, t: i64, v: f64) -> Option<(i64, f64)> {
+        if v.is_nan() {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            (self.last_t, self.last_v, self.total) = (t, v, v);
+            return Some((t, v));
+        }
+        if t > self.last_t {
+            self.total += if v >= self.last_v { v - self.last_v } else { v };
+            (self.last_t, self.last_v) = (t, v);
+            return Some((t, self.total));
+        }
+        if t == self.last_t {
+            self.last_v = v;
+        }
+        None
+    }
+
+    /// The last raw value seen: a chunk's repeated last sample counts.
+    pub fn last_value(&self) -> f64 {
+        self.last_v
+    }
+}
+
 /// Packs the aggregates' XOR chunks into an AggrChunk payload; `None` marks an absent one.
 pub fn encode_aggr(parts: [Option<&[u8]>; 5]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().flatten().map(|p| p.len() + 4).sum());

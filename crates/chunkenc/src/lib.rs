@@ -24,7 +24,7 @@ mod aggr;
 mod bstream;
 pub mod xor;
 
-pub use aggr::{AggrChunk, AggrType, encode_aggr};
+pub use aggr::{AggrChunk, AggrType, CounterResets, encode_aggr};
 pub use xor::{XorEncoder, XorIterator};
 
 /// The bit pattern of Prometheus's staleness marker, a NaN that means "series ended".

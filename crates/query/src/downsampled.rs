@@ -64,11 +64,13 @@ pub fn samples(chunks: &[AggrChunk], aggregates: &[Aggr]) -> Result<Vec<Sample>,
     let mut out = Vec::new();
     match aggregates {
         [Aggr::Counter] => {
-            let mut counter = CounterResets::default();
+            let mut counter = rthanos_chunkenc::CounterResets::default();
             for chunk in chunks {
                 if let Some(c) = pick(chunk, Aggr::Counter) {
                     for s in decode(c)? {
-                        counter.push(s, &mut out);
+                        if let Some((t, v)) = counter.push(s.t, s.v) {
+                            out.push(Sample { t, v });
+                        }
                     }
                 }
             }
@@ -118,46 +120,6 @@ pub fn samples(chunks: &[AggrChunk], aggregates: &[Aggr]) -> Result<Vec<Sample>,
 fn append_forward(out: &mut Vec<Sample>, samples: Vec<Sample>) {
     let last = out.last().map_or(i64::MIN, |s| s.t);
     out.extend(samples.into_iter().filter(|s| s.t > last));
-}
-
-/// Thanos's reading of counter aggregates across chunks: a running total with resets
-/// removed. A sample at the previous timestamp is a chunk's true last raw value: it is not
-/// emitted, but the next chunk's first value is compared with it to find a reset between
-/// the chunks. Samples that go back in time are skipped.
-#[derive(Default)]
-struct CounterResets {
-    started: bool,
-    last_t: i64,
-    last_v: f64,
-    total: f64,
-}
-
-impl CounterResets {
-    fn push(&mut self, s: Sample, out: &mut Vec<Sample>) {
-        if s.v.is_nan() {
-            return;
-        }
-        if !self.started {
-            self.started = true;
-            (self.last_t, self.last_v, self.total) = (s.t, s.v, s.v);
-            out.push(s);
-            return;
-        }
-        if s.t > self.last_t {
-            self.total += if s.v >= self.last_v {
-                s.v - self.last_v
-            } else {
-                s.v
-            };
-            (self.last_t, self.last_v) = (s.t, s.v);
-            out.push(Sample {
-                t: s.t,
-                v: self.total,
-            });
-        } else if s.t == self.last_t {
-            self.last_v = s.v;
-        }
-    }
 }
 
 #[cfg(test)]
