@@ -18,64 +18,6 @@ use rthanos_testkit::{Moto, Prometheus, PromtoolBlocks, copy_dir};
 const START: i64 = 1_700_000_000;
 const SAMPLES: usize = 480;
 
-/// Uploads every block of `data` to `bucket` as a sidecar ships it: chunks, index, then a
-/// meta.json with the `thanos` section (external labels, source, files).
-fn upload_blocks(bucket: &Bucket, data: &Path, labels: &[(&str, &str)]) -> Vec<String> {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(data).expect("data dir") {
-        let dir = entry.expect("entry").path();
-        if !dir.join("meta.json").is_file() {
-            continue;
-        }
-        let id = dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
-        let mut meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta"))
-                .expect("json");
-        let mut files = Vec::new();
-        let mut segments = Vec::new();
-        let mut chunk_files: Vec<_> = std::fs::read_dir(dir.join("chunks"))
-            .expect("chunks")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        chunk_files.sort();
-        for file in chunk_files.iter().chain([&dir.join("index")]) {
-            let rel = file
-                .strip_prefix(&dir)
-                .expect("rel")
-                .to_string_lossy()
-                .to_string();
-            let bytes = std::fs::read(file).expect("read");
-            files.push(serde_json::json!({"rel_path": rel, "size_bytes": bytes.len()}));
-            if let Some(name) = rel.strip_prefix("chunks/") {
-                segments.push(name.to_string());
-            }
-            runtime
-                .block_on(bucket.upload(&format!("{id}/{rel}"), bytes.into()))
-                .expect("upload");
-        }
-        files.push(serde_json::json!({"rel_path": "meta.json"}));
-        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
-        meta["thanos"] = serde_json::json!({
-            "labels": labels, "downsample": {"resolution": 0}, "source": "sidecar",
-            "segment_files": segments, "files": files, "version": 1,
-        });
-        runtime
-            .block_on(bucket.upload(
-                &format!("{id}/meta.json"),
-                serde_json::to_vec(&meta).expect("json").into(),
-            ))
-            .expect("upload meta");
-        ids.push(id);
-    }
-    ids.sort();
-    ids
-}
-
 /// An answer as (labels without `cluster`) → values, from Prometheus's JSON.
 fn answer(port: u16, path: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
     let (status, body) = common::http_get(port, path).expect("answer");
@@ -343,7 +285,7 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
     copy_dir(&blocks.data_dir(), source.path());
     write_block(source.path());
     write_prefix_block(source.path());
-    let ids = upload_blocks(&bucket, source.path(), &[("cluster", "eu1")]);
+    let ids = common::upload_blocks(&bucket, source.path(), &[("cluster", "eu1")]);
     assert!(ids.len() >= 5, "{ids:?}");
 
     // A block with a corrupt index, and a partial upload (no meta.json), beside them.
@@ -506,7 +448,7 @@ fn query_over_store_answers_as_prometheus_on_s3() {
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
-    let ids = upload_blocks(&bucket, &blocks.data_dir(), &[("cluster", "eu1")]);
+    let ids = common::upload_blocks(&bucket, &blocks.data_dir(), &[("cluster", "eu1")]);
 
     let data = tempfile::tempdir().expect("tmp");
     copy_dir(&blocks.data_dir(), data.path());

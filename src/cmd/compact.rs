@@ -1,7 +1,16 @@
-//! `rthanos compact`: flags of Thanos's compactor. The component itself lands with issue #8.
+//! `rthanos compact`: Thanos's compactor flags, wired to the compactor of `rthanos-compact`:
+//! one iteration without `--wait`; with it, an iteration every `--wait-interval` and a cleanup
+//! every `--compact.cleanup-interval`, until stopped. A halt (overlapping blocks without
+//! vertical compaction, a block failing its check) stops the iterations but not the process,
+//! as in Thanos, so `thanos_compact_halted` can be alerted on.
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::Args;
+use rthanos_compact::{Compactor, CompactorConfig, Retention};
 use rthanos_model::PromDuration;
+use rthanos_objstore::Bucket;
 use rthanos_runtime::flags::{HttpFlags, LogFlags, ObjstoreFlags};
 
 use super::TracingFlags;
@@ -197,9 +206,102 @@ pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
         grpc: None,
         objstore: Some(&args.objstore),
     })?;
+    super::reject_unsupported(&[
+        ("deduplication.func", !args.deduplication_func.is_empty()),
+        ("hash-func", !args.hash_func.is_empty()),
+    ])?;
+    let objstore = args
+        .objstore
+        .content()?
+        .context("--objstore.config or --objstore.config-file is required")?;
+    let (min_time, max_time) = (args.selection.min_time, args.selection.max_time);
+    let time_window: rthanos_compact::TimeWindow = Arc::new(move || {
+        let now = rthanos_block::now_ms();
+        (min_time.resolve(now), max_time.resolve(now))
+    });
+    let config = CompactorConfig {
+        data_dir: args.data_dir.clone(),
+        ranges: rthanos_compact::plan::DEFAULT_RANGES.to_vec(),
+        consistency_delay: args.consistency_delay.as_std(),
+        delete_delay: args.delete_delay.as_std(),
+        retention: Retention {
+            raw: args.retention_raw.as_std(),
+            five_minutes: args.retention_5m.as_std(),
+            one_hour: args.retention_1h.as_std(),
+        },
+        compact_concurrency: args.compact_concurrency as usize,
+        downsample_concurrency: args.downsample_concurrency as usize,
+        fetch_concurrency: (args.block_meta_fetch_concurrency as usize).max(1),
+        files_concurrency: (args
+            .block_files_concurrency
+            .max(args.blocks_fetch_concurrency) as usize)
+            .max(1),
+        vertical_compaction: args.enable_vertical_compaction,
+        dedup_replica_labels: args.deduplication_replica_labels.clone(),
+        downsampling: !args.downsampling_disable,
+        relabel: args.selection.relabel()?,
+        time_window,
+    };
+    if !config.dedup_replica_labels.is_empty() && !config.vertical_compaction {
+        tracing::warn!(
+            "--deduplication.replica-label without --compact.enable-vertical-compaction: replicas' blocks overlap and their group halts"
+        );
+    }
+    let (wait, wait_interval) = (args.wait, args.wait_interval.as_std());
+    let cleanup_interval = args.cleanup_interval.as_std();
     prepared
-        .serve("compact", |_| {
-            super::Component::work(async { Err(super::not_built("compact", 8)) })
+        .serve("compact", move |runtime| {
+            let bucket =
+                Bucket::from_yaml(&objstore, runtime.registry()).context("--objstore.config")?;
+            let compactor = Arc::new(Compactor::new(bucket, config, runtime.registry())?);
+            let prober = runtime.prober().clone();
+            let shutdown = runtime.shutdown_token();
+            super::Component::work(async move {
+                prober.ready();
+                if wait && !cleanup_interval.is_zero() {
+                    let (compactor, shutdown) = (Arc::clone(&compactor), shutdown.clone());
+                    tokio::spawn(async move {
+                        let mut ticks = tokio::time::interval(cleanup_interval);
+                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        loop {
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                _ = ticks.tick() => {
+                                    if let Err(e) = compactor.cleanup().await {
+                                        tracing::warn!(err = %e, "cleanup failed");
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+                loop {
+                    let outcome = tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        outcome = compactor.iterate() => outcome,
+                    };
+                    match outcome {
+                        Ok(()) => tracing::info!("compaction iteration done"),
+                        Err(e @ rthanos_compact::CompactError::Halt(_)) => {
+                            if !wait {
+                                return Err(e.into());
+                            }
+                            // Halted: serve metrics and probes until stopped, compact no more.
+                            shutdown.cancelled().await;
+                            return Ok(());
+                        }
+                        Err(e) if !wait => return Err(e.into()),
+                        Err(e) => tracing::warn!(err = %e, "compaction iteration failed; retried after --wait-interval"),
+                    }
+                    if !wait {
+                        return Ok(());
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(wait_interval) => {}
+                    }
+                }
+            })
         })
         .await
 }

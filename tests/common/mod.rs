@@ -43,10 +43,14 @@ impl Process {
             }
             None => Command::new(env!("CARGO_BIN_EXE_rthanos")),
         };
-        let child = command
+        command
             .args(args)
-            .arg(format!("--http-address=127.0.0.1:{http_port}"))
-            .arg(format!("--grpc-address=127.0.0.1:{grpc_port}"))
+            .arg(format!("--http-address=127.0.0.1:{http_port}"));
+        // The compactor serves no gRPC.
+        if args.first().is_none_or(|c| c != "compact") {
+            command.arg(format!("--grpc-address=127.0.0.1:{grpc_port}"));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -228,4 +232,66 @@ pub fn start_query<'a>(
     let mut query = Process::start(&args);
     query.wait_ready(Duration::from_secs(60));
     query
+}
+
+/// Uploads every block of `data` to `bucket` as a sidecar ships it: chunks, index, then a
+/// meta.json with the `thanos` section (external labels, source, files).
+pub fn upload_blocks(
+    bucket: &rthanos_objstore::Bucket,
+    data: &std::path::Path,
+    labels: &[(&str, &str)],
+) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(data).expect("data dir") {
+        let dir = entry.expect("entry").path();
+        if !dir.join("meta.json").is_file() {
+            continue;
+        }
+        let id = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_string();
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).expect("meta"))
+                .expect("json");
+        let mut files = Vec::new();
+        let mut segments = Vec::new();
+        let mut chunk_files: Vec<_> = std::fs::read_dir(dir.join("chunks"))
+            .expect("chunks")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        chunk_files.sort();
+        for file in chunk_files.iter().chain([&dir.join("index")]) {
+            let rel = file
+                .strip_prefix(&dir)
+                .expect("rel")
+                .to_string_lossy()
+                .to_string();
+            let bytes = std::fs::read(file).expect("read");
+            files.push(serde_json::json!({"rel_path": rel, "size_bytes": bytes.len()}));
+            if let Some(name) = rel.strip_prefix("chunks/") {
+                segments.push(name.to_string());
+            }
+            runtime
+                .block_on(bucket.upload(&format!("{id}/{rel}"), bytes.into()))
+                .expect("upload");
+        }
+        files.push(serde_json::json!({"rel_path": "meta.json"}));
+        let labels: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
+        meta["thanos"] = serde_json::json!({
+            "labels": labels, "downsample": {"resolution": 0}, "source": "sidecar",
+            "segment_files": segments, "files": files, "version": 1,
+        });
+        runtime
+            .block_on(bucket.upload(
+                &format!("{id}/meta.json"),
+                serde_json::to_vec(&meta).expect("json").into(),
+            ))
+            .expect("upload meta");
+        ids.push(id);
+    }
+    ids.sort();
+    ids
 }

@@ -6,9 +6,13 @@
 //! it: outputs appear whole (meta.json last) before their sources are marked, and a rerun
 //! finds and finishes what was cut short.
 
+mod compactor;
 pub mod downsample;
 pub mod merge;
+pub mod metrics;
 pub mod plan;
+
+pub use compactor::{Compactor, CompactorConfig, Retention, TimeWindow};
 
 /// Errors of the compactor.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,689 @@
+//! One iteration of the compactor over a bucket, in Thanos's order: compact every group until
+//! the planner finds nothing more, downsample (two passes, so new 5m blocks can go on to 1h),
+//! mark blocks past their resolution's retention, then delete what was marked longer ago than
+//! the delete delay and partial uploads abandoned for longer than the consistency delay.
+//!
+//! Kill-safety: a compacted or downsampled block is uploaded whole (meta.json last) before
+//! anything is marked; a block whose compaction sources another block holds whole is marked
+//! for deletion at the next look (Thanos's garbage collection), so a run cut short between
+//! upload and marking is finished by the next; deletions take meta.json first and the mark
+//! last; local work directories are emptied before use.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rthanos_block::{BlockError, DeletionMark, duplicates, now_ms};
+use rthanos_model::Labels;
+use rthanos_model::relabel::Relabel;
+use rthanos_objstore::Bucket;
+use rthanos_tsdb::meta::ThanosMeta;
+use rthanos_tsdb::{Block, BlockMeta};
+
+use crate::CompactError;
+use crate::downsample::{RES_1H, RES_5M, downsample_block, target_resolution};
+use crate::merge::merge_blocks;
+use crate::metrics::CompactMetrics;
+use crate::plan::{group_key, groups, overlapping, plan};
+
+/// Sources of blocks that are complete when they appear: the consistency delay is waived.
+const TRUSTED_SOURCES: [&str; 3] = ["compactor", "bucket.repair", "bucket.rewrite"];
+
+/// Retention per resolution; zero keeps blocks forever.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retention {
+    /// `--retention.resolution-raw`.
+    pub raw: Duration,
+    /// `--retention.resolution-5m`.
+    pub five_minutes: Duration,
+    /// `--retention.resolution-1h`.
+    pub one_hour: Duration,
+}
+
+impl Retention {
+    fn for_resolution(&self, resolution: i64) -> Duration {
+        match resolution {
+            0 => self.raw,
+            RES_5M => self.five_minutes,
+            RES_1H => self.one_hour,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// What the compactor does, from its flags.
+#[derive(Clone)]
+pub struct CompactorConfig {
+    /// `--data-dir`: where blocks are downloaded and built.
+    pub data_dir: PathBuf,
+    /// Compaction levels in ms (2h, 8h, 2d, 14d).
+    pub ranges: Vec<i64>,
+    /// `--consistency-delay`.
+    pub consistency_delay: Duration,
+    /// `--delete-delay`.
+    pub delete_delay: Duration,
+    /// `--retention.resolution-*`.
+    pub retention: Retention,
+    /// `--compact.concurrency`: groups compacted at once.
+    pub compact_concurrency: usize,
+    /// `--downsample.concurrency`: blocks downsampled at once.
+    pub downsample_concurrency: usize,
+    /// `--block-meta-fetch-concurrency`: meta.json and marker reads at once.
+    pub fetch_concurrency: usize,
+    /// `--block-files-concurrency`: blocks downloaded at once for a compaction.
+    pub files_concurrency: usize,
+    /// `--compact.enable-vertical-compaction`.
+    pub vertical_compaction: bool,
+    /// `--deduplication.replica-label`: external labels removed, so replicas' blocks share a
+    /// group and are merged by vertical compaction.
+    pub dedup_replica_labels: Vec<String>,
+    /// `!--downsampling.disable`.
+    pub downsampling: bool,
+    /// `--selector.relabel-config`: which blocks (by external labels) are this compactor's.
+    pub relabel: Relabel,
+    /// `--min-time` / `--max-time`: blocks overlapping this window (ms) are this compactor's.
+    pub time_window: TimeWindow,
+}
+
+/// The `(min, max)` time window in ms, resolved when the bucket is looked at (a relative
+/// `--min-time=-2w` moves with the clock).
+pub type TimeWindow = std::sync::Arc<dyn Fn() -> (i64, i64) + Send + Sync>;
+
+/// The compactor of one bucket.
+pub struct Compactor {
+    bucket: Bucket,
+    config: CompactorConfig,
+    metrics: CompactMetrics,
+}
+
+/// A block's deletion mark, if any, and whether it has a no-compact mark.
+type Marks = (Option<DeletionMark>, bool);
+
+/// The bucket as the compactor sees it at one moment.
+#[derive(Debug, Default)]
+struct View {
+    /// Blocks to work on: whole, selected, old enough, not marked for deletion; external
+    /// labels without the replica labels.
+    metas: BTreeMap<ulid::Ulid, BlockMeta>,
+    /// Every block's deletion mark, partial blocks' included.
+    marked: BTreeMap<ulid::Ulid, DeletionMark>,
+    /// Blocks without meta.json.
+    partial: BTreeSet<ulid::Ulid>,
+    /// Blocks with a no-compact mark (by ULID string, as the planner takes them).
+    no_compact: BTreeSet<String>,
+}
+
+fn work_dir_error(path: &Path, source: std::io::Error) -> CompactError {
+    CompactError::Block(BlockError::Local {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Empties (or creates) a local work directory.
+async fn fresh_dir(path: &Path) -> Result<(), CompactError> {
+    if tokio::fs::try_exists(path).await.unwrap_or(false) {
+        tokio::fs::remove_dir_all(path)
+            .await
+            .map_err(|e| work_dir_error(path, e))?;
+    }
+    tokio::fs::create_dir_all(path)
+        .await
+        .map_err(|e| work_dir_error(path, e))
+}
+
+impl Compactor {
+    /// A compactor of `bucket`, its metrics registered in `registry`.
+    pub fn new(
+        bucket: Bucket,
+        config: CompactorConfig,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            bucket,
+            config,
+            metrics: CompactMetrics::new(registry)?,
+        })
+    }
+
+    /// The compactor's metrics.
+    pub fn metrics(&self) -> &CompactMetrics {
+        &self.metrics
+    }
+
+    /// One full iteration. A [`CompactError::Halt`] sets `thanos_compact_halted`; the caller
+    /// stops iterating.
+    pub async fn iterate(&self) -> Result<(), CompactError> {
+        let result = self.iterate_inner().await;
+        match &result {
+            Ok(()) => self.metrics.iterations.inc(),
+            Err(CompactError::Halt(reason)) => {
+                self.metrics.halted.set(1);
+                tracing::error!(reason = %reason, "critical error detected; halting");
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn iterate_inner(&self) -> Result<(), CompactError> {
+        self.compact_all().await?;
+        if self.config.downsampling {
+            for pass in ["first", "second"] {
+                tracing::info!(pass, "downsampling pass");
+                self.downsample_all().await?;
+            }
+        }
+        self.apply_retention().await?;
+        self.cleanup().await
+    }
+
+    /// Looks at the bucket: metas, marks, and the filters.
+    async fn view(&self) -> Result<View, CompactError> {
+        let concurrency = self.config.fetch_concurrency.max(1);
+        let seen = rthanos_block::fetch_metas(&self.bucket, concurrency).await?;
+        for (id, why) in &seen.malformed {
+            tracing::warn!(block = %id, err = %why, "meta.json does not parse; block ignored");
+        }
+        let ids: Vec<ulid::Ulid> = seen
+            .metas
+            .keys()
+            .chain(seen.partial.iter())
+            .copied()
+            .collect();
+        let marks: Vec<(ulid::Ulid, Result<Marks, BlockError>)> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let marks = async {
+                    let deletion = rthanos_block::read_deletion_mark(&self.bucket, id).await?;
+                    let no_compact = rthanos_block::read_no_compact_mark(&self.bucket, id)
+                        .await
+                        .map(|m| m.is_some())
+                        .or_else(|e| match e {
+                            // A no-compact mark that does not parse still says "leave it".
+                            BlockError::Malformed { .. } => Ok(true),
+                            e => Err(e),
+                        })?;
+                    Ok((deletion, no_compact))
+                };
+                (id, marks.await)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut view = View {
+            partial: seen.partial,
+            ..View::default()
+        };
+        for (id, marks) in marks {
+            let (deletion, no_compact) = match marks {
+                Ok(marks) => marks,
+                Err(BlockError::Malformed { detail, .. }) => {
+                    // A mark cut short while written: the block is being deleted.
+                    tracing::warn!(block = %id, err = %detail, "deletion mark does not parse; treated as marked now");
+                    (
+                        Some(DeletionMark {
+                            id: id.to_string(),
+                            version: 1,
+                            details: String::new(),
+                            deletion_time: now_ms() / 1000,
+                        }),
+                        false,
+                    )
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(mark) = deletion {
+                view.marked.insert(id, mark);
+            }
+            if no_compact {
+                view.no_compact.insert(id.to_string());
+            }
+        }
+        let delay = i64::try_from(self.config.consistency_delay.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        let (min_time, max_time) = (self.config.time_window)();
+        for (id, mut meta) in seen.metas {
+            if view.marked.contains_key(&id) || meta.max_time < min_time || meta.min_time > max_time
+            {
+                continue;
+            }
+            let thanos = meta.thanos.get_or_insert_with(ThanosMeta::default);
+            let created = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+            if delay > 0
+                && now.saturating_sub(created) < delay
+                && !TRUSTED_SOURCES.contains(&thanos.source.as_str())
+            {
+                continue;
+            }
+            if !self.config.relabel.is_empty() {
+                let mut pairs: Vec<(String, String)> = thanos.labels.clone().into_iter().collect();
+                pairs.push(("__block_id".into(), id.to_string()));
+                if self
+                    .config
+                    .relabel
+                    .process(&Labels::from_pairs(pairs))
+                    .is_none()
+                {
+                    continue;
+                }
+            }
+            for label in &self.config.dedup_replica_labels {
+                thanos.labels.remove(label);
+            }
+            view.metas.insert(id, meta);
+        }
+        Ok(view)
+    }
+
+    /// Marks for deletion the blocks another block holds whole (a compaction or a dedup whose
+    /// sources were not marked yet); they leave the view.
+    async fn garbage_collect(&self, view: &mut View) -> Result<(), CompactError> {
+        for id in duplicates(&view.metas) {
+            self.mark_for_deletion(
+                id,
+                "compacted",
+                "its data is in a block that holds all its sources",
+            )
+            .await?;
+            self.metrics.garbage_collected.inc();
+            view.metas.remove(&id);
+        }
+        Ok(())
+    }
+
+    async fn mark_for_deletion(
+        &self,
+        id: ulid::Ulid,
+        reason: &str,
+        details: &str,
+    ) -> Result<(), CompactError> {
+        if rthanos_block::mark_for_deletion(&self.bucket, id, details).await? {
+            tracing::info!(block = %id, reason, "block marked for deletion");
+            self.metrics
+                .blocks_marked
+                .with_label_values(&["deletion-mark.json", reason])
+                .inc();
+        }
+        Ok(())
+    }
+
+    /// Compacts every group until no group has work.
+    async fn compact_all(&self) -> Result<(), CompactError> {
+        loop {
+            let mut view = self.view().await?;
+            self.garbage_collect(&mut view).await?;
+            let plans: Vec<(String, Vec<BlockMeta>)> = groups(view.metas.values())
+                .into_iter()
+                .map(|(key, blocks)| {
+                    let planned: Vec<BlockMeta> =
+                        plan(&self.config.ranges, &view.no_compact, &blocks)
+                            .into_iter()
+                            .cloned()
+                            .collect();
+                    (key, planned)
+                })
+                .filter(|(_, planned)| !planned.is_empty())
+                .collect();
+            self.metrics
+                .todo_compactions
+                .set(i64::try_from(plans.len()).unwrap_or(i64::MAX));
+            self.metrics.todo_compaction_blocks.set(
+                i64::try_from(plans.iter().map(|(_, p)| p.len()).sum::<usize>())
+                    .unwrap_or(i64::MAX),
+            );
+            if plans.is_empty() {
+                return Ok(());
+            }
+            let results: Vec<Result<(), CompactError>> = futures::stream::iter(plans)
+                .map(|(key, planned)| async move { self.compact_group(&key, &planned).await })
+                .buffer_unordered(self.config.compact_concurrency.max(1))
+                .collect()
+                .await;
+            // A halt wins over other errors; any error ends the iteration.
+            let mut first_error = None;
+            for result in results {
+                match result {
+                    Err(e @ CompactError::Halt(_)) => return Err(e),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                    Ok(()) => {}
+                }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+    }
+
+    async fn compact_group(&self, key: &str, planned: &[BlockMeta]) -> Result<(), CompactError> {
+        self.metrics.runs_started.with_label_values(&[key]).inc();
+        let result = self.compact_group_inner(key, planned).await;
+        match &result {
+            Ok(()) => self.metrics.runs_completed.with_label_values(&[key]).inc(),
+            Err(e) => {
+                self.metrics
+                    .compaction_failures
+                    .with_label_values(&[key])
+                    .inc();
+                tracing::warn!(group = key, err = %e, "group compaction failed");
+            }
+        }
+        result
+    }
+
+    async fn compact_group_inner(
+        &self,
+        key: &str,
+        planned: &[BlockMeta],
+    ) -> Result<(), CompactError> {
+        let ids: Vec<ulid::Ulid> = planned.iter().filter_map(|m| m.ulid.parse().ok()).collect();
+        let refs: Vec<&BlockMeta> = planned.iter().collect();
+        let vertical = !overlapping(&refs).is_empty();
+        if vertical && !self.config.vertical_compaction {
+            return Err(CompactError::Halt(format!(
+                "group {key}: blocks {} overlap and vertical compaction is off (--compact.enable-vertical-compaction); pre compaction overlap check failed",
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if vertical && planned.iter().any(|m| m.resolution() != 0) {
+            // Overlapping downsampled blocks cannot be merged sample by sample (Thanos marks them).
+            for id in &ids {
+                if rthanos_block::mark_no_compact(
+                    &self.bucket,
+                    *id,
+                    "downsample-vertical-compaction",
+                    "overlapping downsampled block: vertical compaction of aggregates is not possible",
+                )
+                .await?
+                {
+                    self.metrics
+                        .blocks_marked
+                        .with_label_values(&["no-compact-mark.json", "downsample-vertical-compaction"])
+                        .inc();
+                }
+            }
+            return Ok(());
+        }
+        let dir = self
+            .config
+            .data_dir
+            .join("compact")
+            .join(key.replace('@', "-"));
+        fresh_dir(&dir).await?;
+        tracing::info!(
+            group = key,
+            blocks = ids.len(),
+            vertical,
+            "compacting blocks"
+        );
+        let downloaded: Vec<Result<PathBuf, CompactError>> =
+            futures::stream::iter(ids.iter().copied())
+                .map(|id| {
+                    let dir = dir.clone();
+                    async move {
+                        rthanos_block::download_block(&self.bucket, id, &dir)
+                            .await
+                            .map(|(path, _)| path)
+                            .map_err(CompactError::from)
+                    }
+                })
+                .buffered(self.config.files_concurrency.max(1))
+                .collect()
+                .await;
+        let paths: Vec<PathBuf> = downloaded.into_iter().collect::<Result<_, _>>()?;
+        let group_thanos = {
+            let mut thanos = planned[0].thanos.clone().unwrap_or_default();
+            thanos.source = "compactor".into();
+            thanos.files.clear();
+            thanos.segment_files.clear();
+            thanos.index_stats = None;
+            thanos
+        };
+        let out_dir = dir.join("out");
+        let merged = {
+            let out_dir = out_dir.clone();
+            tokio::task::spawn_blocking(
+                move || -> Result<Option<(PathBuf, BlockMeta)>, CompactError> {
+                    let mut sources = Vec::with_capacity(paths.len());
+                    for path in &paths {
+                        let report = rthanos_tsdb::check::check_block(path)?;
+                        if !report.issues.is_empty() {
+                            return Err(CompactError::Halt(format!(
+                                "block {} failed its check before compaction: {}",
+                                path.display(),
+                                report.issues.join("; ")
+                            )));
+                        }
+                        sources.push(Block::open(path)?);
+                    }
+                    std::fs::create_dir_all(&out_dir).map_err(|e| work_dir_error(&out_dir, e))?;
+                    let Some(meta) = merge_blocks(&sources, &out_dir, group_thanos)? else {
+                        return Ok(None);
+                    };
+                    let block_dir = out_dir.join(&meta.ulid);
+                    let report = rthanos_tsdb::check::check_block(&block_dir)?;
+                    if !report.issues.is_empty() {
+                        return Err(CompactError::Halt(format!(
+                            "compacted block {} failed its check: {}",
+                            meta.ulid,
+                            report.issues.join("; ")
+                        )));
+                    }
+                    Ok(Some((block_dir, meta)))
+                },
+            )
+            .await
+            .map_err(|e| CompactError::Check {
+                block: key.to_string(),
+                detail: format!("compaction task: {e}"),
+            })??
+        };
+        match merged {
+            Some((block_dir, meta)) => {
+                let id = meta.ulid.clone();
+                rthanos_block::upload_block(&self.bucket, &block_dir, meta).await?;
+                tracing::info!(group = key, block = %id, sources = ids.len(), "compacted block uploaded");
+                self.metrics.compactions.with_label_values(&[key]).inc();
+                if vertical {
+                    self.metrics
+                        .vertical_compactions
+                        .with_label_values(&[key])
+                        .inc();
+                }
+            }
+            None => tracing::info!(
+                group = key,
+                "compacted block would be empty; sources only marked"
+            ),
+        }
+        for id in &ids {
+            self.mark_for_deletion(*id, "compacted", "source of a compacted block")
+                .await?;
+        }
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    /// Downsamples every block that is due and not yet downsampled.
+    async fn downsample_all(&self) -> Result<(), CompactError> {
+        let view = self.view().await?;
+        let mut covered: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+        for meta in view.metas.values() {
+            covered
+                .entry(meta.resolution())
+                .or_default()
+                .extend(meta.compaction.sources.iter().map(String::as_str));
+        }
+        let due: Vec<(BlockMeta, i64)> = view
+            .metas
+            .values()
+            .filter_map(|meta| {
+                let target = target_resolution(meta)?;
+                let done = covered.get(&target).is_some_and(|c| {
+                    meta.compaction
+                        .sources
+                        .iter()
+                        .all(|s| c.contains(s.as_str()))
+                });
+                (!done).then(|| (meta.clone(), target))
+            })
+            .collect();
+        self.metrics
+            .todo_downsample_blocks
+            .set(i64::try_from(due.len()).unwrap_or(i64::MAX));
+        let results: Vec<Result<(), CompactError>> = futures::stream::iter(due)
+            .map(|(meta, target)| async move {
+                let key = group_key(&meta);
+                self.metrics.downsamples.with_label_values(&[&key]).inc();
+                let result = self.downsample_one(&meta, target).await;
+                if let Err(e) = &result {
+                    self.metrics
+                        .downsample_failures
+                        .with_label_values(&[&key])
+                        .inc();
+                    tracing::warn!(block = %meta.ulid, err = %e, "downsampling failed");
+                }
+                result
+            })
+            .buffer_unordered(self.config.downsample_concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    async fn downsample_one(&self, meta: &BlockMeta, resolution: i64) -> Result<(), CompactError> {
+        let id: ulid::Ulid = meta.ulid.parse().map_err(|_| CompactError::Check {
+            block: meta.ulid.clone(),
+            detail: "ULID does not parse".into(),
+        })?;
+        let dir = self.config.data_dir.join("downsample").join(&meta.ulid);
+        fresh_dir(&dir).await?;
+        tracing::info!(block = %id, resolution, "downsampling block");
+        let (path, _) = rthanos_block::download_block(&self.bucket, id, &dir).await?;
+        let out_dir = dir.join("out");
+        let result = tokio::task::spawn_blocking(
+            move || -> Result<Option<(PathBuf, BlockMeta)>, CompactError> {
+                let source = Block::open(&path)?;
+                std::fs::create_dir_all(&out_dir).map_err(|e| work_dir_error(&out_dir, e))?;
+                let Some(meta) = downsample_block(&source, &out_dir, resolution)? else {
+                    return Ok(None);
+                };
+                let block_dir = out_dir.join(&meta.ulid);
+                let report = rthanos_tsdb::check::check_block(&block_dir)?;
+                if !report.issues.is_empty() {
+                    return Err(CompactError::Check {
+                        block: meta.ulid,
+                        detail: report.issues.join("; "),
+                    });
+                }
+                Ok(Some((block_dir, meta)))
+            },
+        )
+        .await
+        .map_err(|e| CompactError::Check {
+            block: id.to_string(),
+            detail: format!("downsampling task: {e}"),
+        })??;
+        if let Some((block_dir, mut out)) = result {
+            if let Some(t) = out.thanos.as_mut() {
+                t.source = "compactor".into();
+                // The labels of the group it came from (replica labels removed, as Thanos).
+                t.labels = meta
+                    .thanos
+                    .as_ref()
+                    .map(|m| m.labels.clone())
+                    .unwrap_or_default();
+            }
+            let new_id = out.ulid.clone();
+            rthanos_block::upload_block(&self.bucket, &block_dir, out).await?;
+            tracing::info!(block = %id, downsampled = %new_id, resolution, "downsampled block uploaded");
+        }
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(())
+    }
+
+    /// Marks for deletion the blocks whose whole range is older than their resolution's
+    /// retention.
+    async fn apply_retention(&self) -> Result<(), CompactError> {
+        let view = self.view().await?;
+        let now = now_ms();
+        for (id, meta) in &view.metas {
+            let keep = self.config.retention.for_resolution(meta.resolution());
+            if keep.is_zero() {
+                continue;
+            }
+            let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+            if meta.max_time < now.saturating_sub(keep_ms) {
+                self.mark_for_deletion(*id, "retention", "past the retention of its resolution")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes blocks marked longer ago than the delete delay, and partial uploads nothing
+    /// was written to for longer than the consistency delay. Failures are counted and left
+    /// for the next cleanup.
+    pub async fn cleanup(&self) -> Result<(), CompactError> {
+        let view = self.view().await?;
+        let now_s = now_ms() / 1000;
+        let delay = i64::try_from(self.config.delete_delay.as_secs()).unwrap_or(i64::MAX);
+        let mut waiting = 0i64;
+        for (id, mark) in &view.marked {
+            if now_s.saturating_sub(mark.deletion_time) < delay {
+                waiting += 1;
+                continue;
+            }
+            self.delete(*id, "marked for deletion").await;
+        }
+        self.metrics.todo_deletion_blocks.set(waiting);
+        let quiet = self.config.consistency_delay;
+        for id in view
+            .partial
+            .iter()
+            .filter(|id| !view.marked.contains_key(id))
+        {
+            let created = id.timestamp_ms();
+            if (now_ms() as u64).saturating_sub(created) < quiet.as_millis() as u64 {
+                continue;
+            }
+            match self.newest_write(*id).await {
+                Ok(Some(age)) if age >= quiet => {
+                    self.metrics.partial_deletions.inc();
+                    self.delete(*id, "partial upload abandoned").await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(block = %id, err = %e, "cannot inspect partial block"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: ulid::Ulid, why: &str) {
+        match rthanos_block::delete_block(&self.bucket, id).await {
+            Ok(()) => {
+                tracing::info!(block = %id, reason = why, "deleted block");
+                self.metrics.blocks_cleaned.inc();
+            }
+            Err(e) => {
+                tracing::warn!(block = %id, err = %e, "deleting block failed; retried at the next cleanup");
+                self.metrics.block_cleanup_failures.inc();
+            }
+        }
+    }
+
+    /// How long ago the newest object of block `id` was written (`None` if it has none).
+    async fn newest_write(&self, id: ulid::Ulid) -> Result<Option<Duration>, BlockError> {
+        let mut newest = None;
+        for name in self.bucket.iter(&format!("{id}/"), true).await? {
+            let attributes = self.bucket.attributes(&name).await?;
+            newest = newest.max(Some(attributes.last_modified));
+        }
+        Ok(newest.map(|t| t.elapsed().unwrap_or(Duration::ZERO)))
+    }
+}
