@@ -474,3 +474,104 @@ fn retention_marks_exactly_the_expired_blocks() {
     }
     assert!(expired > 0, "some blocks expired: {after:#?}");
 }
+
+/// The compactor killed with SIGKILL at 20 points of its work, each time on a fresh copy
+/// of the same bucket, then run to its end: every time, the bucket holds every sample of the
+/// sources exactly once, in blocks that do not overlap, with no partial upload or marked
+/// block left.
+#[test]
+fn killed_at_any_point_the_compactor_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pristine = dir.path().join("pristine");
+    let bucket_dir = dir.path().join("bucket");
+    let sources = PromtoolBlocks::create(&generate(&spec(11)), "2h");
+    let source_ids = {
+        let bucket = Bucket::from_yaml(&filesystem_yaml(&pristine), &prometheus::Registry::new())
+            .expect("bucket");
+        common::upload_blocks(&bucket, &sources.data_dir(), &[("cluster", "eu1")])
+    };
+    let expected = {
+        let mut lines: Vec<String> = promtool_dump(&sources.data_dir())
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let yaml = filesystem_yaml(&bucket_dir);
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, &yaml).expect("objstore.yml");
+    let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
+    let data_dir = dir.path().join("data");
+    let args = vec![
+        "compact".to_string(),
+        format!("--objstore.config-file={}", objstore.display()),
+        format!("--data-dir={}", data_dir.display()),
+        "--consistency-delay=0s".to_string(),
+        "--delete-delay=0s".to_string(),
+    ];
+    let fresh_bucket = || {
+        let _ = std::fs::remove_dir_all(&bucket_dir);
+        rthanos_testkit::copy_dir(&pristine, &bucket_dir);
+    };
+    // How long a whole run takes here; the kills are spread over it.
+    fresh_bucket();
+    let started = std::time::Instant::now();
+    let (code, log) = compact_once(&objstore, &data_dir, &[]);
+    assert_eq!(code, Some(0), "{log}");
+    let whole = started.elapsed();
+    let mut cut_short = 0;
+    for run in 0..20u32 {
+        fresh_bucket();
+        let at = whole * (2 * run + 1) / 40;
+        let mut compact = Process::start(&args);
+        std::thread::sleep(at);
+        if compact.wait_exit_within(Duration::ZERO).is_none() {
+            cut_short += 1;
+        }
+        compact.kill();
+        let (code, log) = compact_once(&objstore, &data_dir, &[]);
+        assert_eq!(code, Some(0), "run {run}, killed after {at:?}: {log}");
+
+        let after = metas(&bucket);
+        let partial = runtime()
+            .block_on(rthanos_block::fetch_metas(&bucket, 8))
+            .expect("metas")
+            .partial;
+        assert!(
+            partial.is_empty(),
+            "run {run}: partial blocks left: {partial:?}"
+        );
+        for id in after.keys() {
+            assert!(!marked(&bucket, id), "run {run}: marked block {id} left");
+        }
+        let raw: Vec<&BlockMeta> = after.values().filter(|m| m.resolution() == 0).collect();
+        let mut covered: Vec<&String> = raw.iter().flat_map(|m| &m.compaction.sources).collect();
+        covered.sort();
+        assert_eq!(
+            covered,
+            source_ids.iter().collect::<Vec<_>>(),
+            "run {run}: each source once"
+        );
+        let mut spans: Vec<(i64, i64)> = raw.iter().map(|m| (m.min_time, m.max_time)).collect();
+        spans.sort();
+        assert!(
+            spans.windows(2).all(|w| w[0].1 <= w[1].0),
+            "run {run}: {spans:?}"
+        );
+        let five = after.values().filter(|m| m.resolution() == 300_000).count();
+        assert_eq!(five, 1, "run {run}: one 5m block");
+        let local = tempfile::tempdir().expect("tmp");
+        download_raw(&bucket, &after, local.path());
+        let mut lines: Vec<String> = promtool_dump(local.path())
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        assert!(lines == expected, "run {run}: samples differ");
+    }
+    assert!(
+        cut_short >= 15,
+        "only {cut_short} of 20 runs were cut short"
+    );
+}
