@@ -1,6 +1,7 @@
 //! One module per subcommand: its flags (named and defaulted as Thanos's) and the wiring that
 //! turns them into a running component.
 
+pub(crate) mod bucket;
 pub(crate) mod compact;
 pub(crate) mod query;
 pub(crate) mod sidecar;
@@ -53,14 +54,6 @@ pub(crate) fn prepare(flags: &CommonFlags<'_>) -> anyhow::Result<Prepared> {
         rthanos_objstore::ObjstoreConfig::parse(&yaml).context("--objstore.config")?;
     }
     Ok(Prepared { http, grpc })
-}
-
-/// The answer of a component whose implementation has not landed yet: it must not pretend to run.
-pub(crate) fn not_built(component: &str, issue: u32) -> BoxError {
-    format!(
-        "the {component} component is not built yet in this version of rthanos (tracked in issue #{issue}); refusing to start"
-    )
-    .into()
 }
 
 /// What a component serves and does: its gRPC services (if any) and its work, which runs

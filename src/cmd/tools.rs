@@ -1,5 +1,5 @@
 //! `rthanos tools`: operator utilities. `tools tsdb dump` prints a TSDB's samples as
-//! `promtool tsdb dump` does; `tools bucket` lands with issue #8.
+//! `promtool tsdb dump` does; `tools bucket` (in `bucket.rs`) works on a bucket's blocks.
 
 use std::path::PathBuf;
 
@@ -16,16 +16,9 @@ pub(crate) struct ToolsArgs {
 #[derive(Subcommand, Debug)]
 enum ToolsCommand {
     /// Bucket utility commands.
-    Bucket(NotBuiltArgs),
+    Bucket(super::bucket::BucketArgs),
     /// TSDB utility commands.
     Tsdb(TsdbArgs),
-}
-
-/// Placeholder arguments of a tool that has not landed: everything after the tool's name.
-#[derive(Args, Debug)]
-struct NotBuiltArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -64,7 +57,7 @@ struct DumpArgs {
 /// Runs a tool.
 pub(crate) async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
-        ToolsCommand::Bucket(_) => Err(anyhow::anyhow!(super::not_built("tools bucket", 8))),
+        ToolsCommand::Bucket(bucket) => super::bucket::run(bucket).await,
         ToolsCommand::Tsdb(TsdbArgs {
             command: TsdbCommand::Dump(dump),
         }) => {

@@ -15,8 +15,8 @@ use rthanos_objstore::{Bucket, BucketError};
 use rthanos_tsdb::BlockMeta;
 
 pub use marks::{
-    DeletionMark, Marker, NoCompactMark, mark_for_deletion, mark_no_compact, read_deletion_mark,
-    read_no_compact_mark,
+    DeletionMark, Marker, NoCompactMark, NoDownsampleMark, mark_for_deletion, mark_no_compact,
+    mark_no_downsample, read_deletion_mark, read_no_compact_mark,
 };
 pub use transfer::{delete_block, download_block, upload_block};
 

@@ -153,3 +153,36 @@ pub async fn mark_no_compact(
     };
     write_marker(bucket, id, Marker::NoCompact, &mark).await
 }
+
+/// `no-downsample-mark.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoDownsampleMark {
+    /// The block.
+    pub id: String,
+    /// Format version, 1.
+    pub version: u32,
+    /// Why it was marked, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub details: String,
+    /// When it was marked, in Unix seconds.
+    pub no_downsample_time: i64,
+    /// Why it was marked.
+    pub reason: String,
+}
+
+/// Marks block `id` as not to be downsampled; `false` when it already was.
+pub async fn mark_no_downsample(
+    bucket: &Bucket,
+    id: ulid::Ulid,
+    reason: &str,
+    details: &str,
+) -> Result<bool, BlockError> {
+    let mark = NoDownsampleMark {
+        id: id.to_string(),
+        version: 1,
+        details: details.to_string(),
+        no_downsample_time: now_s(),
+        reason: reason.to_string(),
+    };
+    write_marker(bucket, id, Marker::NoDownsample, &mark).await
+}

@@ -86,6 +86,29 @@ pub struct CompactorConfig {
     pub time_window: TimeWindow,
 }
 
+impl CompactorConfig {
+    /// Thanos's defaults (levels 2h to 14d, 30m consistency delay, 48h delete delay, no
+    /// retention, one group and one block at a time, downsampling on), working in `data_dir`.
+    pub fn with_defaults(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            ranges: crate::plan::DEFAULT_RANGES.to_vec(),
+            consistency_delay: Duration::from_secs(30 * 60),
+            delete_delay: Duration::from_secs(48 * 3600),
+            retention: Retention::default(),
+            compact_concurrency: 1,
+            downsample_concurrency: 1,
+            fetch_concurrency: 32,
+            files_concurrency: 1,
+            vertical_compaction: false,
+            dedup_replica_labels: Vec::new(),
+            downsampling: true,
+            relabel: Relabel::default(),
+            time_window: std::sync::Arc::new(|| (i64::MIN, i64::MAX)),
+        }
+    }
+}
+
 /// The `(min, max)` time window in ms, resolved when the bucket is looked at (a relative
 /// `--min-time=-2w` moves with the clock).
 pub type TimeWindow = std::sync::Arc<dyn Fn() -> (i64, i64) + Send + Sync>;
@@ -509,8 +532,8 @@ impl Compactor {
         Ok(())
     }
 
-    /// Downsamples every block that is due and not yet downsampled.
-    async fn downsample_all(&self) -> Result<(), CompactError> {
+    /// Downsamples every block that is due and not yet downsampled (one pass).
+    pub async fn downsample_all(&self) -> Result<(), CompactError> {
         let view = self.view().await?;
         let mut covered: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
         for meta in view.metas.values() {
@@ -609,7 +632,7 @@ impl Compactor {
 
     /// Marks for deletion the blocks whose whole range is older than their resolution's
     /// retention.
-    async fn apply_retention(&self) -> Result<(), CompactError> {
+    pub async fn apply_retention(&self) -> Result<(), CompactError> {
         let view = self.view().await?;
         let now = now_ms();
         for (id, meta) in &view.metas {
