@@ -154,5 +154,8 @@ pub async fn delete_block(bucket: &Bucket, id: ulid::Ulid) -> Result<(), BlockEr
             remove(name).await?;
         }
     }
-    remove(mark).await
+    remove(mark).await?;
+    // What no listing shows (a FILESYSTEM bucket's half-written files, its empty directory).
+    bucket.delete_dir(&format!("{id}/")).await?;
+    Ok(())
 }

@@ -676,6 +676,8 @@ impl Compactor {
                 continue;
             }
             match self.newest_write(*id).await {
+                // No object at all: what a write or a deletion cut short left behind.
+                Ok(None) => self.delete(*id, "empty partial block").await,
                 Ok(Some(age)) if age >= quiet => {
                     self.metrics.partial_deletions.inc();
                     self.delete(*id, "partial upload abandoned").await;

@@ -37,6 +37,8 @@ pub struct Bucket {
     name: Arc<str>,
     metrics: BucketMetrics,
     part_size: u64,
+    /// The local directory of a FILESYSTEM bucket (prefix included).
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Bucket {
@@ -46,6 +48,12 @@ impl Bucket {
         let store = config.build()?;
         let mut bucket = Self::new(store, &config.bucket_name(), registry)
             .map_err(|e| ConfigError::Metrics(e.to_string()))?;
+        if let crate::ProviderConfig::Filesystem(fs) = &config.provider {
+            bucket.local_root = Some(
+                fs.absolute_directory()
+                    .join(config.prefix.trim_matches('/')),
+            );
+        }
         if let crate::ProviderConfig::S3(s3) = &config.provider {
             bucket.part_size = if s3.disable_multipart {
                 u64::MAX
@@ -67,6 +75,7 @@ impl Bucket {
             name: name.into(),
             metrics: BucketMetrics::new(name, registry)?,
             part_size: MULTIPART_THRESHOLD,
+            local_root: None,
         })
     }
 
@@ -232,6 +241,30 @@ impl Bucket {
             |_| 0,
         )
         .await
+    }
+
+    /// Deletes every object under `dir`. In a FILESYSTEM bucket the directory goes too, with
+    /// what a write cut short left in it (staging files no listing shows).
+    pub async fn delete_dir(&self, dir: &str) -> Result<(), BucketError> {
+        let dir = dir.trim_end_matches('/');
+        for name in self.iter(dir, true).await? {
+            match self.delete(&name).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        if let Some(root) = &self.local_root
+            && !dir.is_empty()
+        {
+            let path = root.join(dir);
+            match tokio::fs::remove_dir_all(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(BucketError::Local { path, source: e });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Whether an object exists.
