@@ -485,7 +485,10 @@ impl Compactor {
                         sources.push(Block::open(path)?);
                     }
                     std::fs::create_dir_all(&out_dir).map_err(|e| work_dir_error(&out_dir, e))?;
-                    let Some(meta) = merge_blocks(&sources, &out_dir, group_thanos)? else {
+                    let merged = merge_blocks(&sources, &out_dir, group_thanos)?;
+                    // The sources' mapped pages are let go before the result is read through.
+                    drop(sources);
+                    let Some(meta) = merged else {
                         return Ok(None);
                     };
                     let block_dir = out_dir.join(&meta.ulid);

@@ -170,6 +170,27 @@ impl Bucket {
             source,
         };
         let size = tokio::fs::metadata(file).await.map_err(io_err)?.len();
+        if let Some(root) = &self.local_root {
+            // A FILESYSTEM bucket: the file is copied by the kernel, not through memory, and
+            // appears whole (written aside, then renamed).
+            let target = root.join(name);
+            let copy = async {
+                let local = |e: std::io::Error| object_store::Error::Generic {
+                    store: "local file",
+                    source: Box::new(e),
+                };
+                if let Some(parent) = target.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(local)?;
+                }
+                // `<name>#<digits>` is object_store's own staging name: listings skip it.
+                let mut staging = target.clone().into_os_string();
+                staging.push(format!("#{}", std::process::id()));
+                let staging = std::path::PathBuf::from(staging);
+                tokio::fs::copy(file, &staging).await.map_err(local)?;
+                tokio::fs::rename(&staging, &target).await.map_err(local)
+            };
+            return self.observe(Operation::Upload, name, copy, |_| 0).await;
+        }
         if size < self.part_size {
             let data = tokio::fs::read(file).await.map_err(io_err)?;
             return self.upload(name, Bytes::from(data)).await;
