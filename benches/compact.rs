@@ -117,7 +117,10 @@ fn main() {
     let objstore = work.path().join("objstore.yml");
     std::fs::write(
         &objstore,
-        format!("type: FILESYSTEM\nconfig:\n  directory: {}\n", bucket.display()),
+        format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ),
     )
     .expect("objstore");
     let started = Instant::now();
@@ -202,12 +205,17 @@ fn main() {
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let mut total = 0.0;
-    for line in text.lines().filter(|l| l.contains("msg=\"compact blocks\"")) {
+    for line in text
+        .lines()
+        .filter(|l| l.contains("msg=\"compact blocks\""))
+    {
         let count = field(line, "count=");
         let duration = field(line, "duration=");
         let seconds = go_duration(&duration);
         total += seconds;
-        report.push_str(&format!("prometheus compaction: {count} blocks in {duration}\n"));
+        report.push_str(&format!(
+            "prometheus compaction: {count} blocks in {duration}\n"
+        ));
     }
     report.push_str(&format!(
         "prometheus: {seen} compactions, {total:.2} s in all, peak RSS {:.0} MiB (before compacting {:.0} MiB), peak anonymous RSS {:.0} MiB\n",

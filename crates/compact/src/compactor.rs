@@ -336,7 +336,22 @@ impl Compactor {
         loop {
             let mut view = self.view().await?;
             self.garbage_collect(&mut view).await?;
-            let plans: Vec<(String, Vec<BlockMeta>)> = groups(view.metas.values())
+            let groups = groups(view.metas.values());
+            // Every group's series exist from the first look, at 0, as Thanos shows them.
+            for key in groups.keys() {
+                for counter in [
+                    &self.metrics.compactions,
+                    &self.metrics.runs_started,
+                    &self.metrics.runs_completed,
+                    &self.metrics.compaction_failures,
+                    &self.metrics.vertical_compactions,
+                    &self.metrics.downsamples,
+                    &self.metrics.downsample_failures,
+                ] {
+                    counter.with_label_values(&[key]);
+                }
+            }
+            let plans: Vec<(String, Vec<BlockMeta>)> = groups
                 .into_iter()
                 .map(|(key, blocks)| {
                     let planned: Vec<BlockMeta> =

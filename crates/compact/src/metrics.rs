@@ -47,6 +47,19 @@ pub struct CompactMetrics {
 impl CompactMetrics {
     /// The metrics, registered in `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self::register(registry)?;
+        // The marks the compactor makes, at 0 from the start (alerts see a series, not none).
+        for (marker, reason) in [
+            ("deletion-mark.json", "compacted"),
+            ("deletion-mark.json", "retention"),
+            ("no-compact-mark.json", "downsample-vertical-compaction"),
+        ] {
+            metrics.blocks_marked.with_label_values(&[marker, reason]);
+        }
+        Ok(metrics)
+    }
+
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
