@@ -248,7 +248,7 @@ fn field(line: &str, key: &str) -> String {
         .nth(1)
         .map(|rest| {
             rest.trim_start_matches('"')
-                .split(|c: char| c == ' ' || c == '"')
+                .split([' ', '"'])
                 .next()
                 .unwrap_or_default()
                 .to_string()
