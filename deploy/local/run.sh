@@ -3,8 +3,8 @@
 #   - two Prometheus 2.42 replicas (Debian's package), external labels cluster=local and
 #     replica=0 / 1, 2h blocks (min = max block duration, as Thanos requires), each scraping
 #     itself and the other;
-#   - the rthanos components as they land: sidecar (issue #4), query (#6), store (#7),
-#     compact (#8); see deploy/local/README.md.
+#   - two sidecars, a store gateway, a compactor (--wait) and a querier; see
+#     deploy/local/README.md.
 # Ctrl-C stops everything; data is kept, and a second start continues where the first stopped.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -93,6 +93,19 @@ done
   >"$data/store.log" 2>&1 &
 pids+=($!)
 
+# The compactor of the bucket: compaction, downsampling and retention as the seed guide
+# sets them.
+"$rthanos" compact \
+  --objstore.config-file="$data/objstore.yml" \
+  --data-dir="$data/compact" \
+  --http-address=127.0.0.1:10908 \
+  --wait \
+  --retention.resolution-raw=30d \
+  --retention.resolution-5m=90d \
+  --retention.resolution-1h=1y \
+  >"$data/compact.log" 2>&1 &
+pids+=($!)
+
 # The querier over both sidecars and the store, deduplicating the replicas.
 "$rthanos" query \
   --endpoint=127.0.0.1:10901 \
@@ -109,8 +122,9 @@ echo "Prometheus replica 1: http://127.0.0.1:9091  (log: $data/prometheus-1.log)
 echo "Sidecar 0:            gRPC 127.0.0.1:10901, http://127.0.0.1:10902  (log: $data/sidecar-0.log)"
 echo "Sidecar 1:            gRPC 127.0.0.1:10911, http://127.0.0.1:10912  (log: $data/sidecar-1.log)"
 echo "Store gateway:        gRPC 127.0.0.1:10905, http://127.0.0.1:10906  (log: $data/store.log)"
+echo "Compactor:            http://127.0.0.1:10908/metrics  (log: $data/compact.log)"
 echo "Query UI:             http://127.0.0.1:10904/  (stores: http://127.0.0.1:10904/stores)"
 echo "Query (Prometheus API): http://127.0.0.1:10904/api/v1/query?query=up  (log: $data/query.log)"
 echo "Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)"
-echo "rthanos components join this stack as they are built (deploy/local/README.md). Ctrl-C stops."
+echo "Ctrl-C stops the stack; the next start continues from $data."
 wait
