@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use prometheus::{IntCounter, Registry};
 use rthanos_model::Labels;
 use rthanos_objstore::Bucket;
-use rthanos_tsdb::meta::{BlockFile, BlockMeta, Downsample};
+use rthanos_tsdb::meta::{BlockMeta, Downsample};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
@@ -201,45 +201,11 @@ impl Shipper {
             .collect();
         thanos.downsample = Downsample { resolution: 0 };
         thanos.source = "sidecar".into();
-        thanos.segment_files = files
-            .iter()
-            .filter_map(|(path, _)| path.strip_prefix("chunks/").map(str::to_string))
-            .collect();
-        thanos.files = files
-            .iter()
-            .map(|(path, size)| BlockFile {
-                rel_path: path.clone(),
-                size_bytes: Some(*size),
-                hash: None,
-            })
-            .chain(std::iter::once(BlockFile {
-                rel_path: "meta.json".into(),
-                size_bytes: None,
-                hash: None,
-            }))
-            .collect();
         meta.thanos = Some(thanos);
-
-        // Chunks first, then the index: a reader that finds the index finds its chunks.
-        for (path, _) in files.iter().filter(|(p, _)| p.starts_with("chunks/")) {
-            self.bucket
-                .upload_file(&format!("{id}/{path}"), &staging.join(path))
-                .await
-                .map_err(upload_err)?;
-        }
-        for (path, _) in files.iter().filter(|(p, _)| !p.starts_with("chunks/")) {
-            self.bucket
-                .upload_file(&format!("{id}/{path}"), &staging.join(path))
-                .await
-                .map_err(upload_err)?;
-        }
-        let json = meta
-            .to_json()
-            .map_err(|e| SidecarError::Upload(e.to_string()))?;
-        self.bucket
-            .upload(&format!("{id}/meta.json"), json.into())
+        // Chunks, then the index, then meta.json (with Thanos's `files`), as Thanos uploads.
+        rthanos_block::upload_block(&self.bucket, &staging, meta)
             .await
-            .map_err(upload_err)?;
+            .map_err(|e| SidecarError::Upload(e.to_string()))?;
         if let Err(e) = std::fs::remove_dir_all(&staging) {
             tracing::warn!(dir = %staging.display(), err = %e, "cannot remove upload staging directory");
         }
