@@ -413,10 +413,7 @@ pub fn downsample_block(
         });
     }
     let index = source.index();
-    let mut symbols = std::collections::BTreeSet::new();
-    for symbol in index.symbols() {
-        symbols.insert(symbol?.to_string());
-    }
+    let symbols = crate::symbols([source])?;
     let mut writer = BlockWriter::create(parent, &symbols)?;
     drop(symbols);
     let ids = index.all_postings()?;
@@ -459,17 +456,7 @@ pub fn downsample_block(
         min_time: meta.min_time,
         max_time: meta.max_time,
     };
-    let id = writer.ulid();
-    let out = writer.finish_with(Some(thanos), Some(lineage))?;
-    if written == 0 {
-        let dir = parent.join(id.to_string());
-        std::fs::remove_dir_all(&dir).map_err(|e| rthanos_tsdb::TsdbError::Io {
-            path: dir,
-            source: e,
-        })?;
-        return Ok(None);
-    }
-    Ok(Some(out))
+    crate::finish_block(writer, parent, thanos, lineage, written)
 }
 
 fn downsample_series(

@@ -45,3 +45,39 @@ pub enum CompactError {
         detail: String,
     },
 }
+
+/// Every symbol of `blocks`: the symbol table of a block made from them.
+pub(crate) fn symbols<'a>(
+    blocks: impl IntoIterator<Item = &'a rthanos_tsdb::Block>,
+) -> Result<std::collections::BTreeSet<String>, CompactError> {
+    let mut out = std::collections::BTreeSet::new();
+    for block in blocks {
+        for symbol in block.index().symbols() {
+            let symbol = symbol?;
+            if !out.contains(symbol) {
+                out.insert(symbol.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Finishes a block made from others under `parent`. With no series written, nothing is left
+/// behind and the answer is `None`.
+pub(crate) fn finish_block(
+    writer: rthanos_tsdb::writer::BlockWriter,
+    parent: &std::path::Path,
+    thanos: rthanos_tsdb::meta::ThanosMeta,
+    lineage: rthanos_tsdb::writer::Lineage,
+    series: u64,
+) -> Result<Option<rthanos_tsdb::BlockMeta>, CompactError> {
+    let id = writer.ulid();
+    let meta = writer.finish_with(Some(thanos), Some(lineage))?;
+    if series > 0 {
+        return Ok(Some(meta));
+    }
+    let dir = parent.join(id.to_string());
+    std::fs::remove_dir_all(&dir)
+        .map_err(|source| rthanos_tsdb::TsdbError::Io { path: dir, source })?;
+    Ok(None)
+}

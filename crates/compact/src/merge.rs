@@ -79,15 +79,7 @@ pub fn merge_blocks(
     parent: &Path,
     thanos: ThanosMeta,
 ) -> Result<Option<BlockMeta>, CompactError> {
-    let mut symbols: BTreeSet<String> = BTreeSet::new();
-    for block in sources {
-        for symbol in block.index().symbols() {
-            let symbol = symbol?;
-            if !symbols.contains(symbol) {
-                symbols.insert(symbol.to_string());
-            }
-        }
-    }
+    let symbols = crate::symbols(sources)?;
     let mut writer = BlockWriter::create(parent, &symbols)?;
     drop(symbols);
     let mut cursors: Vec<Cursor<'_>> = sources.iter().map(Cursor::new).collect::<Result<_, _>>()?;
@@ -125,17 +117,7 @@ pub fn merge_blocks(
         }
     }
     let metas: Vec<&BlockMeta> = sources.iter().map(Block::meta).collect();
-    let id = writer.ulid();
-    let meta = writer.finish_with(Some(thanos), Some(lineage(&metas)))?;
-    if written == 0 {
-        let dir = parent.join(id.to_string());
-        std::fs::remove_dir_all(&dir).map_err(|e| rthanos_tsdb::TsdbError::Io {
-            path: dir,
-            source: e,
-        })?;
-        return Ok(None);
-    }
-    Ok(Some(meta))
+    crate::finish_block(writer, parent, thanos, lineage(&metas), written)
 }
 
 /// One source's series, in index order.
