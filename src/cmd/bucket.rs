@@ -432,7 +432,20 @@ async fn verify_blocks(bucket: &Bucket, args: &VerifyArgs, out: &mut String) -> 
     };
     let mut problems = 0;
     if args.issues.iter().any(|i| i == "overlapped_blocks") {
-        for (key, blocks) in rthanos_compact::plan::groups(metas.values()) {
+        // Blocks on their way out (marked, or held whole by a newer block) are not overlaps.
+        let mut live = BTreeMap::new();
+        for (id, meta) in &metas {
+            if rthanos_block::read_deletion_mark(bucket, *id)
+                .await?
+                .is_none()
+            {
+                live.insert(*id, meta.clone());
+            }
+        }
+        for id in rthanos_block::duplicates(&live) {
+            live.remove(&id);
+        }
+        for (key, blocks) in rthanos_compact::plan::groups(live.values()) {
             let mut rest: &[&BlockMeta] = &blocks;
             loop {
                 let run = rthanos_compact::plan::overlapping(rest);
@@ -458,7 +471,15 @@ async fn verify_blocks(bucket: &Bucket, args: &VerifyArgs, out: &mut String) -> 
                 problems += 1;
                 continue;
             }
-            let (dir, _) = rthanos_block::download_block(bucket, id, &args.data_dir).await?;
+            let dir = match rthanos_block::download_block(bucket, id, &args.data_dir).await {
+                Ok((dir, _)) => dir,
+                Err(e) => {
+                    let _ = tokio::fs::remove_dir_all(args.data_dir.join(id.to_string())).await;
+                    problems += 1;
+                    writeln!(out, "index_known_issues: block {id}: not downloaded: {e}")?;
+                    continue;
+                }
+            };
             let check = {
                 let dir = dir.clone();
                 tokio::task::spawn_blocking(move || rthanos_tsdb::check::check_block(&dir))

@@ -22,15 +22,19 @@ fn local(path: &Path) -> impl Fn(std::io::Error) -> BlockError + '_ {
 fn block_files(dir: &Path) -> Result<Vec<(String, u64)>, BlockError> {
     let mut files = Vec::new();
     let chunks = dir.join("chunks");
-    let mut segments: Vec<(String, u64)> = std::fs::read_dir(&chunks)
-        .map_err(local(&chunks))?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| {
-            let size = e.metadata().map_or(0, |m| m.len());
-            (format!("chunks/{}", e.file_name().to_string_lossy()), size)
-        })
-        .collect();
+    // Any unreadable entry fails the upload: a block must never go up without a file.
+    let mut segments: Vec<(String, u64)> = Vec::new();
+    for entry in std::fs::read_dir(&chunks).map_err(local(&chunks))? {
+        let entry = entry.map_err(local(&chunks))?;
+        let path = entry.path();
+        let meta = entry.metadata().map_err(local(&path))?;
+        if meta.is_file() {
+            segments.push((
+                format!("chunks/{}", entry.file_name().to_string_lossy()),
+                meta.len(),
+            ));
+        }
+    }
     segments.sort();
     files.extend(segments);
     let index = dir.join("index");

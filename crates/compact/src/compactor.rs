@@ -118,10 +118,12 @@ pub struct Compactor {
     bucket: Bucket,
     config: CompactorConfig,
     metrics: CompactMetrics,
+    /// Blocks this process is uploading.
+    uploading: std::sync::Mutex<BTreeSet<ulid::Ulid>>,
 }
 
-/// A block's deletion mark, if any, and whether it has a no-compact mark.
-type Marks = (Option<DeletionMark>, bool);
+/// A block's deletion mark, if any, and whether it has a no-compact and a no-downsample mark.
+type Marks = (Option<DeletionMark>, bool, bool);
 
 /// The bucket as the compactor sees it at one moment.
 #[derive(Debug, Default)]
@@ -135,6 +137,8 @@ struct View {
     partial: BTreeSet<ulid::Ulid>,
     /// Blocks with a no-compact mark (by ULID string, as the planner takes them).
     no_compact: BTreeSet<String>,
+    /// Blocks with a no-downsample mark.
+    no_downsample: BTreeSet<ulid::Ulid>,
 }
 
 fn work_dir_error(path: &Path, source: std::io::Error) -> CompactError {
@@ -167,6 +171,7 @@ impl Compactor {
             bucket,
             config,
             metrics: CompactMetrics::new(registry)?,
+            uploading: std::sync::Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -191,6 +196,15 @@ impl Compactor {
     }
 
     async fn iterate_inner(&self) -> Result<(), CompactError> {
+        // What an earlier iteration (or process) left in the work directories goes first.
+        for work in ["compact", "downsample"] {
+            let dir = self.config.data_dir.join(work);
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(work_dir_error(&dir, e));
+            }
+        }
         self.compact_all().await?;
         if self.config.downsampling {
             for pass in ["first", "second"] {
@@ -207,78 +221,44 @@ impl Compactor {
         let concurrency = self.config.fetch_concurrency.max(1);
         let seen = rthanos_block::fetch_metas(&self.bucket, concurrency).await?;
         for (id, why) in &seen.malformed {
-            tracing::warn!(block = %id, err = %why, "meta.json does not parse; block ignored");
+            tracing::warn!(block = %id, err = %why, "meta.json does not parse; block ignored (cleaned as a partial upload)");
         }
         let ids: Vec<ulid::Ulid> = seen
             .metas
             .keys()
             .chain(seen.partial.iter())
+            .chain(seen.malformed.keys())
             .copied()
             .collect();
         let marks: Vec<(ulid::Ulid, Result<Marks, BlockError>)> = futures::stream::iter(ids)
-            .map(|id| async move {
-                let marks = async {
-                    let deletion = rthanos_block::read_deletion_mark(&self.bucket, id).await?;
-                    let no_compact = rthanos_block::read_no_compact_mark(&self.bucket, id)
-                        .await
-                        .map(|m| m.is_some())
-                        .or_else(|e| match e {
-                            // A no-compact mark that does not parse still says "leave it".
-                            BlockError::Malformed { .. } => Ok(true),
-                            e => Err(e),
-                        })?;
-                    Ok((deletion, no_compact))
-                };
-                (id, marks.await)
-            })
+            .map(|id| async move { (id, self.marks(id).await) })
             .buffer_unordered(concurrency)
             .collect()
             .await;
+        let mut marks_of: BTreeMap<ulid::Ulid, Marks> = BTreeMap::new();
+        for (id, marks) in marks {
+            marks_of.insert(id, marks?);
+        }
         let mut view = View {
             partial: seen.partial,
             ..View::default()
         };
-        for (id, marks) in marks {
-            let (deletion, no_compact) = match marks {
-                Ok(marks) => marks,
-                Err(BlockError::Malformed { detail, .. }) => {
-                    // A mark cut short while written: the block is being deleted.
-                    tracing::warn!(block = %id, err = %detail, "deletion mark does not parse; treated as marked now");
-                    (
-                        Some(DeletionMark {
-                            id: id.to_string(),
-                            version: 1,
-                            details: String::new(),
-                            deletion_time: now_ms() / 1000,
-                        }),
-                        false,
-                    )
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(mark) = deletion {
-                view.marked.insert(id, mark);
-            }
-            if no_compact {
-                view.no_compact.insert(id.to_string());
+        // A block whose meta.json does not parse is cleaned up as a partial upload, as Thanos does.
+        view.partial.extend(seen.malformed.keys().copied());
+        for id in &view.partial {
+            if let Some((Some(mark), _, _)) = marks_of.get(id) {
+                view.marked.insert(*id, mark.clone());
             }
         }
         let delay = i64::try_from(self.config.consistency_delay.as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
         let (min_time, max_time) = (self.config.time_window)();
         for (id, mut meta) in seen.metas {
-            if view.marked.contains_key(&id) || meta.max_time < min_time || meta.min_time > max_time
-            {
+            // Blocks outside this compactor's selection are another's, marks included.
+            if meta.max_time < min_time || meta.min_time > max_time {
                 continue;
             }
             let thanos = meta.thanos.get_or_insert_with(ThanosMeta::default);
-            let created = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
-            if delay > 0
-                && now.saturating_sub(created) < delay
-                && !TRUSTED_SOURCES.contains(&thanos.source.as_str())
-            {
-                continue;
-            }
             if !self.config.relabel.is_empty() {
                 let mut pairs: Vec<(String, String)> = thanos.labels.clone().into_iter().collect();
                 pairs.push(("__block_id".into(), id.to_string()));
@@ -291,12 +271,72 @@ impl Compactor {
                     continue;
                 }
             }
+            let (deletion, no_compact, no_downsample) = marks_of.remove(&id).unwrap_or_default();
+            if let Some(mark) = deletion {
+                view.marked.insert(id, mark);
+                continue;
+            }
+            if no_compact {
+                view.no_compact.insert(id.to_string());
+            }
+            if no_downsample {
+                view.no_downsample.insert(id);
+            }
+            let created = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
+            if delay > 0
+                && now.saturating_sub(created) < delay
+                && !TRUSTED_SOURCES.contains(&thanos.source.as_str())
+            {
+                continue;
+            }
             for label in &self.config.dedup_replica_labels {
                 thanos.labels.remove(label);
             }
             view.metas.insert(id, meta);
         }
         Ok(view)
+    }
+
+    /// The marks of block `id`. A mark that does not parse (cut short while written) still
+    /// counts: a deletion mark from when its object was written, a no-compact or
+    /// no-downsample mark as present.
+    async fn marks(&self, id: ulid::Ulid) -> Result<Marks, BlockError> {
+        let present = |result: Result<bool, BlockError>| match result {
+            Err(BlockError::Malformed { .. }) => Ok(true),
+            other => other,
+        };
+        let deletion = match rthanos_block::read_deletion_mark(&self.bucket, id).await {
+            Err(BlockError::Malformed { detail, .. }) => {
+                let name = rthanos_block::object(id, rthanos_block::Marker::Deletion.file_name());
+                let written = self.bucket.attributes(&name).await?.last_modified;
+                let at = written
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                tracing::warn!(block = %id, err = %detail, "deletion mark does not parse; its write time stands for its deletion time");
+                Some(DeletionMark {
+                    id: id.to_string(),
+                    version: 1,
+                    details: String::new(),
+                    deletion_time: at,
+                })
+            }
+            other => other?,
+        };
+        let no_compact = present(
+            rthanos_block::read_no_compact_mark(&self.bucket, id)
+                .await
+                .map(|m| m.is_some()),
+        )?;
+        let no_downsample = present(
+            self.bucket
+                .exists(&rthanos_block::object(
+                    id,
+                    rthanos_block::Marker::NoDownsample.file_name(),
+                ))
+                .await
+                .map_err(BlockError::from),
+        )?;
+        Ok((deletion, no_compact, no_downsample))
     }
 
     /// Marks for deletion the blocks another block holds whole (a compaction or a dedup whose
@@ -475,7 +515,10 @@ impl Compactor {
                 .await;
         let paths: Vec<PathBuf> = downloaded.into_iter().collect::<Result<_, _>>()?;
         let group_thanos = {
-            let mut thanos = planned[0].thanos.clone().unwrap_or_default();
+            let mut thanos = planned
+                .first()
+                .and_then(|m| m.thanos.clone())
+                .unwrap_or_default();
             thanos.source = "compactor".into();
             thanos.files.clear();
             thanos.segment_files.clear();
@@ -527,7 +570,7 @@ impl Compactor {
         match merged {
             Some((block_dir, meta)) => {
                 let id = meta.ulid.clone();
-                rthanos_block::upload_block(&self.bucket, &block_dir, meta).await?;
+                self.upload(&block_dir, meta).await?;
                 tracing::info!(group = key, block = %id, sources = ids.len(), "compacted block uploaded");
                 self.metrics.compactions.with_label_values(&[key]).inc();
                 if vertical {
@@ -563,6 +606,11 @@ impl Compactor {
         let due: Vec<(BlockMeta, i64)> = view
             .metas
             .values()
+            .filter(|meta| {
+                meta.ulid
+                    .parse()
+                    .is_ok_and(|id: ulid::Ulid| !view.no_downsample.contains(&id))
+            })
             .filter_map(|meta| {
                 let target = target_resolution(meta)?;
                 let done = covered.get(&target).is_some_and(|c| {
@@ -641,7 +689,7 @@ impl Compactor {
                     .unwrap_or_default();
             }
             let new_id = out.ulid.clone();
-            rthanos_block::upload_block(&self.bucket, &block_dir, out).await?;
+            self.upload(&block_dir, out).await?;
             tracing::info!(block = %id, downsampled = %new_id, resolution, "downsampled block uploaded");
         }
         let _ = tokio::fs::remove_dir_all(&dir).await;
@@ -683,28 +731,52 @@ impl Compactor {
             self.delete(*id, "marked for deletion").await;
         }
         self.metrics.todo_deletion_blocks.set(waiting);
+        // A partial block goes once its ULID and its last write are both older than the
+        // consistency delay: an upload in progress keeps writing, one cut short does not.
         let quiet = self.config.consistency_delay;
+        let quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX);
         for id in view
             .partial
             .iter()
             .filter(|id| !view.marked.contains_key(id))
         {
             let created = id.timestamp_ms();
-            if (now_ms() as u64).saturating_sub(created) < quiet.as_millis() as u64 {
+            let age = u64::try_from(now_ms()).unwrap_or(0).saturating_sub(created);
+            if age < quiet_ms || self.is_uploading(*id) {
                 continue;
             }
-            match self.newest_write(*id).await {
-                // No object at all: what a write or a deletion cut short left behind.
-                Ok(None) => self.delete(*id, "empty partial block").await,
-                Ok(Some(age)) if age >= quiet => {
-                    self.metrics.partial_deletions.inc();
-                    self.delete(*id, "partial upload abandoned").await;
+            match self.bucket.last_write(&format!("{id}/")).await {
+                Ok(written) => {
+                    let idle =
+                        written.map_or(Duration::MAX, |t| t.elapsed().unwrap_or(Duration::ZERO));
+                    if idle >= quiet && !self.is_uploading(*id) {
+                        self.metrics.partial_deletions.inc();
+                        self.delete(*id, "partial upload abandoned").await;
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(block = %id, err = %e, "cannot inspect partial block"),
             }
         }
         Ok(())
+    }
+
+    /// Whether this process is uploading block `id` now (the cleanup running beside an
+    /// iteration must not take it for an abandoned upload).
+    fn is_uploading(&self, id: ulid::Ulid) -> bool {
+        self.uploading.lock().is_ok_and(|u| u.contains(&id))
+    }
+
+    /// Uploads a block built here, known as in progress while it goes up.
+    async fn upload(&self, dir: &Path, meta: BlockMeta) -> Result<(), CompactError> {
+        let id: Option<ulid::Ulid> = meta.ulid.parse().ok();
+        if let (Some(id), Ok(mut uploading)) = (id, self.uploading.lock()) {
+            uploading.insert(id);
+        }
+        let result = rthanos_block::upload_block(&self.bucket, dir, meta).await;
+        if let (Some(id), Ok(mut uploading)) = (id, self.uploading.lock()) {
+            uploading.remove(&id);
+        }
+        result.map(|_| ()).map_err(CompactError::from)
     }
 
     async fn delete(&self, id: ulid::Ulid, why: &str) {
@@ -718,15 +790,5 @@ impl Compactor {
                 self.metrics.block_cleanup_failures.inc();
             }
         }
-    }
-
-    /// How long ago the newest object of block `id` was written (`None` if it has none).
-    async fn newest_write(&self, id: ulid::Ulid) -> Result<Option<Duration>, BlockError> {
-        let mut newest = None;
-        for name in self.bucket.iter(&format!("{id}/"), true).await? {
-            let attributes = self.bucket.attributes(&name).await?;
-            newest = newest.max(Some(attributes.last_modified));
-        }
-        Ok(newest.map(|t| t.elapsed().unwrap_or(Duration::ZERO)))
     }
 }

@@ -31,7 +31,7 @@ pub const RANGE_FOR_1H: i64 = 10 * 24 * 3_600_000;
 /// The resolution block `meta` is downsampled to, if it is due: raw blocks of 40h or more
 /// go to 5m, 5m blocks of 10 days or more to 1h.
 pub fn target_resolution(meta: &BlockMeta) -> Option<i64> {
-    let span = meta.max_time - meta.min_time;
+    let span = meta.max_time.saturating_sub(meta.min_time);
     match meta.resolution() {
         0 if span >= RANGE_FOR_5M => Some(RES_5M),
         RES_5M if span >= RANGE_FOR_1H => Some(RES_1H),
@@ -54,14 +54,17 @@ pub struct AggrOut {
 
 /// The end (last millisecond) of the window of `resolution` that `t` falls in.
 fn window_end(t: i64, resolution: i64) -> i64 {
-    t - t % resolution + resolution - 1
+    let resolution = resolution.max(1);
+    t.saturating_sub(t % resolution)
+        .saturating_add(resolution - 1)
 }
 
 /// How many chunks a series should become: about 140 windows each, the windows expected from
 /// how densely `count` samples of `in_res` fill `min..max`.
 fn target_chunk_count(min: i64, max: i64, in_res: i64, out_res: i64, count: usize) -> usize {
-    let max_windows = ((max - min) / out_res) as f64;
-    let fullness = (count as f64 / ((max - min) as f64 / in_res as f64)).min(1.0);
+    let span = max.saturating_sub(min);
+    let max_windows = (span / out_res.max(1)) as f64;
+    let fullness = (count as f64 / (span as f64 / in_res.max(1) as f64)).min(1.0);
     let expected = (max_windows * fullness) as usize + 1;
     let mut chunks = 1;
     while expected / chunks > 140 {
@@ -397,8 +400,8 @@ fn raw_samples(
 }
 
 /// Downsamples the block `source` to `resolution` into a new block under `parent`, with the
-/// source's meta.json (labels, lineage, time range) at the new resolution. `None` when the
-/// source has no series.
+/// source's meta.json (labels, lineage, time range) at the new resolution (an empty block when
+/// the source has no samples left).
 pub fn downsample_block(
     source: &Block,
     parent: &Path,
@@ -406,7 +409,7 @@ pub fn downsample_block(
 ) -> Result<Option<BlockMeta>, CompactError> {
     let meta = source.meta();
     let in_res = meta.resolution();
-    if in_res >= resolution {
+    if resolution <= 0 || in_res >= resolution {
         return Err(CompactError::Check {
             block: meta.ulid.clone(),
             detail: format!("resolution {in_res} is not lower than {resolution}"),
@@ -456,7 +459,7 @@ pub fn downsample_block(
         min_time: meta.min_time,
         max_time: meta.max_time,
     };
-    crate::finish_block(writer, parent, thanos, lineage, written)
+    crate::finish_block(writer, parent, thanos, lineage, written, true)
 }
 
 fn downsample_series(

@@ -63,17 +63,19 @@ pub(crate) fn symbols<'a>(
 }
 
 /// Finishes a block made from others under `parent`. With no series written, nothing is left
-/// behind and the answer is `None`.
+/// behind and the answer is `None`, unless `keep_empty` (a downsampled block stands for its
+/// source even when empty, as in Thanos, so the source is not downsampled again and again).
 pub(crate) fn finish_block(
     writer: rthanos_tsdb::writer::BlockWriter,
     parent: &std::path::Path,
     thanos: rthanos_tsdb::meta::ThanosMeta,
     lineage: rthanos_tsdb::writer::Lineage,
     series: u64,
+    keep_empty: bool,
 ) -> Result<Option<rthanos_tsdb::BlockMeta>, CompactError> {
     let id = writer.ulid();
     let meta = writer.finish_with(Some(thanos), Some(lineage))?;
-    if series > 0 {
+    if series > 0 || keep_empty {
         return Ok(Some(meta));
     }
     let dir = parent.join(id.to_string());

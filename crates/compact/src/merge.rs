@@ -117,7 +117,7 @@ pub fn merge_blocks(
         }
     }
     let metas: Vec<&BlockMeta> = sources.iter().map(Block::meta).collect();
-    crate::finish_block(writer, parent, thanos, lineage(&metas), written)
+    crate::finish_block(writer, parent, thanos, lineage(&metas), written, false)
 }
 
 /// One source's series, in index order.

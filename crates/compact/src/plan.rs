@@ -79,10 +79,10 @@ pub fn plan<'a>(
         return Vec::new();
     };
     for meta in included.iter().rev() {
-        if meta.max_time - meta.min_time < half {
+        if meta.max_time.saturating_sub(meta.min_time) < half {
             break;
         }
-        if meta.stats.num_tombstones as f64 / (meta.stats.num_series + 1) as f64 > 0.05 {
+        if meta.stats.num_tombstones as f64 / (meta.stats.num_series as f64 + 1.0) > 0.05 {
             return vec![meta];
         }
     }
@@ -120,7 +120,8 @@ fn select<'a>(
         return Vec::new();
     };
     let high_time = last.min_time;
-    for &range in ranges.iter().skip(1) {
+    // A range of zero or less plans nothing (and would divide by zero).
+    for &range in ranges.iter().skip(1).filter(|&&r| r > 0) {
         for part in split_by_range(by_min_time, range) {
             if part.iter().any(|m| m.compaction.failed) || part.len() < 2 {
                 continue;
@@ -128,7 +129,7 @@ fn select<'a>(
             let (min, max) = (part[0].min_time, part[part.len() - 1].max_time);
             // The range is full (gaps allowed), or lies before the newest block: no block of
             // this size can still arrive in it.
-            if max - min != range && max > high_time {
+            if max.saturating_sub(min) != range && max > high_time {
                 continue;
             }
             // Marked blocks split the run without shifting the ranges around them.
@@ -156,13 +157,14 @@ fn split_by_range<'a>(by_min_time: &[&'a BlockMeta], range: i64) -> Vec<Vec<&'a 
     let mut i = 0;
     while i < by_min_time.len() {
         let meta = by_min_time[i];
-        let start = meta.min_time.div_euclid(range) * range;
-        if meta.max_time > start + range {
+        let start = meta.min_time.div_euclid(range).saturating_mul(range);
+        let end = start.saturating_add(range);
+        if meta.max_time > end {
             i += 1;
             continue;
         }
         let mut run = Vec::new();
-        while i < by_min_time.len() && by_min_time[i].max_time <= start + range {
+        while i < by_min_time.len() && by_min_time[i].max_time <= end {
             run.push(by_min_time[i]);
             i += 1;
         }

@@ -187,6 +187,13 @@ impl Bucket {
                 staging.push(format!("#{}", std::process::id()));
                 let staging = std::path::PathBuf::from(staging);
                 tokio::fs::copy(file, &staging).await.map_err(local)?;
+                // On disk before it has its name, so a power cut never shows a short file.
+                tokio::fs::File::open(&staging)
+                    .await
+                    .map_err(local)?
+                    .sync_all()
+                    .await
+                    .map_err(local)?;
                 tokio::fs::rename(&staging, &target).await.map_err(local)
             };
             return self.observe(Operation::Upload, name, copy, |_| 0).await;
@@ -286,6 +293,38 @@ impl Bucket {
             }
         }
         Ok(())
+    }
+
+    /// When anything under `dir` was last written: its objects' modification times, and in a
+    /// FILESYSTEM bucket also the files no listing shows (a write in progress) and the
+    /// directories themselves. `None` when there is nothing under `dir`.
+    pub async fn last_write(&self, dir: &str) -> Result<Option<SystemTime>, BucketError> {
+        let dir = dir.trim_end_matches('/');
+        let mut newest: Option<SystemTime> = None;
+        if let Some(root) = &self.local_root {
+            let mut pending = vec![root.join(dir)];
+            while let Some(path) = pending.pop() {
+                let Ok(meta) = tokio::fs::metadata(&path).await else {
+                    continue;
+                };
+                if let Ok(modified) = meta.modified() {
+                    newest = newest.max(Some(modified));
+                }
+                if meta.is_dir()
+                    && let Ok(mut entries) = tokio::fs::read_dir(&path).await
+                {
+                    while let Ok(Some(entry)) = entries.next_entry().await {
+                        pending.push(entry.path());
+                    }
+                }
+            }
+            return Ok(newest);
+        }
+        for name in self.iter(dir, true).await? {
+            let attributes = self.attributes(&name).await?;
+            newest = newest.max(Some(attributes.last_modified));
+        }
+        Ok(newest)
     }
 
     /// Whether an object exists.
