@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::Process;
+use common::{Process, api_data as data, close, urlencode};
 use rthanos_objstore::Bucket;
 use rthanos_testkit::openmetrics::{Spec, generate};
 use rthanos_testkit::{Moto, Prometheus, PromtoolBlocks, promtool, promtool_dump};
@@ -93,38 +93,9 @@ fn compact_once(objstore: &Path, data_dir: &Path, extra: &[&str]) -> (Option<i32
     (code, compact.log())
 }
 
-/// The `data` section of a Prometheus API answer.
-fn data(port: u16, path: &str) -> serde_json::Value {
-    let (status, body) = common::http_get(port, path).expect("answer");
-    assert_eq!(status, 200, "{path}: {body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-    json["data"].clone()
-}
-
 /// The single value of an instant query answer, per series (labels without `cluster`).
 fn values(port: u16, path: &str) -> BTreeMap<String, f64> {
-    let data = data(port, path);
-    let mut out = BTreeMap::new();
-    for series in data["result"].as_array().expect("result") {
-        let mut labels: Vec<String> = series["metric"]
-            .as_object()
-            .expect("metric")
-            .iter()
-            .filter(|(k, _)| k.as_str() != "cluster")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        labels.sort();
-        let v = series["value"][1]
-            .as_str()
-            .and_then(|v| v.parse().ok())
-            .expect("value");
-        out.insert(labels.join(","), v);
-    }
-    out
-}
-
-fn close(a: f64, b: f64) -> bool {
-    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+    common::instant_values(port, path, &["cluster"])
 }
 
 /// The whole scenario on one bucket.
@@ -306,18 +277,6 @@ fn compacts_downsamples_and_keeps_every_sample(objstore_yaml: &str) {
     let (code, log) = compact_once(&objstore, &dir.path().join("compact-data"), &[]);
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(metas(&bucket), after);
-}
-
-fn urlencode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn filesystem_yaml(dir: &Path) -> String {

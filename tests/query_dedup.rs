@@ -12,30 +12,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::Process;
+use common::{Process, without};
 use rthanos_promql::Sample;
 use rthanos_testkit::openmetrics::{Spec, generate};
 use rthanos_testkit::{Prometheus, PromtoolBlocks};
 
 const START: i64 = 1_700_000_000;
-
-/// The OpenMetrics text without the samples whose time falls in [from, to) (Unix seconds).
-fn without(text: &str, from: i64, to: i64) -> String {
-    text.lines()
-        .filter(|line| {
-            if line.starts_with('#') {
-                return true;
-            }
-            let t = line
-                .rsplit(' ')
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-                .unwrap_or(0.0);
-            !(t >= from as f64 && t < to as f64)
-        })
-        .map(|line| format!("{line}\n"))
-        .collect()
-}
 
 /// Samples as (time, value bits): NaN compares equal to NaN.
 type Raw = BTreeMap<String, Vec<(i64, u64)>>;

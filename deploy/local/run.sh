@@ -2,31 +2,68 @@
 # The local HA stack on one machine, on a FILESYSTEM bucket under deploy/local/data/:
 #   - two Prometheus 2.42 replicas (Debian's package), external labels cluster=local and
 #     replica=0 / 1, 2h blocks (min = max block duration, as Thanos requires), each scraping
-#     itself and the other;
+#     itself, the other and every rthanos component;
 #   - two sidecars, a store gateway, a compactor (--wait) and a querier; see
 #     deploy/local/README.md.
-# Ctrl-C stops everything; data is kept, and a second start continues where the first stopped.
+# Ctrl-C (or SIGTERM) stops everything; data is kept, and a second start continues where the
+# first stopped.
+#
+# Settings, all optional (the end-to-end test uses them to run the stack time-compressed):
+#   RTHANOS_LOCAL_DATA        data directory (default deploy/local/data)
+#   RTHANOS_BIN               an rthanos binary to run instead of building this checkout
+#   RTHANOS_LOCAL_PORTS_FROM  consecutive ports from this one instead of the usual ones
+#   RTHANOS_LOCAL_SCRAPE_INTERVAL                          (default 15s)
+#   RTHANOS_LOCAL_{PROMETHEUS,SIDECAR,STORE,COMPACT,QUERY}_ARGS  extra flags, space-separated
+#                             (the store's replace its default, --sync-block-duration=1m)
+#
+# Each process is started from a script of its own, $data/run/<name>.sh, which records its
+# pid in $data/run/<name>.pid: running that script again restarts a process that was killed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 data="${RTHANOS_LOCAL_DATA:-$here/data}"
-mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1"
+data="$(mkdir -p "$data" && cd "$data" && pwd)"
+mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1" "$data/run"
 
 if ! command -v prometheus >/dev/null; then
   echo "installing Debian's prometheus package (2.42)…"
   as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
+  # Keep the packaged service from starting on 9090: this stack runs its own replicas.
   printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
   as_root chmod +x /usr/sbin/policy-rc.d
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   as_root rm -f /usr/sbin/policy-rc.d
 fi
 
-# The rthanos binary, built from this checkout (release profile).
-repo="$(cd "$here/../.." && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rthanos-target}"
-echo "building rthanos (cargo build --release)…"
-(cd "$repo" && cargo build --release --quiet --bin rthanos)
-rthanos="$CARGO_TARGET_DIR/release/rthanos"
+if [ -n "${RTHANOS_BIN:-}" ]; then
+  rthanos="$RTHANOS_BIN"
+else
+  # The rthanos binary, built from this checkout (release profile).
+  repo="$(cd "$here/../.." && pwd)"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rthanos-target}"
+  echo "building rthanos (cargo build --release)…"
+  (cd "$repo" && cargo build --release --quiet --bin rthanos)
+  rthanos="$CARGO_TARGET_DIR/release/rthanos"
+fi
+
+# Ports: Thanos's and Prometheus's usual ones, or consecutive ones from RTHANOS_LOCAL_PORTS_FROM.
+if [ -n "${RTHANOS_LOCAL_PORTS_FROM:-}" ]; then
+  p=$RTHANOS_LOCAL_PORTS_FROM
+  prom_port=($p $((p + 1)))
+  sidecar_grpc=($((p + 2)) $((p + 4)))
+  sidecar_http=($((p + 3)) $((p + 5)))
+  store_grpc=$((p + 6)) store_http=$((p + 7))
+  query_grpc=$((p + 8)) query_http=$((p + 9))
+  compact_http=$((p + 10))
+else
+  prom_port=(9090 9091)
+  sidecar_grpc=(10901 10911)
+  sidecar_http=(10902 10912)
+  store_grpc=10905 store_http=10906
+  query_grpc=10903 query_http=10904
+  compact_http=10908
+fi
+scrape_interval="${RTHANOS_LOCAL_SCRAPE_INTERVAL:-15s}"
 
 cat > "$data/objstore.yml" <<YAML
 type: FILESYSTEM
@@ -34,97 +71,144 @@ config:
   directory: $data/bucket
 YAML
 
-pids=()
+# launch NAME LOG COMMAND…: writes $data/run/NAME.sh (records its pid, then execs COMMAND)
+# and runs it in the background.
+launch() {
+  local name="$1" log="$2"
+  shift 2
+  {
+    echo '#!/bin/sh'
+    echo "echo \$\$ > '$data/run/$name.pid'"
+    printf 'exec'
+    printf " '%s'" "$@"
+    echo " >>'$log' 2>&1"
+  } > "$data/run/$name.sh"
+  chmod +x "$data/run/$name.sh"
+  "$data/run/$name.sh" &
+}
+
 stopped=0
 stop() {
   [ "$stopped" = 1 ] && return
   stopped=1
   echo "stopping…"
+  # The pid files name what runs now, including processes restarted by hand.
+  local pids=()
+  for f in "$data"/run/*.pid; do
+    [ -f "$f" ] && pids+=("$(cat "$f")")
+  done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait || true
+  # Components drain within their grace periods; wait for each to be gone.
+  for _ in $(seq 1 600); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  rm -f "$data"/run/*.pid
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'stop; exit 0' INT TERM
+
+# shellcheck disable=SC2206 # the extra-argument variables are space-separated flag lists.
+prometheus_args=(${RTHANOS_LOCAL_PROMETHEUS_ARGS:-})
+sidecar_args=(${RTHANOS_LOCAL_SIDECAR_ARGS:-})
+store_args=(${RTHANOS_LOCAL_STORE_ARGS:---sync-block-duration=1m})
+compact_args=(${RTHANOS_LOCAL_COMPACT_ARGS:-})
+query_args=(${RTHANOS_LOCAL_QUERY_ARGS:-})
 
 for i in 0 1; do
-  port=$((9090 + i))
-  other=$((9091 - i))
   cat > "$data/prometheus-$i.yml" <<YAML
 global:
-  scrape_interval: 15s
-  evaluation_interval: 15s
+  scrape_interval: $scrape_interval
+  evaluation_interval: $scrape_interval
   external_labels:
     cluster: local
     replica: "$i"
 scrape_configs:
   - job_name: prometheus
     static_configs:
-      - targets: ["127.0.0.1:$port", "127.0.0.1:$other"]
+      - targets: ["127.0.0.1:${prom_port[0]}", "127.0.0.1:${prom_port[1]}"]
+  - job_name: thanos-sidecar
+    static_configs:
+      - targets: ["127.0.0.1:${sidecar_http[0]}", "127.0.0.1:${sidecar_http[1]}"]
+  - job_name: thanos-store
+    static_configs:
+      - targets: ["127.0.0.1:$store_http"]
+  - job_name: thanos-compactor
+    static_configs:
+      - targets: ["127.0.0.1:$compact_http"]
+  - job_name: thanos-query
+    static_configs:
+      - targets: ["127.0.0.1:$query_http"]
 YAML
-  prometheus \
+  launch "prometheus-$i" "$data/prometheus-$i.log" prometheus \
     --config.file="$data/prometheus-$i.yml" \
     --storage.tsdb.path="$data/prometheus-$i" \
     --storage.tsdb.min-block-duration=2h \
     --storage.tsdb.max-block-duration=2h \
-    --web.listen-address="127.0.0.1:$port" \
+    --web.listen-address="127.0.0.1:${prom_port[$i]}" \
     --web.enable-lifecycle \
-    >"$data/prometheus-$i.log" 2>&1 &
-  pids+=($!)
+    ${prometheus_args[@]+"${prometheus_args[@]}"}
 done
 
-# One sidecar per replica: StoreAPI on 10901 / 10911, blocks shipped to the bucket.
+# One sidecar per replica: StoreAPI for the querier, blocks shipped to the bucket.
 for i in 0 1; do
-  "$rthanos" sidecar \
-    --prometheus.url="http://127.0.0.1:$((9090 + i))" \
+  launch "sidecar-$i" "$data/sidecar-$i.log" "$rthanos" sidecar \
+    --prometheus.url="http://127.0.0.1:${prom_port[$i]}" \
     --tsdb.path="$data/prometheus-$i" \
     --objstore.config-file="$data/objstore.yml" \
-    --grpc-address="127.0.0.1:$((10901 + 10 * i))" \
-    --http-address="127.0.0.1:$((10902 + 10 * i))" \
-    >"$data/sidecar-$i.log" 2>&1 &
-  pids+=($!)
+    --grpc-address="127.0.0.1:${sidecar_grpc[$i]}" \
+    --http-address="127.0.0.1:${sidecar_http[$i]}" \
+    ${sidecar_args[@]+"${sidecar_args[@]}"}
 done
 
-# The store gateway over the bucket the sidecars ship to.
-"$rthanos" store \
+# The store gateway over the bucket the sidecars ship to (looking for new blocks every
+# minute unless RTHANOS_LOCAL_STORE_ARGS says otherwise).
+launch store "$data/store.log" "$rthanos" store \
   --objstore.config-file="$data/objstore.yml" \
   --data-dir="$data/store" \
-  --sync-block-duration=1m \
-  --grpc-address=127.0.0.1:10905 \
-  --http-address=127.0.0.1:10906 \
-  >"$data/store.log" 2>&1 &
-pids+=($!)
+  --grpc-address="127.0.0.1:$store_grpc" \
+  --http-address="127.0.0.1:$store_http" \
+  ${store_args[@]+"${store_args[@]}"}
 
 # The compactor of the bucket: compaction, downsampling and retention as the seed guide
 # sets them.
-"$rthanos" compact \
+launch compact "$data/compact.log" "$rthanos" compact \
   --objstore.config-file="$data/objstore.yml" \
   --data-dir="$data/compact" \
-  --http-address=127.0.0.1:10908 \
+  --http-address="127.0.0.1:$compact_http" \
   --wait \
   --retention.resolution-raw=30d \
   --retention.resolution-5m=90d \
   --retention.resolution-1h=1y \
-  >"$data/compact.log" 2>&1 &
-pids+=($!)
+  ${compact_args[@]+"${compact_args[@]}"}
 
 # The querier over both sidecars and the store, deduplicating the replicas.
-"$rthanos" query \
-  --endpoint=127.0.0.1:10901 \
-  --endpoint=127.0.0.1:10911 \
-  --endpoint=127.0.0.1:10905 \
+launch query "$data/query.log" "$rthanos" query \
+  --endpoint="127.0.0.1:${sidecar_grpc[0]}" \
+  --endpoint="127.0.0.1:${sidecar_grpc[1]}" \
+  --endpoint="127.0.0.1:$store_grpc" \
   --query.replica-label=replica \
-  --grpc-address=127.0.0.1:10903 \
-  --http-address=127.0.0.1:10904 \
-  >"$data/query.log" 2>&1 &
-pids+=($!)
+  --grpc-address="127.0.0.1:$query_grpc" \
+  --http-address="127.0.0.1:$query_http" \
+  ${query_args[@]+"${query_args[@]}"}
 
-echo "Prometheus replica 0: http://127.0.0.1:9090  (log: $data/prometheus-0.log)"
-echo "Prometheus replica 1: http://127.0.0.1:9091  (log: $data/prometheus-1.log)"
-echo "Sidecar 0:            gRPC 127.0.0.1:10901, http://127.0.0.1:10902  (log: $data/sidecar-0.log)"
-echo "Sidecar 1:            gRPC 127.0.0.1:10911, http://127.0.0.1:10912  (log: $data/sidecar-1.log)"
-echo "Store gateway:        gRPC 127.0.0.1:10905, http://127.0.0.1:10906  (log: $data/store.log)"
-echo "Compactor:            http://127.0.0.1:10908/metrics  (log: $data/compact.log)"
-echo "Query UI:             http://127.0.0.1:10904/  (stores: http://127.0.0.1:10904/stores)"
-echo "Query (Prometheus API): http://127.0.0.1:10904/api/v1/query?query=up  (log: $data/query.log)"
-echo "Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)"
-echo "Ctrl-C stops the stack; the next start continues from $data."
-wait
+cat <<EOF
+Prometheus replica 0: http://127.0.0.1:${prom_port[0]}  (log: $data/prometheus-0.log)
+Prometheus replica 1: http://127.0.0.1:${prom_port[1]}  (log: $data/prometheus-1.log)
+Sidecar 0:            gRPC 127.0.0.1:${sidecar_grpc[0]}, http://127.0.0.1:${sidecar_http[0]}  (log: $data/sidecar-0.log)
+Sidecar 1:            gRPC 127.0.0.1:${sidecar_grpc[1]}, http://127.0.0.1:${sidecar_http[1]}  (log: $data/sidecar-1.log)
+Store gateway:        gRPC 127.0.0.1:$store_grpc, http://127.0.0.1:$store_http  (log: $data/store.log)
+Compactor:            http://127.0.0.1:$compact_http/metrics  (log: $data/compact.log)
+Query UI:             http://127.0.0.1:$query_http/  (stores: http://127.0.0.1:$query_http/stores)
+Query (Prometheus API): http://127.0.0.1:$query_http/api/v1/query?query=up  (log: $data/query.log)
+Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)
+Ctrl-C stops the stack; the next start continues from $data.
+EOF
+# Stay up while the stack runs; a process killed and restarted by hand is not a child, so
+# wait on the pid files rather than on children.
+while true; do
+  sleep 1 &
+  wait $! || true
+done

@@ -310,3 +310,79 @@ pub fn upload_blocks(
     ids.sort();
     ids
 }
+
+/// The OpenMetrics text without the samples whose time falls in [from, to) (Unix seconds).
+pub fn without(text: &str, from: i64, to: i64) -> String {
+    text.lines()
+        .filter(|line| {
+            if line.starts_with('#') {
+                return true;
+            }
+            let t = line
+                .rsplit(' ')
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            !(t >= from as f64 && t < to as f64)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// Percent-encodes a query parameter's value.
+pub fn urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `data` section of a successful Prometheus API answer.
+pub fn api_data(port: u16, path: &str) -> serde_json::Value {
+    let (status, body) = http_get(port, path).expect("answer");
+    assert_eq!(status, 200, "{path}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    json["data"].clone()
+}
+
+/// A series' labels as one sortable key, leaving out the `dropped` ones (external labels the
+/// other side of a comparison does not have).
+pub fn series_key(metric: &serde_json::Value, dropped: &[&str]) -> String {
+    let mut labels: Vec<String> = metric
+        .as_object()
+        .expect("metric")
+        .iter()
+        .filter(|(k, _)| !dropped.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.sort();
+    labels.join(",")
+}
+
+/// The value of each series of an instant query answer, by [`series_key`].
+pub fn instant_values(
+    port: u16,
+    path: &str,
+    dropped: &[&str],
+) -> std::collections::BTreeMap<String, f64> {
+    let data = api_data(port, path);
+    let mut out = std::collections::BTreeMap::new();
+    for series in data["result"].as_array().expect("result") {
+        let v = series["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        out.insert(series_key(&series["metric"], dropped), v);
+    }
+    out
+}
+
+/// Equal, or within float rounding of each other (sums taken in another order).
+pub fn close(a: f64, b: f64) -> bool {
+    a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
