@@ -32,8 +32,6 @@ impl Process {
     pub fn start_wrapped(wrapper: &str, args: &[String]) -> Process {
         let http_port = free_port();
         let grpc_port = free_port();
-        let log_dir = tempfile::tempdir().expect("tmp");
-        let log = log_dir.path().join("stderr.log");
         let mut words = wrapper.split_whitespace();
         let mut command = match words.next() {
             Some(tool) => {
@@ -50,6 +48,20 @@ impl Process {
         if args.first().is_none_or(|c| c != "compact") {
             command.arg(format!("--grpc-address=127.0.0.1:{grpc_port}"));
         }
+        Self::spawn(command, http_port, grpc_port)
+    }
+
+    /// `rthanos <args…>` exactly as given, its addresses among them (`http_port` and
+    /// `grpc_port` say which they are).
+    pub fn start_as_given(args: &[String], http_port: u16, grpc_port: u16) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rthanos"));
+        command.args(args);
+        Self::spawn(command, http_port, grpc_port)
+    }
+
+    fn spawn(mut command: Command, http_port: u16, grpc_port: u16) -> Process {
+        let log_dir = tempfile::tempdir().expect("tmp");
+        let log = log_dir.path().join("stderr.log");
         let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
