@@ -351,14 +351,11 @@ fn start_component(args: &[String]) -> Started {
     let scratch = tempfile::tempdir().expect("tmp");
     let objstore = scratch.path().join("objstore.yml");
     std::fs::create_dir_all(scratch.path().join("bucket")).expect("bucket");
-    std::fs::write(
-        &objstore,
-        format!(
-            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            scratch.path().join("bucket").display()
-        ),
-    )
-    .expect("objstore.yml");
+    let objstore_yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        scratch.path().join("bucket").display()
+    );
+    std::fs::write(&objstore, &objstore_yaml).expect("objstore.yml");
     let (http_port, grpc_port) = (free_port(), free_port());
     let given: Vec<String> = args
         .iter()
@@ -371,6 +368,9 @@ fn start_component(args: &[String]) -> Started {
                 "--objstore.config-file" => {
                     format!("--objstore.config-file={}", objstore.display())
                 }
+                // prometheus-operator's `--objstore.config=$(OBJSTORE_CONFIG)`, which
+                // Kubernetes expands from the Secret.
+                "--objstore.config" => format!("--objstore.config={objstore_yaml}"),
                 _ => arg.clone(),
             }
         })
@@ -473,7 +473,8 @@ fn every_container_starts_with_its_arguments_and_exports_what_its_alerts_use() {
             exposition.insert(args[0].clone(), metrics);
         }
     }
-    // The sidecar as prometheus-operator starts it next to a Prometheus with external labels.
+    // The sidecar with prometheus-operator's argument list, next to a Prometheus with
+    // external labels.
     let tsdb = tempfile::tempdir().expect("tmp");
     let prometheus = // testkit's Prometheus cuts 2h blocks, as the sidecar requires for uploads.
     Prometheus::start(
@@ -486,8 +487,10 @@ fn every_container_starts_with_its_arguments_and_exports_what_its_alerts_use() {
         "--grpc-address=:10901".to_string(),
         "--http-address=:10902".to_string(),
         format!("--tsdb.path={}", tsdb.path().display()),
-        "--objstore.config-file=/etc/thanos/objstore.yml".to_string(),
+        "--objstore.config=$(OBJSTORE_CONFIG)".to_string(),
         "--log.level=info".to_string(),
+        "--log.format=logfmt".to_string(),
+        r#"--prometheus.http-client={"tls_config": {"insecure_skip_verify":true}}"#.to_string(),
     ]);
     let (_, metrics) = common::http_get(sidecar.process.http_port, "/metrics").expect("metrics");
     exposition.insert("sidecar".to_string(), metrics);

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Process, api_data, close, instant_values, series_key, urlencode, without};
+use common::{Process, api_points, assert_same_points, close, instant_values, urlencode, without};
 use rthanos_testkit::openmetrics::{Spec, generate};
 use rthanos_testkit::{Prometheus, PromtoolBlocks};
 use rthanos_tsdb::BlockMeta;
@@ -44,8 +44,6 @@ const AFTER: i64 = 4;
 /// `deploy/local/run.sh` running, and where its data is.
 struct Stack {
     script: Option<Child>,
-    /// Components restarted by hand (children of the test, not of the script).
-    restarted: Vec<Child>,
     data: PathBuf,
 }
 
@@ -57,12 +55,13 @@ impl Stack {
             .env("RTHANOS_LOCAL_DATA", data)
             .env("RTHANOS_BIN", env!("CARGO_BIN_EXE_rthanos"))
             .env("RTHANOS_LOCAL_PORTS_FROM", PORTS_FROM.to_string())
-            .env("RTHANOS_LOCAL_SCRAPE_INTERVAL", "1s")
+            .env("RTHANOS_LOCAL_SCRAPE_INTERVAL", "2s")
             .env("RTHANOS_LOCAL_STORE_ARGS", "--sync-block-duration=2s")
-            // Blocks made by promtool a moment ago count as old enough; sources go at once.
+            // Blocks made by promtool a moment ago are old enough after 30s (long enough that
+            // an upload in progress is never taken for an abandoned one); sources go at once.
             .env(
                 "RTHANOS_LOCAL_COMPACT_ARGS",
-                "--wait-interval=2s --consistency-delay=5s --delete-delay=0s",
+                "--wait-interval=2s --consistency-delay=30s --delete-delay=0s",
             )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -70,7 +69,6 @@ impl Stack {
             .expect("run deploy/local/run.sh");
         let stack = Stack {
             script: Some(child),
-            restarted: Vec::new(),
             data: data.to_path_buf(),
         };
         stack.wait_for(Duration::from_secs(120), "the querier ready", || {
@@ -131,15 +129,17 @@ impl Stack {
         });
     }
 
-    /// Starts a killed component again from the script's launcher.
-    fn restart(&mut self, name: &str) {
-        let child = Command::new("sh")
+    /// Starts a killed component again from the script's launcher, in the background of a
+    /// shell that exits at once: the component is nobody's child here, as after a restart by
+    /// hand, and the script's stop finds it through its pid file.
+    fn restart(&self, name: &str) {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg("\"$0\" >/dev/null 2>&1 &")
             .arg(self.data.join(format!("run/{name}.sh")))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .status()
             .expect("restart");
-        self.restarted.push(child);
+        assert!(status.success(), "restart {name}");
     }
 
     /// SIGTERM to the script, which stops every component; all gone within a minute.
@@ -159,7 +159,8 @@ impl Stack {
         let _ = Command::new("kill")
             .args(["-TERM", &script.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // The script gives components their grace period (2m) before SIGKILL.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while script.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -173,9 +174,6 @@ impl Stack {
         for pid in &left {
             let _ = Command::new("kill").args(["-KILL", pid]).status();
         }
-        for child in &mut self.restarted {
-            let _ = child.wait();
-        }
         assert!(left.is_empty(), "still running after stop: {left:?}");
     }
 }
@@ -184,10 +182,6 @@ impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
             // Stop without asserting again.
-            for child in &mut self.restarted {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
             if let Some(mut script) = self.script.take() {
                 let _ = Command::new("kill")
                     .args(["-TERM", &script.id().to_string()])
@@ -200,8 +194,7 @@ impl Drop for Stack {
     }
 }
 
-/// Whether a process has exited and waits to be reaped (the restarted ones are the test's
-/// children).
+/// Whether a process has exited and waits to be reaped.
 fn zombie(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit(')')
@@ -266,60 +259,6 @@ fn settled(bucket: &Path) -> bool {
         })
 }
 
-fn metric(port: u16, series: &str) -> Option<f64> {
-    let (_, body) = common::http_get(port, "/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-}
-
-/// A range query's matrix, by series (labels without `cluster`), as (time, value) pairs.
-fn matrix(port: u16, path: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let data = api_data(port, path);
-    let mut out = BTreeMap::new();
-    for series in data["result"].as_array().expect("matrix") {
-        let points = series["values"]
-            .as_array()
-            .expect("values")
-            .iter()
-            .map(|p| {
-                let v = p[1].as_str().and_then(|v| v.parse().ok()).expect("value");
-                (p[0].as_f64().expect("time"), v)
-            })
-            .collect();
-        out.insert(series_key(&series["metric"], &["cluster"]), points);
-    }
-    out
-}
-
-fn assert_same_matrix(
-    what: &str,
-    got: &BTreeMap<String, Vec<(f64, f64)>>,
-    want: &BTreeMap<String, Vec<(f64, f64)>>,
-) {
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{what}: series differ"
-    );
-    for (key, points) in want {
-        let mine = &got[key];
-        assert_eq!(
-            mine.iter().map(|p| p.0).collect::<Vec<_>>(),
-            points.iter().map(|p| p.0).collect::<Vec<_>>(),
-            "{what}: steps of {key} differ"
-        );
-        for (a, b) in mine.iter().zip(points) {
-            assert!(
-                close(a.1, b.1),
-                "{what}: {key} at {}: {} vs {}",
-                a.0,
-                a.1,
-                b.1
-            );
-        }
-    }
-}
-
 #[test]
 fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_prometheus() {
     let now = SystemTime::now()
@@ -372,7 +311,8 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
     });
     stack.wait_for(Duration::from_secs(60), "the store in sync", || {
         let (metas, _) = bucket_blocks(&bucket);
-        metric(STORE_HTTP, "thanos_bucket_store_blocks_loaded") == Some(metas.len() as f64)
+        common::metric_on(STORE_HTTP, "thanos_bucket_store_blocks_loaded")
+            == Some(metas.len() as f64)
     });
     stack.wait_for(Duration::from_secs(60), "every endpoint healthy", || {
         healthy_endpoints() == 3
@@ -386,7 +326,10 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
             up.len() == 7 && up.values().all(|&v| v == 1.0)
         });
     }
-    assert_eq!(metric(COMPACT_HTTP, "thanos_compact_halted"), Some(0.0));
+    assert_eq!(
+        common::metric_on(COMPACT_HTTP, "thanos_compact_halted"),
+        Some(0.0)
+    );
 
     // No block lost or doubled: the raw blocks of each replica hold every shipped block
     // exactly once and do not overlap; the 5m block comes from the 2d block.
@@ -444,17 +387,17 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
             "/api/v1/query_range?query={}&start={from}&end={to}&step=3600",
             urlencode(query)
         );
-        let want = matrix(reference.port, &path);
+        let want = api_points(reference.port, &path);
         assert!(!want.is_empty(), "{query}: no data in the reference");
-        assert_same_matrix(
+        assert_same_points(
+            &api_points(QUERY_HTTP, &path),
+            &want,
             &format!("stack: {query}"),
-            &matrix(QUERY_HTTP, &path),
-            &want,
         );
-        assert_same_matrix(
-            &format!("store alone: {query}"),
-            &matrix(over_store.http_port, &path),
+        assert_same_points(
+            &api_points(over_store.http_port, &path),
             &want,
+            &format!("store alone: {query}"),
         );
     }
 
@@ -523,7 +466,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
         .duration_since(SystemTime::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    std::thread::sleep(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(20));
     let (status, body) = common::http_get(
         QUERY_HTTP,
         &format!(
@@ -557,7 +500,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
         &["cluster", "instance", "job"],
     );
     let (of_0, of_1) = (counts["replica=\"0\""], counts["replica=\"1\""]);
-    assert!(of_0 + 8.0 < of_1, "replica 0 missed no scrapes: {counts:?}");
+    assert!(of_0 + 5.0 < of_1, "replica 0 missed no scrapes: {counts:?}");
     let deduplicated = instant_values(
         QUERY_HTTP,
         &format!("/api/v1/query?query={}", urlencode(&window)),
@@ -565,7 +508,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
     );
     let filled = deduplicated[""];
     assert!(
-        filled >= of_1 - 3.0 && filled > of_0 + 5.0,
+        filled >= of_1 * 0.9 - 2.0 && filled > of_0 + 3.0,
         "dedup did not fill replica 0's gap: {filled} of {counts:?}"
     );
 
@@ -606,10 +549,10 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
         "/api/v1/query_range?query={}&start={from}&end={to}&step=3600",
         urlencode("temperature_celsius")
     );
-    assert_same_matrix(
+    assert_same_points(
+        &api_points(QUERY_HTTP, &path),
+        &api_points(reference.port, &path),
         "after a restart",
-        &matrix(QUERY_HTTP, &path),
-        &matrix(reference.port, &path),
     );
     again.stop();
 }

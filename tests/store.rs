@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,63 +16,6 @@ use rthanos_testkit::{Moto, Prometheus, PromtoolBlocks, copy_dir};
 
 const START: i64 = 1_700_000_000;
 const SAMPLES: usize = 480;
-
-/// An answer as (labels without `cluster`) → values, from Prometheus's JSON.
-fn answer(port: u16, path: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let (status, body) = common::http_get(port, path).expect("answer");
-    assert_eq!(status, 200, "{path}: {body}");
-    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let mut out = BTreeMap::new();
-    for series in json["data"]["result"].as_array().expect("result") {
-        let mut labels: Vec<String> = series["metric"]
-            .as_object()
-            .expect("metric")
-            .iter()
-            .filter(|(k, _)| k.as_str() != "cluster")
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        labels.sort();
-        let points: Vec<&serde_json::Value> = match series.get("values") {
-            Some(values) => values.as_array().expect("values").iter().collect(),
-            None => vec![&series["value"]],
-        };
-        let points = points
-            .into_iter()
-            .map(|p| {
-                let v = p[1]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN);
-                (p[0].as_f64().unwrap_or_default(), v)
-            })
-            .collect();
-        out.insert(labels.join(","), points);
-    }
-    out
-}
-
-fn assert_same(
-    ours: &BTreeMap<String, Vec<(f64, f64)>>,
-    theirs: &BTreeMap<String, Vec<(f64, f64)>>,
-    what: &str,
-) {
-    assert_eq!(
-        ours.keys().collect::<Vec<_>>(),
-        theirs.keys().collect::<Vec<_>>(),
-        "{what}"
-    );
-    for (labels, points) in ours {
-        let want = &theirs[labels];
-        assert_eq!(points.len(), want.len(), "{what} {labels}");
-        for ((t, v), (wt, wv)) in points.iter().zip(want) {
-            assert_eq!(t, wt, "{what} {labels}");
-            let close = (v.is_nan() && wv.is_nan())
-                || v == wv
-                || (v - wv).abs() <= 1e-9 * wv.abs().max(1.0);
-            assert!(close, "{what} {labels} at {t}: {v} != {wv}");
-        }
-    }
-}
 
 fn queries() -> Vec<String> {
     let at = START + 3 * 3600;
@@ -352,9 +294,9 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
         ),
     ];
     for path in queries().into_iter().chain(written) {
-        assert_same(
-            &answer(query.http_port, &path),
-            &answer(prometheus.port, &path),
+        common::assert_same_points(
+            &common::api_points(query.http_port, &path),
+            &common::api_points(prometheus.port, &path),
             &path,
         );
     }
@@ -463,9 +405,9 @@ fn query_over_store_answers_as_prometheus_on_s3() {
         common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
     });
     for path in queries() {
-        assert_same(
-            &answer(query.http_port, &path),
-            &answer(prometheus.port, &path),
+        common::assert_same_points(
+            &common::api_points(query.http_port, &path),
+            &common::api_points(prometheus.port, &path),
             &path,
         );
     }

@@ -24,6 +24,16 @@ data="${RTHANOS_LOCAL_DATA:-$here/data}"
 data="$(mkdir -p "$data" && cd "$data" && pwd)"
 mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1" "$data/run"
 
+# One stack per data directory. The lock is inherited by every component, so it stays taken
+# while any of them survives this script (killed with SIGKILL, say).
+exec 9>"$data/run/lock"
+if ! flock -n 9; then
+  echo "a stack already runs on $data (see $data/run/*.pid); stop it first" >&2
+  exit 1
+fi
+# Pid files left by a stack that did not stop cleanly name processes that are gone.
+rm -f "$data"/run/*.pid
+
 if ! command -v prometheus >/dev/null; then
   echo "installing Debian's prometheus package (2.42)…"
   as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -77,14 +87,22 @@ launch() {
   local name="$1" log="$2"
   shift 2
   {
-    echo '#!/bin/sh'
-    echo "echo \$\$ > '$data/run/$name.pid'"
+    echo '#!/usr/bin/env bash'
+    printf 'echo $$ > %q\n' "$data/run/$name.pid"
     printf 'exec'
-    printf " '%s'" "$@"
-    echo " >>'$log' 2>&1"
+    printf ' %q' "$@"
+    printf ' >>%q 2>&1\n' "$log"
   } > "$data/run/$name.sh"
   chmod +x "$data/run/$name.sh"
   "$data/run/$name.sh" &
+}
+
+# Whether a pid names a running process (an exited one waiting to be reaped does not count).
+running() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ "${stat%% *}" != Z ]
 }
 
 stopped=0
@@ -93,29 +111,43 @@ stop() {
   stopped=1
   echo "stopping…"
   # The pid files name what runs now, including processes restarted by hand.
-  local pids=()
+  local pids=() f pid
   for f in "$data"/run/*.pid; do
     [ -f "$f" ] && pids+=("$(cat "$f")")
   done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  # Components drain within their grace periods; wait for each to be gone.
-  for _ in $(seq 1 600); do
+  # Components drain within their grace periods (2m by default); then SIGKILL, so nothing
+  # is left holding the ports.
+  for _ in $(seq 1 1300); do
     local alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    for pid in "${pids[@]}"; do running "$pid" && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if running "$pid"; then
+      echo "pid $pid did not stop within its grace period; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
   done
   rm -f "$data"/run/*.pid
 }
 trap stop EXIT
 trap 'stop; exit 0' INT TERM
 
-# shellcheck disable=SC2206 # the extra-argument variables are space-separated flag lists.
+# The extra-argument variables are space-separated flag lists: split, never glob-expanded.
+set -f
+# shellcheck disable=SC2206
 prometheus_args=(${RTHANOS_LOCAL_PROMETHEUS_ARGS:-})
+# shellcheck disable=SC2206
 sidecar_args=(${RTHANOS_LOCAL_SIDECAR_ARGS:-})
+# shellcheck disable=SC2206
 store_args=(${RTHANOS_LOCAL_STORE_ARGS:---sync-block-duration=1m})
+# shellcheck disable=SC2206
 compact_args=(${RTHANOS_LOCAL_COMPACT_ARGS:-})
+# shellcheck disable=SC2206
 query_args=(${RTHANOS_LOCAL_QUERY_ARGS:-})
+set +f
 
 for i in 0 1; do
   cat > "$data/prometheus-$i.yml" <<YAML
@@ -194,6 +226,11 @@ launch query "$data/query.log" "$rthanos" query \
   --http-address="127.0.0.1:$query_http" \
   ${query_args[@]+"${query_args[@]}"}
 
+# The banner once the querier answers (it comes up last).
+for _ in $(seq 1 600); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$query_http") 2>/dev/null && break
+  sleep 0.1
+done
 cat <<EOF
 Prometheus replica 0: http://127.0.0.1:${prom_port[0]}  (log: $data/prometheus-0.log)
 Prometheus replica 1: http://127.0.0.1:${prom_port[1]}  (log: $data/prometheus-1.log)

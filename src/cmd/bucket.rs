@@ -206,8 +206,8 @@ pub(crate) async fn run(args: BucketArgs) -> anyhow::Result<()> {
 
 async fn all_metas(bucket: &Bucket) -> anyhow::Result<BTreeMap<ulid::Ulid, BlockMeta>> {
     let seen = rthanos_block::fetch_metas(bucket, 32).await?;
-    for (id, why) in &seen.malformed {
-        tracing::warn!(block = %id, err = %why, "meta.json does not parse");
+    for (id, why) in seen.malformed.iter().chain(&seen.unsupported) {
+        tracing::warn!(block = %id, err = %why, "meta.json cannot be used; block left out");
     }
     Ok(seen.metas)
 }

@@ -124,9 +124,7 @@ impl Process {
 
     /// The value of a metric line (`name` with its labels, as printed) on `/metrics`.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, body) = http_get(self.http_port, "/metrics")?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        metric_on(self.http_port, series)
     }
 
     /// Waits for the process to exit by itself; returns its exit code.
@@ -396,5 +394,64 @@ pub fn instant_values(
 
 /// Equal, or within float rounding of each other (sums taken in another order).
 pub fn close(a: f64, b: f64) -> bool {
-    a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+    a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// An instant or range query's answer as (labels without `cluster`) → (time, value) points,
+/// from Prometheus's JSON.
+pub fn api_points(port: u16, path: &str) -> std::collections::BTreeMap<String, Vec<(f64, f64)>> {
+    let data = api_data(port, path);
+    let mut out = std::collections::BTreeMap::new();
+    for series in data["result"].as_array().expect("result") {
+        let points: Vec<&serde_json::Value> = match series.get("values") {
+            Some(values) => values.as_array().expect("values").iter().collect(),
+            None => vec![&series["value"]],
+        };
+        let points = points
+            .into_iter()
+            .map(|p| {
+                let v = p[1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (p[0].as_f64().unwrap_or_default(), v)
+            })
+            .collect();
+        out.insert(series_key(&series["metric"], &["cluster"]), points);
+    }
+    out
+}
+
+/// Two answers of [`api_points`] hold the same series, steps and values (by [`close`]).
+pub fn assert_same_points(
+    ours: &std::collections::BTreeMap<String, Vec<(f64, f64)>>,
+    theirs: &std::collections::BTreeMap<String, Vec<(f64, f64)>>,
+    what: &str,
+) {
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (labels, points) in ours {
+        let want = &theirs[labels];
+        assert_eq!(points.len(), want.len(), "{what} {labels}");
+        for ((t, v), (wt, wv)) in points.iter().zip(want) {
+            assert_eq!(t, wt, "{what} {labels}");
+            assert!(close(*v, *wv), "{what} {labels} at {t}: {v} != {wv}");
+        }
+    }
+}
+
+/// The value of a series (name and labels, written as in the exposition) in the `/metrics`
+/// of the process on `port`.
+pub fn metric_on(port: u16, series: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -34,6 +34,15 @@ pub enum BlockError {
         /// What is wrong.
         detail: String,
     },
+    /// A block's meta.json is JSON that rthanos cannot use (another version, inverted times,
+    /// another block's ID): somebody's block, not a write cut short.
+    #[error("block {id}: {detail}")]
+    Unsupported {
+        /// The block.
+        id: ulid::Ulid,
+        /// What is wrong.
+        detail: String,
+    },
     /// A local file or directory could not be read or written.
     #[error("{path}: {source}")]
     Local {
@@ -61,16 +70,23 @@ pub async fn block_ids(bucket: &Bucket) -> Result<BTreeSet<ulid::Ulid>, BlockErr
 }
 
 /// The meta.json of block `id`: `None` when it has none (a partial upload, or a block being
-/// deleted), an error when it does not parse or names another block.
+/// deleted); [`BlockError::Malformed`] when it is not JSON (a write cut short);
+/// [`BlockError::Unsupported`] when it is JSON rthanos cannot use or names another block.
 pub async fn fetch_meta(bucket: &Bucket, id: ulid::Ulid) -> Result<Option<BlockMeta>, BlockError> {
     match bucket.get(&object(id, "meta.json")).await {
         Ok(bytes) => {
-            let meta = BlockMeta::parse(&bytes).map_err(|e| BlockError::Malformed {
+            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                return Err(BlockError::Malformed {
+                    id,
+                    detail: e.to_string(),
+                });
+            }
+            let meta = BlockMeta::parse(&bytes).map_err(|e| BlockError::Unsupported {
                 id,
                 detail: e.to_string(),
             })?;
             if meta.ulid != id.to_string() {
-                return Err(BlockError::Malformed {
+                return Err(BlockError::Unsupported {
                     id,
                     detail: format!("meta.json names block {}", meta.ulid),
                 });
@@ -89,8 +105,10 @@ pub struct BucketBlocks {
     pub metas: BTreeMap<ulid::Ulid, BlockMeta>,
     /// Blocks without meta.json.
     pub partial: BTreeSet<ulid::Ulid>,
-    /// Blocks whose meta.json does not parse, with why.
+    /// Blocks whose meta.json is not JSON, with why.
     pub malformed: BTreeMap<ulid::Ulid, String>,
+    /// Blocks whose meta.json is JSON that rthanos cannot use, with why: left alone.
+    pub unsupported: BTreeMap<ulid::Ulid, String>,
 }
 
 /// Reads the meta.json of every block, `concurrency` at a time. A bucket error fails the whole
@@ -114,6 +132,9 @@ pub async fn fetch_metas(bucket: &Bucket, concurrency: usize) -> Result<BucketBl
             }
             Err(BlockError::Malformed { detail, .. }) => {
                 out.malformed.insert(id, detail);
+            }
+            Err(BlockError::Unsupported { detail, .. }) => {
+                out.unsupported.insert(id, detail);
             }
             Err(e) => return Err(e),
         }

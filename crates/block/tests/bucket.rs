@@ -71,6 +71,20 @@ async fn round_trip(bucket: &Bucket) {
         vec![partial]
     );
     assert!(seen.malformed.contains_key(&malformed));
+    // JSON of another version is somebody's block, not a cut-short write.
+    let newer = ulid::Ulid::new();
+    bucket
+        .upload(
+            &object(newer, "meta.json"),
+            Bytes::from(format!(
+                r#"{{"ulid":"{newer}","minTime":0,"maxTime":1,"version":2}}"#
+            )),
+        )
+        .await
+        .expect("newer");
+    let seen = fetch_metas(bucket, 4).await.expect("metas");
+    assert!(seen.unsupported.contains_key(&newer), "{seen:?}");
+    assert!(!seen.malformed.contains_key(&newer));
 
     // Download: the same block, readable.
     let again = tempfile::tempdir().expect("tmp");

@@ -221,7 +221,11 @@ impl Compactor {
         let concurrency = self.config.fetch_concurrency.max(1);
         let seen = rthanos_block::fetch_metas(&self.bucket, concurrency).await?;
         for (id, why) in &seen.malformed {
-            tracing::warn!(block = %id, err = %why, "meta.json does not parse; block ignored (cleaned as a partial upload)");
+            tracing::warn!(block = %id, err = %why, "meta.json is not JSON; block ignored (cleaned as a partial upload)");
+        }
+        // Never deleted: a newer producer's block must not be taken for a broken upload.
+        for (id, why) in &seen.unsupported {
+            tracing::warn!(block = %id, err = %why, "meta.json cannot be used; block left alone (neither compacted nor deleted)");
         }
         let ids: Vec<ulid::Ulid> = seen
             .metas
@@ -243,7 +247,7 @@ impl Compactor {
             partial: seen.partial,
             ..View::default()
         };
-        // A block whose meta.json does not parse is cleaned up as a partial upload, as Thanos does.
+        // A block whose meta.json is not JSON is cleaned up as a partial upload, as Thanos does.
         view.partial.extend(seen.malformed.keys().copied());
         for id in &view.partial {
             if let Some((Some(mark), _, _)) = marks_of.get(id) {

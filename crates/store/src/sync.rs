@@ -192,7 +192,10 @@ impl BucketStore {
     async fn fetch_meta(&self, id: ulid::Ulid) -> Option<BlockMeta> {
         match rthanos_block::fetch_meta(&self.bucket, id).await {
             Ok(meta) => meta,
-            Err(e @ rthanos_block::BlockError::Malformed { .. }) => {
+            Err(
+                e @ (rthanos_block::BlockError::Malformed { .. }
+                | rthanos_block::BlockError::Unsupported { .. }),
+            ) => {
                 tracing::warn!(block = %id, err = %e, "meta.json unreadable; block skipped");
                 None
             }
