@@ -147,12 +147,7 @@ fn compacts_downsamples_and_keeps_every_sample(objstore_yaml: &str) {
     assert_eq!(five.len(), 1, "{after:#?}");
     assert_eq!(five[0].compaction.sources, two_days.compaction.sources);
     // Every source block is in exactly one raw block's sources; no raw blocks overlap.
-    let mut covered: Vec<&String> = raw.iter().flat_map(|m| &m.compaction.sources).collect();
-    covered.sort();
-    assert_eq!(covered, source_ids.iter().collect::<Vec<_>>());
-    let mut spans: Vec<(i64, i64)> = raw.iter().map(|m| (m.min_time, m.max_time)).collect();
-    spans.sort();
-    assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{spans:?}");
+    common::assert_sources_once(&raw, &source_ids, "compacted");
 
     // promtool reads every sample of the sources, once.
     let local = tempfile::tempdir().expect("tmp");
@@ -557,19 +552,7 @@ fn killed_at_any_point_the_compactor_loses_and_doubles_nothing() {
             assert!(!marked(&bucket, id), "run {run}: marked block {id} left");
         }
         let raw: Vec<&BlockMeta> = after.values().filter(|m| m.resolution() == 0).collect();
-        let mut covered: Vec<&String> = raw.iter().flat_map(|m| &m.compaction.sources).collect();
-        covered.sort();
-        assert_eq!(
-            covered,
-            source_ids.iter().collect::<Vec<_>>(),
-            "run {run}: each source once"
-        );
-        let mut spans: Vec<(i64, i64)> = raw.iter().map(|m| (m.min_time, m.max_time)).collect();
-        spans.sort();
-        assert!(
-            spans.windows(2).all(|w| w[0].1 <= w[1].0),
-            "run {run}: {spans:?}"
-        );
+        common::assert_sources_once(&raw, &source_ids, &format!("run {run}"));
         let five = after.values().filter(|m| m.resolution() == 300_000).count();
         assert_eq!(five, 1, "run {run}: one 5m block");
         let local = tempfile::tempdir().expect("tmp");

@@ -340,18 +340,9 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
             .values()
             .filter(|m| replica_of(m) == replica && m.resolution() == 0)
             .collect();
-        let mut sources: Vec<&String> = raw.iter().flat_map(|m| &m.compaction.sources).collect();
-        sources.sort();
-        assert_eq!(
-            sources,
-            shipped_ids.iter().collect::<Vec<_>>(),
-            "replica {i}: sources of the raw blocks against the shipped blocks"
-        );
-        let mut spans: Vec<(i64, i64)> = raw.iter().map(|m| (m.min_time, m.max_time)).collect();
-        spans.sort();
-        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{spans:?}");
+        common::assert_sources_once(&raw, shipped_ids, &format!("replica {i}"));
         let two_days: Vec<&&BlockMeta> = raw.iter().filter(|m| m.compaction.level == 3).collect();
-        assert_eq!(two_days.len(), 1, "replica {i}: {spans:?}");
+        assert_eq!(two_days.len(), 1, "replica {i}");
         let five: Vec<&BlockMeta> = metas
             .values()
             .filter(|m| replica_of(m) == replica && m.resolution() == 300_000)

@@ -455,3 +455,23 @@ pub fn metric_on(port: u16, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// Raw blocks of one group hold every source block exactly once (by their compaction sources)
+/// and do not overlap in time: nothing lost, nothing doubled.
+pub fn assert_sources_once<'a>(
+    raw: &[&rthanos_tsdb::BlockMeta],
+    sources: impl IntoIterator<Item = &'a String>,
+    what: &str,
+) {
+    let mut covered: Vec<&String> = raw.iter().flat_map(|m| &m.compaction.sources).collect();
+    covered.sort();
+    let mut expected: Vec<&String> = sources.into_iter().collect();
+    expected.sort();
+    assert_eq!(covered, expected, "{what}: each source once");
+    let mut spans: Vec<(i64, i64)> = raw.iter().map(|m| (m.min_time, m.max_time)).collect();
+    spans.sort();
+    assert!(
+        spans.windows(2).all(|w| w[0].1 <= w[1].0),
+        "{what}: raw blocks overlap: {spans:?}"
+    );
+}
