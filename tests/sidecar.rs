@@ -488,22 +488,6 @@ fn block_files(block: &Path) -> Vec<String> {
     files
 }
 
-fn shipped_record(tsdb: &Path) -> Vec<String> {
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(tsdb.join("thanos.shipper.json")).expect("thanos.shipper.json"),
-    )
-    .expect("json");
-    assert_eq!(state["version"], 1);
-    let mut ids: Vec<String> = state["uploaded"]
-        .as_array()
-        .expect("uploaded")
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    ids.sort();
-    ids
-}
-
 fn fs_objstore(dir: &Path) -> String {
     format!(
         "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
@@ -535,7 +519,7 @@ fn every_block_is_shipped_once_to_a_filesystem_bucket() {
         p.metric("thanos_shipper_uploads_total") == Some(count)
     });
     assert_shipped(tsdb, bucket.path(), &blocks);
-    assert_eq!(shipped_record(tsdb), blocks);
+    assert_eq!(common::shipped_record(tsdb), blocks);
     assert_eq!(
         sidecar.metric("thanos_shipper_upload_failures_total"),
         Some(0.0)
@@ -575,7 +559,7 @@ fn blocks_reach_s3() {
     sidecar.wait_for(Duration::from_secs(60), "shipped", |p| {
         p.metric("thanos_shipper_uploads_total") == Some(count)
     });
-    assert_eq!(shipped_record(tsdb), blocks);
+    assert_eq!(common::shipped_record(tsdb), blocks);
 
     // Read back through the S3 API what the sidecar wrote.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

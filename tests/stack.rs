@@ -203,22 +203,6 @@ fn zombie(pid: &str) -> bool {
     })
 }
 
-/// The block ids a sidecar recorded as shipped (its thanos.shipper.json).
-fn shipped(tsdb: &Path) -> BTreeSet<String> {
-    let Ok(bytes) = std::fs::read(tsdb.join("thanos.shipper.json")) else {
-        return BTreeSet::new();
-    };
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    json["uploaded"]
-        .as_array()
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|i| i.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The bucket's whole blocks (with meta.json), and how many carry a deletion mark.
 fn bucket_blocks(bucket: &Path) -> (BTreeMap<String, BlockMeta>, usize) {
     let mut metas = BTreeMap::new();
@@ -304,7 +288,11 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
 
     // Shipped, compacted and downsampled; the store has loaded what the bucket holds.
     stack.wait_for(Duration::from_secs(240), "history shipped", || {
-        (0..2).all(|i| shipped(&data.join(format!("prometheus-{i}"))) == backfilled[i])
+        (0..2).all(|i| {
+            common::shipped_record(&data.join(format!("prometheus-{i}")))
+                .iter()
+                .eq(backfilled[i].iter())
+        })
     });
     stack.wait_for(Duration::from_secs(300), "history compacted", || {
         settled(&bucket)

@@ -204,8 +204,11 @@ pub(crate) async fn run(args: BucketArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bucket reads in flight at once for the whole-bucket tools.
+const FETCH_CONCURRENCY: usize = 32;
+
 async fn all_metas(bucket: &Bucket) -> anyhow::Result<BTreeMap<ulid::Ulid, BlockMeta>> {
-    let seen = rthanos_block::fetch_metas(bucket, 32).await?;
+    let seen = rthanos_block::fetch_metas(bucket, FETCH_CONCURRENCY).await?;
     for (id, why) in seen.malformed.iter().chain(&seen.unsupported) {
         tracing::warn!(block = %id, err = %why, "meta.json cannot be used; block left out");
     }
@@ -242,12 +245,14 @@ fn labels(meta: &BlockMeta) -> String {
 }
 
 async fn list(bucket: &Bucket, args: &LsArgs, out: &mut String) -> anyhow::Result<()> {
-    for (id, meta) in all_metas(bucket).await? {
-        if args.exclude_delete
-            && rthanos_block::read_deletion_mark(bucket, id)
-                .await?
-                .is_some()
-        {
+    let metas = all_metas(bucket).await?;
+    let marked = if args.exclude_delete {
+        rthanos_block::read_deletion_marks(bucket, metas.keys().copied(), FETCH_CONCURRENCY).await?
+    } else {
+        BTreeMap::new()
+    };
+    for (id, meta) in metas {
+        if marked.contains_key(&id) {
             continue;
         }
         match args.output.as_str() {
@@ -433,15 +438,14 @@ async fn verify_blocks(bucket: &Bucket, args: &VerifyArgs, out: &mut String) -> 
     let mut problems = 0;
     if args.issues.iter().any(|i| i == "overlapped_blocks") {
         // Blocks on their way out (marked, or held whole by a newer block) are not overlaps.
-        let mut live = BTreeMap::new();
-        for (id, meta) in &metas {
-            if rthanos_block::read_deletion_mark(bucket, *id)
-                .await?
-                .is_none()
-            {
-                live.insert(*id, meta.clone());
-            }
-        }
+        let marked =
+            rthanos_block::read_deletion_marks(bucket, metas.keys().copied(), FETCH_CONCURRENCY)
+                .await?;
+        let mut live: BTreeMap<ulid::Ulid, BlockMeta> = metas
+            .iter()
+            .filter(|(id, _)| !marked.contains_key(id))
+            .map(|(id, meta)| (*id, meta.clone()))
+            .collect();
         for id in rthanos_block::duplicates(&live) {
             live.remove(&id);
         }

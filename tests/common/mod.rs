@@ -475,3 +475,22 @@ pub fn assert_sources_once<'a>(
         "{what}: raw blocks overlap: {spans:?}"
     );
 }
+
+/// The block IDs a sidecar recorded as shipped (its TSDB directory's thanos.shipper.json,
+/// version 1), sorted; none before its first upload.
+pub fn shipped_record(tsdb: &std::path::Path) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(tsdb.join("thanos.shipper.json")) else {
+        return Vec::new();
+    };
+    // Written atomically (temporary file, then rename): never seen half-written.
+    let state: serde_json::Value = serde_json::from_slice(&bytes).expect("thanos.shipper.json");
+    assert_eq!(state["version"], 1, "thanos.shipper.json version");
+    let mut ids: Vec<String> = state["uploaded"]
+        .as_array()
+        .expect("uploaded")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}

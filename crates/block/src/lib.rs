@@ -16,7 +16,7 @@ use rthanos_tsdb::BlockMeta;
 
 pub use marks::{
     DeletionMark, Marker, NoCompactMark, NoDownsampleMark, mark_for_deletion, mark_no_compact,
-    mark_no_downsample, read_deletion_mark, read_no_compact_mark,
+    mark_no_downsample, read_deletion_mark, read_deletion_marks, read_no_compact_mark,
 };
 pub use transfer::{delete_block, download_block, upload_block};
 

@@ -92,6 +92,28 @@ pub async fn read_deletion_mark(
     read_marker(bucket, id, Marker::Deletion).await
 }
 
+/// The deletion marks of blocks `ids`, read `concurrency` at a time: the marked blocks only.
+pub async fn read_deletion_marks(
+    bucket: &Bucket,
+    ids: impl IntoIterator<Item = ulid::Ulid>,
+    concurrency: usize,
+) -> Result<std::collections::BTreeMap<ulid::Ulid, DeletionMark>, BlockError> {
+    use futures::StreamExt as _;
+    let read: Vec<(ulid::Ulid, Result<Option<DeletionMark>, BlockError>)> =
+        futures::stream::iter(ids)
+            .map(|id| async move { (id, read_deletion_mark(bucket, id).await) })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let mut marks = std::collections::BTreeMap::new();
+    for (id, mark) in read {
+        if let Some(mark) = mark? {
+            marks.insert(id, mark);
+        }
+    }
+    Ok(marks)
+}
+
 /// The no-compact mark of block `id`, if it has one.
 pub async fn read_no_compact_mark(
     bucket: &Bucket,

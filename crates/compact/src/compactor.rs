@@ -227,38 +227,11 @@ impl Compactor {
         for (id, why) in &seen.unsupported {
             tracing::warn!(block = %id, err = %why, "meta.json cannot be used; block left alone (neither compacted nor deleted)");
         }
-        let ids: Vec<ulid::Ulid> = seen
-            .metas
-            .keys()
-            .chain(seen.partial.iter())
-            .chain(seen.malformed.keys())
-            .copied()
-            .collect();
-        let marks: Vec<(ulid::Ulid, Result<Marks, BlockError>)> = futures::stream::iter(ids)
-            .map(|id| async move { (id, self.marks(id).await) })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let mut marks_of: BTreeMap<ulid::Ulid, Marks> = BTreeMap::new();
-        for (id, marks) in marks {
-            marks_of.insert(id, marks?);
-        }
-        let mut view = View {
-            partial: seen.partial,
-            ..View::default()
-        };
-        // A block whose meta.json is not JSON is cleaned up as a partial upload, as Thanos does.
-        view.partial.extend(seen.malformed.keys().copied());
-        for id in &view.partial {
-            if let Some((Some(mark), _, _)) = marks_of.get(id) {
-                view.marked.insert(*id, mark.clone());
-            }
-        }
-        let delay = i64::try_from(self.config.consistency_delay.as_millis()).unwrap_or(i64::MAX);
-        let now = now_ms();
+        // This compactor's selection first (time window, relabelling): blocks outside it are
+        // another's, marks included, so their marks are not even read.
         let (min_time, max_time) = (self.config.time_window)();
+        let mut selected: Vec<(ulid::Ulid, BlockMeta)> = Vec::new();
         for (id, mut meta) in seen.metas {
-            // Blocks outside this compactor's selection are another's, marks included.
             if meta.max_time < min_time || meta.min_time > max_time {
                 continue;
             }
@@ -275,6 +248,36 @@ impl Compactor {
                     continue;
                 }
             }
+            selected.push((id, meta));
+        }
+        let mut view = View {
+            partial: seen.partial,
+            ..View::default()
+        };
+        // A block whose meta.json is not JSON is cleaned up as a partial upload, as Thanos does.
+        view.partial.extend(seen.malformed.keys().copied());
+        let ids: Vec<ulid::Ulid> = selected
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(view.partial.iter().copied())
+            .collect();
+        let marks: Vec<(ulid::Ulid, Result<Marks, BlockError>)> = futures::stream::iter(ids)
+            .map(|id| async move { (id, self.marks(id).await) })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut marks_of: BTreeMap<ulid::Ulid, Marks> = BTreeMap::new();
+        for (id, marks) in marks {
+            marks_of.insert(id, marks?);
+        }
+        for id in &view.partial {
+            if let Some((Some(mark), _, _)) = marks_of.get(id) {
+                view.marked.insert(*id, mark.clone());
+            }
+        }
+        let delay = i64::try_from(self.config.consistency_delay.as_millis()).unwrap_or(i64::MAX);
+        let now = now_ms();
+        for (id, mut meta) in selected {
             let (deletion, no_compact, no_downsample) = marks_of.remove(&id).unwrap_or_default();
             if let Some(mark) = deletion {
                 view.marked.insert(id, mark);
@@ -286,6 +289,7 @@ impl Compactor {
             if no_downsample {
                 view.no_downsample.insert(id);
             }
+            let thanos = meta.thanos.get_or_insert_with(ThanosMeta::default);
             let created = i64::try_from(id.timestamp_ms()).unwrap_or(i64::MAX);
             if delay > 0
                 && now.saturating_sub(created) < delay
@@ -305,10 +309,6 @@ impl Compactor {
     /// counts: a deletion mark from when its object was written, a no-compact or
     /// no-downsample mark as present.
     async fn marks(&self, id: ulid::Ulid) -> Result<Marks, BlockError> {
-        let present = |result: Result<bool, BlockError>| match result {
-            Err(BlockError::Malformed { .. }) => Ok(true),
-            other => other,
-        };
         let deletion = match rthanos_block::read_deletion_mark(&self.bucket, id).await {
             Err(BlockError::Malformed { detail, .. }) => {
                 let name = rthanos_block::object(id, rthanos_block::Marker::Deletion.file_name());
@@ -326,20 +326,18 @@ impl Compactor {
             }
             other => other?,
         };
-        let no_compact = present(
-            rthanos_block::read_no_compact_mark(&self.bucket, id)
-                .await
-                .map(|m| m.is_some()),
-        )?;
-        let no_downsample = present(
-            self.bucket
-                .exists(&rthanos_block::object(
-                    id,
-                    rthanos_block::Marker::NoDownsample.file_name(),
-                ))
-                .await
-                .map_err(BlockError::from),
-        )?;
+        let no_compact = match rthanos_block::read_no_compact_mark(&self.bucket, id).await {
+            Err(BlockError::Malformed { .. }) => true,
+            other => other?.is_some(),
+        };
+        // Only its presence counts, so it is never parsed.
+        let no_downsample = self
+            .bucket
+            .exists(&rthanos_block::object(
+                id,
+                rthanos_block::Marker::NoDownsample.file_name(),
+            ))
+            .await?;
         Ok((deletion, no_compact, no_downsample))
     }
 
@@ -770,17 +768,16 @@ impl Compactor {
         self.uploading.lock().is_ok_and(|u| u.contains(&id))
     }
 
-    /// Uploads a block built here, known as in progress while it goes up.
+    /// Uploads a block built here, known as in progress while it goes up (until the upload
+    /// ends, fails or is cancelled).
     async fn upload(&self, dir: &Path, meta: BlockMeta) -> Result<(), CompactError> {
-        let id: Option<ulid::Ulid> = meta.ulid.parse().ok();
-        if let (Some(id), Ok(mut uploading)) = (id, self.uploading.lock()) {
-            uploading.insert(id);
-        }
-        let result = rthanos_block::upload_block(&self.bucket, dir, meta).await;
-        if let (Some(id), Ok(mut uploading)) = (id, self.uploading.lock()) {
-            uploading.remove(&id);
-        }
-        result.map(|_| ()).map_err(CompactError::from)
+        let _in_progress = meta
+            .ulid
+            .parse()
+            .ok()
+            .map(|id| InProgress::new(&self.uploading, id));
+        rthanos_block::upload_block(&self.bucket, dir, meta).await?;
+        Ok(())
     }
 
     async fn delete(&self, id: ulid::Ulid, why: &str) {
@@ -793,6 +790,29 @@ impl Compactor {
                 tracing::warn!(block = %id, err = %e, "deleting block failed; retried at the next cleanup");
                 self.metrics.block_cleanup_failures.inc();
             }
+        }
+    }
+}
+
+/// A block in `set` while this lives: dropped when its upload ends, whichever way.
+struct InProgress<'a> {
+    set: &'a std::sync::Mutex<BTreeSet<ulid::Ulid>>,
+    id: ulid::Ulid,
+}
+
+impl<'a> InProgress<'a> {
+    fn new(set: &'a std::sync::Mutex<BTreeSet<ulid::Ulid>>, id: ulid::Ulid) -> Self {
+        if let Ok(mut blocks) = set.lock() {
+            blocks.insert(id);
+        }
+        Self { set, id }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut blocks) = self.set.lock() {
+            blocks.remove(&self.id);
         }
     }
 }
