@@ -63,17 +63,27 @@ impl Stack {
                 "RTHANOS_LOCAL_COMPACT_ARGS",
                 "--wait-interval=2s --consistency-delay=30s --delete-delay=0s",
             )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(script_output(data))
+            .stderr(script_output(data))
             .spawn()
             .expect("run deploy/local/run.sh");
-        let stack = Stack {
+        let mut stack = Stack {
             script: Some(child),
             data: data.to_path_buf(),
         };
-        stack.wait_for(Duration::from_secs(120), "the querier ready", || {
-            common::http_get(QUERY_HTTP, "/-/ready").is_some_and(|(s, _)| s == 200)
-        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !common::http_get(QUERY_HTTP, "/-/ready").is_some_and(|(s, _)| s == 200) {
+            let exited = stack
+                .script
+                .as_mut()
+                .and_then(|script| script.try_wait().ok().flatten());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "the querier not ready within 120s (script exit: {exited:?})\n{}",
+                stack.logs()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
         stack
     }
 
@@ -93,6 +103,7 @@ impl Stack {
     fn logs(&self) -> String {
         let mut out = String::new();
         for name in [
+            "run",
             "prometheus-0",
             "prometheus-1",
             "sidecar-0",
@@ -194,13 +205,25 @@ impl Drop for Stack {
     }
 }
 
-/// Whether a process has exited and waits to be reaped.
+/// The script's own output, appended to `run.log` beside the components' logs.
+fn script_output(data: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("run.log"))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+/// Whether a process has exited and waits to be reaped (its leader a zombie and no other
+/// thread of it still running).
 fn zombie(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+    let leader_exited = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit(')')
             .next()
             .is_some_and(|r| r.trim_start().starts_with('Z'))
-    })
+    });
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    leader_exited && threads <= 1
 }
 
 /// The bucket's whole blocks (with meta.json), and how many carry a deletion mark.

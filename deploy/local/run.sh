@@ -28,8 +28,12 @@ mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1" "$data/run"
 # while any of them survives this script (killed with SIGKILL, say).
 exec 9>"$data/run/lock"
 if ! flock -n 9; then
-  echo "a stack already runs on $data (see $data/run/*.pid); stop it first" >&2
-  exit 1
+  # A stack that was just stopped may hold it a moment longer (a process still exiting).
+  echo "waiting for the stack on $data to finish (see $data/run/*.pid)…" >&2
+  if ! flock -w 20 9; then
+    echo "a stack already runs on $data (see $data/run/*.pid); stop it first" >&2
+    exit 1
+  fi
 fi
 # Pid files left by a stack that did not stop cleanly name processes that are gone.
 rm -f "$data"/run/*.pid
@@ -97,12 +101,15 @@ launch() {
   "$data/run/$name.sh" &
 }
 
-# Whether a pid names a running process (an exited one waiting to be reaped does not count).
+# Whether a pid names a running process. An exited one waiting to be reaped does not count,
+# but a leader thread that exited while other threads of its process still run does.
 running() {
-  local stat
+  local stat tasks
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"
-  [ "${stat%% *}" != Z ]
+  [ "${stat%% *}" != Z ] && return 0
+  tasks=("/proc/$1/task"/*)
+  [ "${#tasks[@]}" -gt 1 ]
 }
 
 stopped=0
@@ -245,7 +252,8 @@ Ctrl-C stops the stack; the next start continues from $data.
 EOF
 # Stay up while the stack runs; a process killed and restarted by hand is not a child, so
 # wait on the pid files rather than on children.
+# The sleep does not inherit the stack's lock, so it never outlives the stack holding it.
 while true; do
-  sleep 1 &
+  sleep 1 9>&- &
   wait $! || true
 done
