@@ -72,7 +72,8 @@ impl Stack {
             data: data.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !common::http_get(QUERY_HTTP, "/-/ready").is_some_and(|(s, _)| s == 200) {
+        let ready = || common::http_get(QUERY_HTTP, "/-/ready").is_some_and(|(s, _)| s == 200);
+        while !ready() {
             let exited = stack
                 .script
                 .as_mut()
