@@ -22,4 +22,4 @@ mod value;
 pub use engine::{Engine, EngineOptions, QueryError};
 pub use parse::{parse_query, parse_selector, selectors};
 pub use storage::{MemoryStorage, Queryable, SelectHints, StorageError};
-pub use value::{InstantSample, Sample, Series, Value, XorChunk, format_value};
+pub use value::{DeferredSamples, InstantSample, Sample, Series, Value, XorChunk, format_value};

@@ -1,5 +1,7 @@
 //! What queries return and what storage holds: samples, series, and query values.
 
+use std::sync::Arc;
+
 use rthanos_model::Labels;
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern ends a series.
@@ -19,8 +21,9 @@ pub struct Sample {
     pub v: f64,
 }
 
-/// A series: labels and samples in time order. A store may hand over XOR chunks instead of
-/// (or besides) decoded samples; the engine decodes them only when it evaluates the series.
+/// A series: labels and samples in time order. A store may hand over XOR chunks, or samples
+/// to compute later, instead of (or besides) decoded samples; the engine decodes or computes
+/// them only when it evaluates the series, so a query holds encoded data until then.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     /// Labels, sorted by name.
@@ -29,26 +32,58 @@ pub struct Series {
     pub samples: Vec<Sample>,
     /// Encoded samples, in time order (may overlap each other: a sample seen twice counts once).
     pub chunks: Vec<XorChunk>,
+    /// Samples computed when the series is evaluated (the querier's merge of HA replicas).
+    pub deferred: Option<DeferredSamples>,
+}
+
+/// Samples computed on demand, in time order, from data the store keeps encoded.
+#[derive(Clone)]
+pub struct DeferredSamples(Arc<DeferredFn>);
+
+type DeferredFn = dyn Fn() -> Result<Vec<Sample>, String> + Send + Sync;
+
+impl DeferredSamples {
+    /// Samples that `compute` makes, each time they are needed.
+    pub fn new(compute: impl Fn() -> Result<Vec<Sample>, String> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(compute))
+    }
+
+    /// The samples.
+    pub fn compute(&self) -> Result<Vec<Sample>, String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for DeferredSamples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeferredSamples")
+    }
+}
+
+/// The same computation, not equal samples: comparing would mean computing both.
+impl PartialEq for DeferredSamples {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Series {
-    /// All samples: the decoded ones and those of the chunks, in time order, a sample
-    /// repeated by overlapping chunks kept once.
+    /// All samples: the decoded ones, those of the chunks and the deferred ones, in time
+    /// order, a sample repeated by overlapping chunks kept once.
     pub fn all_samples(&self) -> Result<std::borrow::Cow<'_, [Sample]>, String> {
-        if self.chunks.is_empty() {
+        if self.chunks.is_empty() && self.deferred.is_none() {
             return Ok(std::borrow::Cow::Borrowed(&self.samples));
         }
-        let mut out: Vec<Sample> = Vec::with_capacity(
-            self.samples.len() + self.chunks.iter().map(XorChunk::samples).sum::<usize>(),
-        );
+        let mut out = match &self.deferred {
+            Some(deferred) => deferred.compute()?,
+            None => Vec::new(),
+        };
+        out.reserve(self.samples.len() + self.chunks.iter().map(XorChunk::samples).sum::<usize>());
         out.extend_from_slice(&self.samples);
         for chunk in &self.chunks {
             chunk.decode_into(&mut out)?;
         }
-        if out.windows(2).any(|w| w[0].t >= w[1].t) {
-            out.sort_by_key(|s| s.t);
-            out.dedup_by_key(|s| s.t);
-        }
+        sort_unique(&mut out);
         Ok(std::borrow::Cow::Owned(out))
     }
 
@@ -58,6 +93,7 @@ impl Series {
             labels,
             samples,
             chunks: Vec::new(),
+            deferred: None,
         }
     }
 }
@@ -77,6 +113,17 @@ impl XorChunk {
             .map_or(0, |h| usize::from(u16::from_be_bytes([h[0], h[1]])))
     }
 
+    /// The samples of `chunks` in time order, a sample repeated by overlapping chunks kept
+    /// once.
+    pub fn decode_all(chunks: &[XorChunk]) -> Result<Vec<Sample>, String> {
+        let mut out = Vec::with_capacity(chunks.iter().map(XorChunk::samples).sum());
+        for chunk in chunks {
+            chunk.decode_into(&mut out)?;
+        }
+        sort_unique(&mut out);
+        Ok(out)
+    }
+
     /// Appends the chunk's samples to `out`.
     pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), String> {
         let mut it = rthanos_chunkenc::XorIterator::new(&self.data).map_err(|e| e.to_string())?;
@@ -90,6 +137,14 @@ impl XorChunk {
             }
             out.extend(ts[..n].iter().zip(&vs[..n]).map(|(&t, &v)| Sample { t, v }));
         }
+    }
+}
+
+/// Sorts samples by time, keeping one of each time, unless they are in order already.
+fn sort_unique(samples: &mut Vec<Sample>) {
+    if samples.windows(2).any(|w| w[0].t >= w[1].t) {
+        samples.sort_by_key(|s| s.t);
+        samples.dedup_by_key(|s| s.t);
     }
 }
 

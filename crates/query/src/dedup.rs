@@ -12,20 +12,21 @@
 //! one left. Its values are then raised by the difference, so a switch never looks like a
 //! counter reset.
 
-use rthanos_promql::Sample;
+use rthanos_model::Labels;
+use rthanos_promql::{DeferredSamples, Sample, Series, XorChunk};
 
 /// Penalty before any sample is taken, in ms (scrape intervals are seconds).
 const INITIAL_PENALTY: i64 = 5000;
 
 /// A replica's samples being merged: a cursor, and for counters the amount added to its
 /// values.
-struct Replica<'a> {
+struct Cursor<'a> {
     samples: &'a [Sample],
     at: usize,
     adjust: f64,
 }
 
-impl Replica<'_> {
+impl Cursor<'_> {
     /// The first sample at or after `t`, moving forward only (Prometheus iterator `Seek`).
     fn seek(&mut self, t: i64) -> Option<Sample> {
         while self.at < self.samples.len() && self.samples[self.at].t < t {
@@ -51,12 +52,12 @@ impl Replica<'_> {
 
 /// Merges two replicas of a series.
 pub fn merge_pair(a: &[Sample], b: &[Sample], counter: bool) -> Vec<Sample> {
-    let mut a = Replica {
+    let mut a = Cursor {
         samples: a,
         at: 0,
         adjust: 0.0,
     };
-    let mut b = Replica {
+    let mut b = Cursor {
         samples: b,
         at: 0,
         adjust: 0.0,
@@ -122,6 +123,45 @@ pub fn merge_replicas(replicas: &[&[Sample]], counter: bool) -> Vec<Sample> {
         merged = merge_pair(&merged, other, counter);
     }
     merged
+}
+
+/// One replica's data for a series: raw chunks, or samples read from downsampled aggregates.
+pub(crate) enum Replica {
+    Raw(Vec<XorChunk>),
+    Decoded(Vec<Sample>),
+}
+
+impl Replica {
+    fn samples(&self) -> Result<std::borrow::Cow<'_, [Sample]>, String> {
+        match self {
+            Replica::Decoded(samples) => Ok(std::borrow::Cow::Borrowed(samples)),
+            Replica::Raw(chunks) => XorChunk::decode_all(chunks).map(std::borrow::Cow::Owned),
+        }
+    }
+}
+
+/// The series of one or more replicas. Replicas are merged only when the engine evaluates
+/// the series: until then the query holds their chunks (about 1.5 bytes a sample) instead
+/// of merged samples (16 bytes).
+pub(crate) fn deduplicated(labels: Labels, mut replicas: Vec<Replica>, counter: bool) -> Series {
+    let mut series = Series::new(labels, Vec::new());
+    if replicas.len() == 1 {
+        match replicas.pop() {
+            Some(Replica::Raw(chunks)) => series.chunks = chunks,
+            Some(Replica::Decoded(samples)) => series.samples = samples,
+            None => {}
+        }
+        return series;
+    }
+    series.deferred = Some(DeferredSamples::new(move || {
+        let decoded = replicas
+            .iter()
+            .map(Replica::samples)
+            .collect::<Result<Vec<_>, _>>()?;
+        let views: Vec<&[Sample]> = decoded.iter().map(AsRef::as_ref).collect();
+        Ok(merge_replicas(&views, counter))
+    }));
+    series
 }
 
 #[cfg(test)]
@@ -194,6 +234,68 @@ mod tests {
         }
         let plain = merge_pair(&a, &b, false);
         assert!(plain.windows(2).any(|w| w[1].v < w[0].v));
+    }
+
+    fn xor(samples: &[Sample]) -> XorChunk {
+        let mut encoder = rthanos_chunkenc::XorEncoder::new();
+        for s in samples {
+            encoder.append(s.t, s.v).expect("append");
+        }
+        XorChunk {
+            data: encoder.bytes(),
+        }
+    }
+
+    #[test]
+    fn replicas_merge_when_the_series_is_evaluated() {
+        let mut a = scrape(0, 100_000, 15_000, 0);
+        a.extend(scrape(200_000, 400_000, 15_000, 0));
+        let b = scrape(0, 400_000, 15_000, 3_000);
+        let (a_chunks, b_chunks) = (
+            vec![xor(&a[..4]), xor(&a[4..])],
+            vec![xor(&b[..10]), xor(&b[10..])],
+        );
+        // Held as chunks; the merge equals the eager one, as often as it is asked for.
+        let merged = deduplicated(
+            Labels::default(),
+            vec![Replica::Raw(a_chunks.clone()), Replica::Raw(b_chunks)],
+            true,
+        );
+        assert!(merged.samples.is_empty() && merged.chunks.is_empty());
+        let expected = merge_pair(&a, &b, true);
+        for _ in 0..2 {
+            assert_eq!(merged.all_samples().expect("merge").as_ref(), expected);
+        }
+        // Raw and decoded (downsampled) replicas together.
+        let mixed = deduplicated(
+            Labels::default(),
+            vec![Replica::Raw(a_chunks.clone()), Replica::Decoded(b.clone())],
+            false,
+        );
+        assert_eq!(
+            mixed.all_samples().expect("merge").as_ref(),
+            merge_pair(&a, &b, false)
+        );
+        // One replica: its chunks as they came, nothing deferred.
+        let single = deduplicated(
+            Labels::default(),
+            vec![Replica::Raw(a_chunks.clone())],
+            false,
+        );
+        assert_eq!(single.chunks, a_chunks);
+        assert!(single.deferred.is_none());
+        // A corrupt chunk is the query's error, not a panic.
+        let corrupt = deduplicated(
+            Labels::default(),
+            vec![
+                Replica::Raw(vec![XorChunk {
+                    data: vec![0, 9, 1],
+                }]),
+                Replica::Decoded(b),
+            ],
+            false,
+        );
+        assert!(corrupt.all_samples().is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use rthanos_model::{Labels, Matcher};
-use rthanos_promql::{Queryable, Sample, SelectHints, Series, StorageError, XorChunk};
+use rthanos_promql::{Queryable, SelectHints, Series, StorageError, XorChunk};
 use rthanos_storeapi::convert::{labels_from_thanos, matcher_to_thanos};
 use rthanos_storeapi::merge::{errors_as_warnings, merge_series};
 use rthanos_storeapi::thanos::{self, series_response::Result as Frame};
@@ -72,13 +72,6 @@ pub(crate) async fn fan_out(
         }
     });
     merge_series(futures::future::join_all(calls).await)
-}
-
-/// One replica's data for a series: raw chunks, decoded later by the engine, or samples read
-/// from downsampled aggregates.
-enum Replica {
-    Raw(Vec<XorChunk>),
-    Decoded(Vec<Sample>),
 }
 
 /// The stores as one `Queryable`, for one query.
@@ -280,7 +273,7 @@ impl Queryable for ProxyQueryable {
             .collect();
         let mut merged = fan_out(&chosen, &request, self.options.partial_response).await;
         // Series by their labels without replica labels; each entry one replica's chunks.
-        let mut groups: BTreeMap<Labels, Vec<Replica>> = BTreeMap::new();
+        let mut groups: BTreeMap<Labels, Vec<crate::dedup::Replica>> = BTreeMap::new();
         let strip = if self.options.dedup {
             self.options.replica_labels.as_slice()
         } else {
@@ -298,7 +291,7 @@ impl Queryable for ProxyQueryable {
                             .collect(),
                     );
                     let replica = if crate::downsampled::all_raw(&series.chunks) {
-                        Replica::Raw(
+                        crate::dedup::Replica::Raw(
                             series
                                 .chunks
                                 .into_iter()
@@ -310,7 +303,7 @@ impl Queryable for ProxyQueryable {
                                 .collect(),
                         )
                     } else {
-                        Replica::Decoded(
+                        crate::dedup::Replica::Decoded(
                             crate::downsampled::samples(&series.chunks, &aggregates)
                                 .map_err(StorageError)?,
                         )
@@ -322,38 +315,10 @@ impl Queryable for ProxyQueryable {
             }
         }
         let counter = matches!(hints.func.as_deref(), Some("rate" | "increase"));
-        let mut out = Vec::with_capacity(groups.len());
-        for (labels, mut replicas) in groups {
-            if replicas.len() == 1 {
-                let mut series = Series::new(labels, Vec::new());
-                match replicas.pop() {
-                    Some(Replica::Raw(chunks)) => series.chunks = chunks,
-                    Some(Replica::Decoded(samples)) => series.samples = samples,
-                    None => {}
-                }
-                out.push(series);
-                continue;
-            }
-            let decoded: Vec<Vec<Sample>> = replicas
-                .into_iter()
-                .map(|replica| match replica {
-                    Replica::Decoded(samples) => Ok(samples),
-                    Replica::Raw(chunks) => {
-                        let mut replica = Series::new(labels.clone(), Vec::new());
-                        replica.chunks = chunks;
-                        replica
-                            .all_samples()
-                            .map(std::borrow::Cow::into_owned)
-                            .map_err(StorageError)
-                    }
-                })
-                .collect::<Result<_, _>>()?;
-            let views: Vec<&[Sample]> = decoded.iter().map(Vec::as_slice).collect();
-            out.push(Series::new(
-                labels,
-                crate::dedup::merge_replicas(&views, counter),
-            ));
-        }
+        let out = groups
+            .into_iter()
+            .map(|(labels, replicas)| crate::dedup::deduplicated(labels, replicas, counter))
+            .collect();
         Ok(out)
     }
 }
