@@ -151,6 +151,57 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
         ],
     );
     assert!(range.contains("@["), "{range}");
+
+    // Request metrics under Thanos's names, for its dashboards and alerts.
+    let (status, _) = common::http_get(
+        query.http_port,
+        &format!("/api/v1/query?query={}", common::urlencode("sum(")),
+    )
+    .expect("answer");
+    assert_eq!(status, 400);
+    let http = |handler: &str, code: &str| {
+        common::metric_sum(
+            query.http_port,
+            "http_requests_total",
+            &[("handler", handler), ("code", code)],
+        )
+    };
+    assert!(http("query", "200") >= 3.0, "instant queries");
+    assert!(http("query", "400") >= 1.0, "the malformed query");
+    assert!(http("query_range", "200") >= 1.0);
+    assert!(http("label_values", "200") >= 2.0);
+    assert!(http("label_names", "200") >= 1.0);
+    assert!(http("series", "200") >= 1.0);
+    assert!(
+        common::metric_sum(
+            query.http_port,
+            "http_request_duration_seconds_count",
+            &[("handler", "query"), ("method", "get")],
+        ) >= 1.0
+    );
+    let series_calls = [
+        ("grpc_service", "thanos.Store"),
+        ("grpc_method", "Series"),
+        ("grpc_type", "server_stream"),
+    ];
+    let ok = [series_calls.as_slice(), &[("grpc_code", "OK")]].concat();
+    // The querier's calls to the sidecars, as each sidecar saw them.
+    let client_ok = common::metric_sum(query.http_port, "grpc_client_handled_total", &ok);
+    let served_ok: f64 = replicas
+        .iter()
+        .map(|r| common::metric_sum(r.sidecar.http_port, "grpc_server_handled_total", &ok))
+        .sum();
+    assert!(client_ok >= 2.0, "{client_ok}");
+    assert!(served_ok >= client_ok, "{served_ok} < {client_ok}");
+    for replica in &replicas {
+        let port = replica.sidecar.http_port;
+        assert!(common::metric_sum(port, "grpc_server_msg_sent_total", &series_calls) >= 1.0);
+        assert!(
+            common::metric_sum(port, "grpc_server_handling_seconds_count", &series_calls) >= 1.0
+        );
+    }
+    // The querier below served the global one.
+    assert!(common::metric_sum(query.http_port, "grpc_server_started_total", &series_calls) >= 1.0);
 }
 
 /// promtool's lines (`{labels} => value @[t]`) as sorted (labels, value), with rthanos's

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use rthanos_grpcmetrics::GrpcMetrics;
 use rthanos_model::PromDuration;
 use rthanos_promql::{Engine, EngineOptions};
 use rthanos_query::api::{ApiState, StoreSource};
@@ -396,6 +397,8 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         tls,
         connect_timeout: std::time::Duration::from_secs(5),
         response_timeout: Some(args.store_response_timeout.as_std()).filter(|d| !d.is_zero()),
+        // Set once the registry exists.
+        metrics: None,
     };
     let engine = Engine::new(EngineOptions {
         lookback_delta: args
@@ -428,12 +431,22 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         .serve("query", move |runtime| {
             let file_sd =
                 (!sd_files.is_empty()).then(|| Arc::new(FileSd::new(sd_files, sd_interval)));
+            let mut client = client_options;
+            let client_metrics = GrpcMetrics::client(runtime.registry())?;
+            // The StoreAPI calls the querier makes; their series exist from the start.
+            client_metrics.initialize(&[
+                "/thanos.info.Info/Info",
+                "/thanos.Store/Series",
+                "/thanos.Store/LabelNames",
+                "/thanos.Store/LabelValues",
+            ]);
+            client.metrics = Some(client_metrics);
             let endpoints = Arc::new(EndpointSet::new(
                 EndpointConfig {
                     addresses,
                     file_sd,
                     dns_interval,
-                    client: client_options,
+                    client,
                 },
                 runtime.registry(),
             )?);

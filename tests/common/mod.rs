@@ -456,6 +456,28 @@ pub fn metric_on(port: u16, series: &str) -> Option<f64> {
     })
 }
 
+/// The sum of a metric's series whose labels include `labels` (in any order), from the
+/// `/metrics` of `port`; 0 when none matches.
+pub fn metric_sum(port: u16, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some((_, body)) = http_get(port, "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (label_part, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(k, v)| label_part.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
 /// Raw blocks of one group hold every source block exactly once (by their compaction sources)
 /// and do not overlap in time: nothing lost, nothing doubled.
 pub fn assert_sources_once<'a>(

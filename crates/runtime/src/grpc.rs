@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rthanos_grpcmetrics::GrpcMetrics;
 use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
@@ -67,15 +68,17 @@ pub struct GrpcServer {
     tls: Option<ServerTlsConfig>,
     max_connection_age: Option<Duration>,
     routes: Routes,
+    metrics: GrpcMetrics,
 }
 
 impl GrpcServer {
-    /// Binds `addr` for `routes`.
+    /// Binds `addr` for `routes`, whose calls are recorded in `metrics`.
     pub async fn bind(
         addr: SocketAddr,
         routes: Routes,
         tls: &GrpcTls,
         max_connection_age: Option<Duration>,
+        metrics: GrpcMetrics,
     ) -> Result<Self, RuntimeError> {
         let tls = tls.server_config()?;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -90,6 +93,7 @@ impl GrpcServer {
             tls,
             max_connection_age,
             routes,
+            metrics,
         })
     }
 
@@ -134,6 +138,7 @@ impl GrpcServer {
             tonic::transport::server::TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = server
+            .layer(self.metrics)
             .add_routes(self.routes)
             .add_service(health)
             .serve_with_incoming_shutdown(incoming, async {

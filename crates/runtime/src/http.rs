@@ -19,13 +19,15 @@ use crate::RuntimeError;
 use crate::probe::{ProbeState, Prober};
 use crate::webconfig::{BasicAuth, WebConfig};
 
-/// Adds the shared endpoints to a component's routes.
+/// Adds the shared endpoints to a component's routes, and records every request in Thanos's
+/// HTTP metrics (registered in `registry`).
 pub fn router(
     component: &'static str,
     prober: Prober,
     registry: Registry,
     routes: Router,
-) -> Router {
+) -> Result<Router, RuntimeError> {
+    let request_metrics = crate::http_metrics::HttpMetrics::new(&registry)?;
     let probes = Router::new()
         .route("/-/healthy", get(|| async { (StatusCode::OK, "OK\n") }))
         .route(
@@ -44,7 +46,10 @@ pub fn router(
             }),
         )
         .route("/metrics", get(metrics).with_state(Arc::new(registry)));
-    routes.merge(probes)
+    Ok(routes.merge(probes).layer(middleware::from_fn_with_state(
+        request_metrics,
+        crate::http_metrics::instrument,
+    )))
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> Response {

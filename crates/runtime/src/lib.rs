@@ -31,6 +31,7 @@
 pub mod flags;
 pub mod grpc;
 pub mod http;
+mod http_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
@@ -194,14 +195,22 @@ impl Runtime {
             self.prober.clone(),
             self.registry.clone(),
             http_routes,
-        );
+        )?;
         let http_server = http::HttpServer::bind(http.addr, app, &http.web)?;
         let grpc_server = match grpc {
             Some(opts) => {
                 let routes = grpc_routes.unwrap_or_default();
-                let server =
-                    grpc::GrpcServer::bind(opts.addr, routes, &opts.tls, opts.max_connection_age)
-                        .await?;
+                let metrics = rthanos_grpcmetrics::GrpcMetrics::server(&self.registry)?;
+                // Every server has the health service; its series exist from the start.
+                metrics.initialize(&["/grpc.health.v1.Health/Check"]);
+                let server = grpc::GrpcServer::bind(
+                    opts.addr,
+                    routes,
+                    &opts.tls,
+                    opts.max_connection_age,
+                    metrics,
+                )
+                .await?;
                 Some((server, opts.grace))
             }
             None => None,

@@ -18,6 +18,11 @@ pub struct StoreMetrics {
     pub series_duration: Histogram,
     /// `thanos_bucket_store_series_blocks_queried`.
     pub series_blocks_queried: Histogram,
+    /// `thanos_bucket_store_series_gate_duration_seconds`: waits at the Series concurrency
+    /// gate (`--store.grpc.series-max-concurrency`).
+    pub series_gate_duration: Histogram,
+    /// `thanos_bucket_store_series_gate_queries_in_flight`: Series calls past the gate.
+    pub series_gate_in_flight: IntGauge,
     /// `thanos_bucket_store_corrupted_reads_total` (rthanos): corrupt data read from a block.
     pub corrupt_reads: IntCounter,
     /// `thanos_bucket_store_bucket_fetched_bytes_total` (rthanos): bytes read from the bucket
@@ -65,7 +70,25 @@ impl StoreMetrics {
             .buckets(prometheus::exponential_buckets(1.0, 2.0, 10)?),
         )?;
         registry.register(Box::new(series_blocks_queried.clone()))?;
+        let series_gate_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "thanos_bucket_store_series_gate_duration_seconds",
+                "How many seconds it took for queries to wait at the gate.",
+            )
+            .buckets(vec![
+                0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0, 240.0,
+                360.0, 720.0,
+            ]),
+        )?;
+        registry.register(Box::new(series_gate_duration.clone()))?;
+        let series_gate_in_flight = IntGauge::new(
+            "thanos_bucket_store_series_gate_queries_in_flight",
+            "Number of queries that are currently in flight.",
+        )?;
+        registry.register(Box::new(series_gate_in_flight.clone()))?;
         Ok(Self {
+            series_gate_duration,
+            series_gate_in_flight,
             blocks_loaded,
             block_loads: counter(
                 "thanos_bucket_store_block_loads_total",

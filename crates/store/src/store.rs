@@ -465,10 +465,15 @@ impl Store for BucketStore {
     }
 
     async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
+        let waiting = Instant::now();
         let permit = Arc::clone(&self.series_gate)
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("store is shutting down"))?;
+        self.metrics
+            .series_gate_duration
+            .observe(waiting.elapsed().as_secs_f64());
+        let permit = GatePass::new(permit, self.metrics.series_gate_in_flight.clone());
         let started = Instant::now();
         let matchers = matchers_from_thanos(&request.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -579,5 +584,26 @@ impl Store for BucketStore {
             warnings: Vec::new(),
             hints: None,
         })
+    }
+}
+/// A Series call past the concurrency gate: counted in flight until its answer is done.
+struct GatePass {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    in_flight: prometheus::IntGauge,
+}
+
+impl GatePass {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, in_flight: prometheus::IntGauge) -> Self {
+        in_flight.inc();
+        Self {
+            _permit: permit,
+            in_flight,
+        }
+    }
+}
+
+impl Drop for GatePass {
+    fn drop(&mut self) {
+        self.in_flight.dec();
     }
 }

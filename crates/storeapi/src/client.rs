@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use rthanos_grpcmetrics::{GrpcMetrics, Metered};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
@@ -19,6 +20,9 @@ use crate::thanos::{
     self, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
     SeriesRequest, info::info_client::InfoClient, store_client::StoreClient,
 };
+
+/// A connection whose calls are counted.
+type MeteredChannel = Metered<Channel>;
 
 /// TLS towards stores (Thanos's `--grpc-client-tls-*` flags).
 #[derive(Clone, Debug, Default)]
@@ -41,6 +45,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Limit on a unary call, and on the wait for each frame of a `Series` stream.
     pub response_timeout: Option<Duration>,
+    /// Where calls are counted (`grpc_client_*`); nowhere when `None`.
+    pub metrics: Option<GrpcMetrics>,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +55,7 @@ impl Default for ClientOptions {
             tls: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: None,
+            metrics: None,
         }
     }
 }
@@ -64,9 +71,9 @@ pub struct ClientError {
 /// A remote store over gRPC.
 pub struct GrpcStore {
     address: String,
-    store: StoreClient<Channel>,
-    info: InfoClient<Channel>,
-    channel: Channel,
+    store: StoreClient<MeteredChannel>,
+    info: InfoClient<MeteredChannel>,
+    channel: MeteredChannel,
     response_timeout: Option<Duration>,
     last_info: Mutex<Option<StoreInfo>>,
     /// The metadata APIs the last Info announced.
@@ -109,7 +116,12 @@ impl GrpcStore {
                 .tls_config(config)
                 .map_err(|e| error(e.to_string()))?;
         }
-        let channel = endpoint.connect_lazy();
+        let metrics = match &options.metrics {
+            Some(metrics) => metrics.clone(),
+            None => GrpcMetrics::client(&prometheus::Registry::new())
+                .map_err(|e| error(e.to_string()))?,
+        };
+        let channel = tower::Layer::layer(&metrics, endpoint.connect_lazy());
         let limit = i32::MAX as usize;
         Ok(Self {
             address: address.to_string(),
