@@ -167,6 +167,15 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
         )
     };
     assert!(http("query", "200") >= 3.0, "instant queries");
+    // Under a route prefix, the same handler names.
+    assert!(
+        common::metric_sum(
+            global.http_port,
+            "http_requests_total",
+            &[("handler", "query"), ("code", "200")],
+        ) >= 3.0,
+        "instant queries under /thanos"
+    );
     assert!(http("query", "400") >= 1.0, "the malformed query");
     assert!(http("query_range", "200") >= 1.0);
     assert!(http("label_values", "200") >= 2.0);

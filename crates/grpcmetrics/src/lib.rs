@@ -11,12 +11,15 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
 
 /// Thanos's buckets for gRPC handling time (seconds).
 const HANDLING_BUCKETS: &[f64] = &[
@@ -24,16 +27,21 @@ const HANDLING_BUCKETS: &[f64] = &[
     720.0,
 ];
 
-/// Methods that stream their answers; every other method is unary. The table holds the
-/// services rthanos serves and calls.
-const SERVER_STREAMS: &[&str] = &[
-    "/thanos.Store/Series",
-    "/thanos.Exemplars/Exemplars",
-    "/thanos.Metadata/MetricMetadata",
-    "/thanos.Rules/Rules",
-    "/thanos.Targets/Targets",
-    "/grpc.health.v1.Health/Watch",
-    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+/// The methods rthanos serves and calls, with their `grpc_type`. Calls to any other path are
+/// labelled `unknown`, so that a client cannot create series at will (go-grpc-middleware only
+/// sees registered methods).
+const METHODS: &[(&str, &str)] = &[
+    ("/thanos.Store/Info", "unary"),
+    ("/thanos.Store/Series", "server_stream"),
+    ("/thanos.Store/LabelNames", "unary"),
+    ("/thanos.Store/LabelValues", "unary"),
+    ("/thanos.info.Info/Info", "unary"),
+    ("/thanos.Metadata/MetricMetadata", "server_stream"),
+    ("/thanos.Exemplars/Exemplars", "server_stream"),
+    ("/thanos.Rules/Rules", "server_stream"),
+    ("/thanos.Targets/Targets", "server_stream"),
+    ("/grpc.health.v1.Health/Check", "unary"),
+    ("/grpc.health.v1.Health/Watch", "server_stream"),
 ];
 
 /// Which end of the calls the metrics describe.
@@ -131,39 +139,34 @@ impl GrpcMetrics {
             handling,
         })))
     }
-}
 
-impl GrpcMetrics {
     /// Creates the series of `methods` (full paths, `/package.Service/Method`) at zero, as
     /// go-grpc-middleware's `InitializeMetrics` does, so that rates over them exist before
     /// the first call.
     pub fn initialize(&self, methods: &[&str]) {
         for path in methods {
             let labels = call_labels(path);
-            let labels = [labels[0], labels[1], labels[2]];
             self.0.started.with_label_values(&labels);
             self.0.received.with_label_values(&labels);
             self.0.sent.with_label_values(&labels);
             self.0.handling.with_label_values(&labels);
+            let [kind, service, method] = labels;
             self.0
                 .handled
-                .with_label_values(&[labels[0], labels[1], labels[2], "OK"]);
+                .with_label_values(&[kind, service, method, "OK"]);
         }
     }
 }
 
 /// The `grpc_type`, `grpc_service` and `grpc_method` of a call's path.
-fn call_labels(path: &str) -> [&str; 3] {
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or(("unknown", path));
-    let kind = if SERVER_STREAMS.contains(&path) {
-        "server_stream"
-    } else {
-        "unary"
-    };
-    [kind, service, method]
+fn call_labels(path: &str) -> [&'static str; 3] {
+    match METHODS.iter().find(|(known, _)| *known == path) {
+        Some((known, kind)) => {
+            let (service, method) = known[1..].split_once('/').unwrap_or((known, ""));
+            [kind, service, method]
+        }
+        None => ["unary", "unknown", "unknown"],
+    }
 }
 
 impl<S> tower::Layer<S> for GrpcMetrics {
@@ -184,71 +187,59 @@ pub struct Metered<S> {
     metrics: GrpcMetrics,
 }
 
-/// One call being recorded: it is counted as handled once, when its status is known or when
-/// it is abandoned.
+/// One call being recorded, shared by its request and response bodies. It is counted as
+/// handled once: when its status is known, or when the last of them is dropped.
 struct Call {
-    metrics: Arc<Metrics>,
-    labels: [String; 3],
+    handled: IntCounterVec,
+    labels: [&'static str; 3],
+    handling: Histogram,
     started: Instant,
-    done: bool,
+    /// When the caller's `grpc-timeout` runs out.
+    deadline: Option<Instant>,
+    done: AtomicBool,
 }
 
 impl Call {
-    fn start(metrics: &GrpcMetrics, path: &str) -> Self {
-        let call = Call {
-            metrics: Arc::clone(&metrics.0),
-            labels: call_labels(path).map(str::to_string),
-            started: Instant::now(),
-            done: false,
-        };
-        call.metrics.started.with_label_values(&call.labels).inc();
-        call
-    }
-
-    fn labels(&self) -> [&str; 3] {
-        [&self.labels[0], &self.labels[1], &self.labels[2]]
-    }
-
-    /// Messages in the request body: received by a server, sent by a client.
-    fn request_messages(&self, n: u64) {
-        let counter = match self.metrics.side {
-            Side::Server => &self.metrics.received,
-            Side::Client => &self.metrics.sent,
-        };
-        counter.with_label_values(&self.labels()).inc_by(n);
-    }
-
-    /// Messages in the response body: sent by a server, received by a client.
-    fn response_messages(&self, n: u64) {
-        let counter = match self.metrics.side {
-            Side::Server => &self.metrics.sent,
-            Side::Client => &self.metrics.received,
-        };
-        counter.with_label_values(&self.labels()).inc_by(n);
-    }
-
-    fn finish(&mut self, code: tonic::Code) {
-        if std::mem::replace(&mut self.done, true) {
+    fn finish(&self, code: tonic::Code) {
+        if self.done.swap(true, Ordering::AcqRel) {
             return;
         }
-        let [kind, service, method] = self.labels();
-        self.metrics
-            .handled
+        let [kind, service, method] = self.labels;
+        self.handled
             .with_label_values(&[kind, service, method, code_name(code)])
             .inc();
-        self.metrics
-            .handling
-            .with_label_values(&[kind, service, method])
-            .observe(self.started.elapsed().as_secs_f64());
+        self.handling.observe(self.started.elapsed().as_secs_f64());
     }
 }
 
 impl Drop for Call {
-    /// A call dropped before its status (the peer went away, or the caller stopped reading)
-    /// was cancelled.
+    /// A call dropped before its status was seen was cut short: by its deadline (tonic's
+    /// server timeout drops the call), or else cancelled (the peer went away, or the caller
+    /// stopped reading).
     fn drop(&mut self) {
-        self.finish(tonic::Code::Cancelled);
+        let code = match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Cancelled,
+        };
+        self.finish(code);
     }
+}
+
+/// The deadline a `grpc-timeout` header sets (an integer and a unit: H, M, S, m, u, n).
+fn deadline_of(headers: &http::HeaderMap, from: Instant) -> Option<Instant> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let unit = value.chars().last()?;
+    let amount: u64 = value[..value.len() - unit.len_utf8()].parse().ok()?;
+    let timeout = match unit {
+        'H' => Duration::from_secs(amount.saturating_mul(3600)),
+        'M' => Duration::from_secs(amount.saturating_mul(60)),
+        'S' => Duration::from_secs(amount),
+        'm' => Duration::from_millis(amount),
+        'u' => Duration::from_micros(amount),
+        'n' => Duration::from_nanos(amount),
+        _ => return None,
+    };
+    from.checked_add(timeout)
 }
 
 /// The status a header map carries, if any.
@@ -258,6 +249,38 @@ fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
         .map(tonic::Code::from_i32)
+}
+
+/// The status tonic infers from an HTTP status when an answer carries no `grpc-status` (a
+/// proxy's error page, say), as the gRPC spec maps them.
+fn status_of_http(status: http::StatusCode) -> tonic::Code {
+    match status {
+        http::StatusCode::BAD_REQUEST => tonic::Code::Internal,
+        http::StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        http::StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+        http::StatusCode::NOT_FOUND => tonic::Code::Unimplemented,
+        http::StatusCode::TOO_MANY_REQUESTS
+        | http::StatusCode::BAD_GATEWAY
+        | http::StatusCode::SERVICE_UNAVAILABLE
+        | http::StatusCode::GATEWAY_TIMEOUT => tonic::Code::Unavailable,
+        _ => tonic::Code::Unknown,
+    }
+}
+
+/// The status of a call whose transport failed: a timeout is DeadlineExceeded (as gRPC-Go
+/// reports it), anything else Unavailable (tonic's status for connection errors).
+fn status_of_error(error: &(dyn std::error::Error + 'static)) -> tonic::Code {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<tonic::TimeoutExpired>() {
+            return tonic::Code::DeadlineExceeded;
+        }
+        if let Some(status) = e.downcast_ref::<tonic::Status>() {
+            return status.code();
+        }
+        cause = e.source();
+    }
+    tonic::Code::Unavailable
 }
 
 /// go-grpc-middleware's spelling of a code (Go's `codes.Code.String()`).
@@ -321,42 +344,25 @@ impl MessageCounter {
     }
 }
 
-/// Which body of a call a [`MeteredBody`] is.
-#[derive(Debug, Clone, Copy)]
-enum Direction {
-    Request,
-    Response,
-}
-
 /// A request or response body whose messages are counted; the response body also records
 /// the call's status from its trailers.
 pub struct MeteredBody<B> {
     inner: Pin<Box<B>>,
-    direction: Direction,
     messages: MessageCounter,
-    call: Option<Arc<std::sync::Mutex<Call>>>,
+    /// Where this body's messages are counted (looked up once per call).
+    counted_in: IntCounter,
+    /// The call, while its status is awaited from this body (response bodies only).
+    awaiting_status: Option<Arc<Call>>,
+    /// The response's HTTP status, for answers that end without `grpc-status`.
+    http_status: http::StatusCode,
+    /// Keeps the call alive while this body is, so that a call dropped mid-stream counts.
+    _call: Arc<Call>,
 }
 
 impl<B> MeteredBody<B> {
-    fn count(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
-        if let Some(call) = &self.call {
-            if let Ok(call) = call.lock() {
-                match self.direction {
-                    Direction::Request => call.request_messages(n),
-                    Direction::Response => call.response_messages(n),
-                }
-            }
-        }
-    }
-
     fn finish(&mut self, code: tonic::Code) {
-        if let Some(call) = self.call.take() {
-            if let Ok(mut call) = call.lock() {
-                call.finish(code);
-            }
+        if let Some(call) = self.awaiting_status.take() {
+            call.finish(code);
         }
     }
 }
@@ -375,24 +381,26 @@ where
         // Unpin: the inner body is boxed.
         let this = self.get_mut();
         let polled = this.inner.as_mut().poll_frame(cx);
-        let response = matches!(this.direction, Direction::Response);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = this.messages.feed(data.chunk());
-                    this.count(n);
-                } else if let Some(trailers) = frame.trailers_ref() {
-                    if response {
-                        // Trailers without grpc-status break the protocol: tonic reads them
-                        // as Unknown.
-                        this.finish(status_of(trailers).unwrap_or(tonic::Code::Unknown));
+                    if n > 0 {
+                        this.counted_in.inc_by(n);
                     }
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    // Trailers without grpc-status break the protocol: tonic reads them as
+                    // Unknown.
+                    this.finish(status_of(trailers).unwrap_or(tonic::Code::Unknown));
                 }
             }
-            Poll::Ready(Some(Err(_))) if response => this.finish(tonic::Code::Unavailable),
-            // Ended without trailers: the status came in the headers, or never.
-            Poll::Ready(None) if response => this.finish(tonic::Code::Unknown),
-            _ => {}
+            Poll::Ready(Some(Err(_))) => this.finish(tonic::Code::Unavailable),
+            // Ended without trailers: the HTTP status stands for the gRPC one.
+            Poll::Ready(None) => {
+                let code = status_of_http(this.http_status);
+                this.finish(code);
+            }
+            Poll::Pending => {}
         }
         polled
     }
@@ -410,6 +418,7 @@ impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Metered<S>
 where
     S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
+    S::Error: std::error::Error + 'static,
     ReqBody: Body<Data = Bytes> + Send + 'static,
     ReqBody::Error: Into<tonic::codegen::StdError>,
     ResBody: Body<Data = Bytes>,
@@ -423,16 +432,31 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let call = Arc::new(std::sync::Mutex::new(Call::start(
-            &self.metrics,
-            request.uri().path(),
-        )));
+        let metrics = &self.metrics.0;
+        let labels = call_labels(request.uri().path());
+        let started = Instant::now();
+        metrics.started.with_label_values(&labels).inc();
+        let (request_messages, response_messages) = match metrics.side {
+            Side::Server => (&metrics.received, &metrics.sent),
+            Side::Client => (&metrics.sent, &metrics.received),
+        };
+        let response_messages = response_messages.with_label_values(&labels);
+        let call = Arc::new(Call {
+            handled: metrics.handled.clone(),
+            labels,
+            handling: metrics.handling.with_label_values(&labels),
+            started,
+            deadline: deadline_of(request.headers(), started),
+            done: AtomicBool::new(false),
+        });
         let (parts, body) = request.into_parts();
         let body = MeteredBody {
             inner: Box::pin(body),
-            direction: Direction::Request,
             messages: MessageCounter::default(),
-            call: Some(Arc::clone(&call)),
+            counted_in: request_messages.with_label_values(&labels),
+            awaiting_status: None,
+            http_status: http::StatusCode::OK,
+            _call: Arc::clone(&call),
         };
         let response = self.inner.call(http::Request::from_parts(
             parts,
@@ -442,31 +466,31 @@ where
             let response = match response.await {
                 Ok(response) => response,
                 Err(e) => {
-                    // The transport failed (a client that cannot connect): tonic reports
-                    // Unavailable.
-                    if let Ok(mut call) = call.lock() {
-                        call.finish(tonic::Code::Unavailable);
-                    }
+                    call.finish(status_of_error(&e));
                     return Err(e);
                 }
             };
             let (parts, body) = response.into_parts();
-            // A trailers-only answer (an error before any message) has its status here.
-            let mut call = Some(call);
-            if let Some(code) = status_of(&parts.headers) {
-                if let Some(call) = call.take() {
-                    if let Ok(mut call) = call.lock() {
-                        call.finish(code);
-                    }
-                }
+            // A trailers-only answer (an error before any message) has its status here, as
+            // has an HTTP error without any gRPC status.
+            let mut awaiting_status = Some(Arc::clone(&call));
+            let code = status_of(&parts.headers).or_else(|| {
+                (parts.status != http::StatusCode::OK).then(|| status_of_http(parts.status))
+            });
+            if let Some(code) = code {
+                call.finish(code);
+                awaiting_status = None;
             }
+            let http_status = parts.status;
             Ok(http::Response::from_parts(
                 parts,
                 MeteredBody {
                     inner: Box::pin(body),
-                    direction: Direction::Response,
                     messages: MessageCounter::default(),
-                    call,
+                    counted_in: response_messages,
+                    awaiting_status,
+                    http_status,
+                    _call: call,
                 },
             ))
         })
@@ -496,6 +520,46 @@ mod tests {
             assert_eq!(n, 5, "chunks of {chunk}");
             assert_eq!((counter.header_len, counter.payload_left), (0, 0));
         }
+    }
+
+    #[test]
+    fn only_known_methods_name_their_series() {
+        assert_eq!(
+            call_labels("/thanos.Store/Series"),
+            ["server_stream", "thanos.Store", "Series"]
+        );
+        assert_eq!(
+            call_labels("/thanos.info.Info/Info"),
+            ["unary", "thanos.info.Info", "Info"]
+        );
+        assert_eq!(
+            call_labels("/evil.Scanner/Probe123"),
+            ["unary", "unknown", "unknown"]
+        );
+    }
+
+    #[test]
+    fn grpc_timeouts_set_deadlines() {
+        let now = Instant::now();
+        let deadline = |value: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", http::HeaderValue::from_static(value));
+            deadline_of(&headers, now).map(|d| d - now)
+        };
+        assert_eq!(deadline("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(deadline("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(deadline("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(deadline("5x"), None);
+        assert_eq!(deadline("S"), None);
+        assert_eq!(deadline_of(&http::HeaderMap::new(), now), None);
+        assert_eq!(
+            status_of_error(&tonic::TimeoutExpired(())),
+            tonic::Code::DeadlineExceeded
+        );
+        assert_eq!(
+            status_of_http(http::StatusCode::BAD_GATEWAY),
+            tonic::Code::Unavailable
+        );
     }
 
     #[test]

@@ -213,7 +213,9 @@ impl Bucket {
                 let n = match reader.read(&mut buf).await {
                     Ok(n) => n,
                     Err(e) => {
-                        writer.abort().await?;
+                        if let Err(abort) = writer.abort().await {
+                            tracing::warn!(object = name, err = %abort, "aborting a failed multipart upload");
+                        }
                         return Err(object_store::Error::Generic {
                             store: "local file",
                             source: Box::new(e),
@@ -223,8 +225,15 @@ impl Bucket {
                 if n == 0 {
                     break;
                 }
-                // Bounds the parts in flight, so a slow bucket cannot make memory grow.
-                writer.wait_for_capacity(4).await?;
+                // Bounds the parts in flight, so a slow bucket cannot make memory grow. A part
+                // that failed ends the upload, aborted so that the bucket keeps no parts
+                // (`finish` aborts on its own failures).
+                if let Err(e) = writer.wait_for_capacity(4).await {
+                    if let Err(abort) = writer.abort().await {
+                        tracing::warn!(object = name, err = %abort, "aborting a failed multipart upload");
+                    }
+                    return Err(e);
+                }
                 writer.write(&buf[..n]);
             }
             writer.finish().await.map(|_| ())

@@ -73,8 +73,10 @@ impl HttpMetrics {
     }
 }
 
-/// Thanos's handler name for a route.
+/// Thanos's handler name for a route. Under `--web.route-prefix` the API's routes start
+/// with the prefix, which the name leaves out.
 fn handler_name(route: Option<&str>) -> String {
+    let route = route.map(|r| r.find("/api/v1/").map_or(r, |at| &r[at..]));
     let name = match route {
         Some("/api/v1/query") => "query",
         Some("/api/v1/query_range") => "query_range",
@@ -87,13 +89,36 @@ fn handler_name(route: Option<&str>) -> String {
         Some("/api/v1/rules") => "rules",
         Some("/api/v1/alerts") => "alerts",
         Some("/api/v1/targets") => "targets",
-        Some("/api/v1/status/buildinfo") => "status_build_info",
+        Some("/api/v1/status/buildinfo") => "status_build",
         Some("/api/v1/status/flags") => "status_flags",
+        Some("/api/v1/status/runtimeinfo") => "status_runtime",
         // Route templates are few; a path that matched none is not a label value.
         Some(route) => route,
         None => "not_found",
     };
     name.to_string()
+}
+
+/// The lower-case method, as Thanos labels it; methods outside HTTP's own are one value, so
+/// that clients cannot create series at will.
+fn method_name(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    if known.contains(method) {
+        method.as_str().to_lowercase()
+    } else {
+        "other".to_string()
+    }
 }
 
 /// The size client_golang's `promhttp` reckons for a request: URL, method, protocol, headers,
@@ -127,7 +152,7 @@ pub(crate) async fn instrument(
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
-    let method = req.method().as_str().to_lowercase();
+    let method = method_name(req.method());
     let size = request_size(&req);
     let started = Instant::now();
     let response = next.run(req).await;
@@ -283,5 +308,16 @@ mod tests {
         );
         assert_eq!(handler_name(Some("/metrics")), "/metrics");
         assert_eq!(handler_name(None), "not_found");
+        assert_eq!(
+            handler_name(Some("/thanos/api/v1/query_range")),
+            "query_range"
+        );
+        assert_eq!(
+            handler_name(Some("/api/v1/status/buildinfo")),
+            "status_build"
+        );
+        assert_eq!(method_name(&axum::http::Method::POST), "post");
+        let custom = axum::http::Method::from_bytes(b"SCAN1").expect("method");
+        assert_eq!(method_name(&custom), "other");
     }
 }

@@ -465,14 +465,16 @@ impl Store for BucketStore {
     }
 
     async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
-        let waiting = Instant::now();
+        // The wait is recorded however it ends: a client that gives up in the queue counts.
+        let waiting = GateWait {
+            since: Instant::now(),
+            duration: &self.metrics.series_gate_duration,
+        };
         let permit = Arc::clone(&self.series_gate)
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("store is shutting down"))?;
-        self.metrics
-            .series_gate_duration
-            .observe(waiting.elapsed().as_secs_f64());
+        drop(waiting);
         let permit = GatePass::new(permit, self.metrics.series_gate_in_flight.clone());
         let started = Instant::now();
         let matchers = matchers_from_thanos(&request.matchers)
@@ -586,6 +588,18 @@ impl Store for BucketStore {
         })
     }
 }
+/// A Series call waiting at the concurrency gate; the wait is observed when it ends.
+struct GateWait<'a> {
+    since: Instant,
+    duration: &'a prometheus::Histogram,
+}
+
+impl Drop for GateWait<'_> {
+    fn drop(&mut self) {
+        self.duration.observe(self.since.elapsed().as_secs_f64());
+    }
+}
+
 /// A Series call past the concurrency gate: counted in flight until its answer is done.
 struct GatePass {
     _permit: tokio::sync::OwnedSemaphorePermit,
