@@ -108,6 +108,9 @@ pub(crate) struct BitReader<'a> {
 }
 
 impl<'a> BitReader<'a> {
+    /// How many of [`BitReader::peek`]'s bits are always the stream's.
+    pub(crate) const PEEKED: u32 = 57;
+
     pub(crate) fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0 }
     }

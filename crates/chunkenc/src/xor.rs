@@ -171,34 +171,52 @@ impl DecodeState {
     #[inline(always)]
     fn step(&mut self, bits: &mut BitReader<'_>) -> bool {
         let w = bits.peek();
-        let dod = match w.leading_ones() {
-            0 => {
-                bits.consume(1);
-                0
-            }
-            1 => dod_field::<2, 14>(bits, w),
-            2 => dod_field::<3, 17>(bits, w),
-            3 => dod_field::<4, 20>(bits, w),
+        let (dod, used) = match w.leading_ones() {
+            0 => (0, 1),
+            1 => (dod_field::<2, 14>(w), 16),
+            2 => (dod_field::<3, 17>(w), 20),
+            3 => (dod_field::<4, 20>(w), 24),
             _ => {
                 bits.consume(4);
-                bits.read_bits(64) as i64
+                let dod = bits.read_bits(64) as i64;
+                self.advance(dod);
+                return self.read_value(bits);
             }
         };
+        bits.consume(used);
+        self.advance(dod);
+        // The value's bits usually follow within the word already loaded.
+        self.read_value_from(bits, w << used, BitReader::PEEKED - used)
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, dod: i64) {
         self.t_delta = self.t_delta.wrapping_add(dod as u64);
         self.t = self.t.wrapping_add(self.t_delta as i64);
-        self.read_value(bits)
     }
 
     /// Reads a value's XOR with the previous one into `v_bits`; false if the window is invalid.
     #[inline(always)]
     fn read_value(&mut self, bits: &mut BitReader<'_>) -> bool {
-        let w = bits.peek();
+        self.read_value_from(bits, bits.peek(), BitReader::PEEKED)
+    }
+
+    /// As [`DecodeState::read_value`], from `w`, whose top `avail` bits are the stream's
+    /// next ones; bits beyond them are loaded again.
+    #[inline(always)]
+    fn read_value_from(&mut self, bits: &mut BitReader<'_>, w: u64, avail: u32) -> bool {
+        // The control bits and the window's header take at most 13 bits.
+        let (w, avail) = if avail < 13 {
+            (bits.peek(), BitReader::PEEKED)
+        } else {
+            (w, avail)
+        };
         if w >> 63 == 0 {
             bits.consume(1);
             return true;
         }
         let mut valid = true;
-        if (w >> 62) & 1 == 1 {
+        let used = if (w >> 62) & 1 == 1 {
             // New window: 5 bits of leading zeros, 6 bits of meaningful bit count (0 means 64).
             self.leading = ((w >> 57) & 0x1f) as u32;
             let mut sig = ((w >> 51) & 0x3f) as u32;
@@ -207,12 +225,20 @@ impl DecodeState {
             }
             valid = self.leading + sig <= 64;
             self.trailing = 64u32.saturating_sub(self.leading + sig);
-            bits.consume(13);
+            13
         } else {
-            bits.consume(2);
-        }
+            2
+        };
+        // At least 1: leading + trailing stays under 64 (see above).
         let sig = 64 - self.leading - self.trailing;
-        self.v_bits ^= bits.read_bits(sig) << self.trailing;
+        let xor = if used + sig <= avail {
+            bits.consume(used + sig);
+            (w << used) >> (64 - sig)
+        } else {
+            bits.consume(used);
+            bits.read_bits(sig)
+        };
+        self.v_bits ^= xor << self.trailing;
         valid
     }
 }
@@ -220,9 +246,8 @@ impl DecodeState {
 /// A delta of deltas of `SIZE` bits after `CONTROL` control bits, from the peeked word `w`.
 /// Values above 2^(SIZE-1) are negative, in SIZE-bit two's complement (Prometheus's rule).
 #[inline(always)]
-fn dod_field<const CONTROL: u32, const SIZE: u32>(bits: &mut BitReader<'_>, w: u64) -> i64 {
+fn dod_field<const CONTROL: u32, const SIZE: u32>(w: u64) -> i64 {
     let raw = (w << CONTROL) >> (64 - SIZE);
-    bits.consume(CONTROL + SIZE);
     let negative = u64::from(raw > (1 << (SIZE - 1)));
     raw.wrapping_sub(negative << SIZE) as i64
 }
