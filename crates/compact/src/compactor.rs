@@ -25,7 +25,7 @@ use crate::CompactError;
 use crate::downsample::{RES_1H, RES_5M, downsample_block, target_resolution};
 use crate::merge::merge_blocks;
 use crate::metrics::CompactMetrics;
-use crate::plan::{group_key, groups, overlapping, plan};
+use crate::plan::{group_key, groups, overlapping, plan, todo};
 
 /// Sources of blocks that are complete when they appear: the consistency delay is waived.
 const TRUSTED_SOURCES: [&str; 3] = ["compactor", "bucket.repair", "bucket.rewrite"];
@@ -393,6 +393,11 @@ impl Compactor {
                     counter.with_label_values(&[key]);
                 }
             }
+            // What is left in all, beyond this iteration's first compaction of each group.
+            let (todo_compactions, todo_blocks) = groups
+                .values()
+                .map(|blocks| todo(&self.config.ranges, &view.no_compact, blocks))
+                .fold((0, 0), |(c, b), (gc, gb)| (c + gc, b + gb));
             let plans: Vec<(String, Vec<BlockMeta>)> = groups
                 .into_iter()
                 .map(|(key, blocks)| {
@@ -407,11 +412,10 @@ impl Compactor {
                 .collect();
             self.metrics
                 .todo_compactions
-                .set(i64::try_from(plans.len()).unwrap_or(i64::MAX));
-            self.metrics.todo_compaction_blocks.set(
-                i64::try_from(plans.iter().map(|(_, p)| p.len()).sum::<usize>())
-                    .unwrap_or(i64::MAX),
-            );
+                .set(i64::try_from(todo_compactions).unwrap_or(i64::MAX));
+            self.metrics
+                .todo_compaction_blocks
+                .set(i64::try_from(todo_blocks).unwrap_or(i64::MAX));
             if plans.is_empty() {
                 return Ok(());
             }

@@ -89,6 +89,55 @@ pub fn plan<'a>(
     Vec::new()
 }
 
+/// What a group still needs, as Thanos's compaction progress reckons it: the planner is run
+/// again and again, each plan's blocks replaced by one block spanning them, until it plans
+/// nothing. Returns the number of compactions and of source blocks they take in.
+pub fn todo(
+    ranges: &[i64],
+    no_compact: &BTreeSet<String>,
+    by_min_time: &[&BlockMeta],
+) -> (usize, usize) {
+    let mut blocks: Vec<BlockMeta> = by_min_time.iter().map(|m| (*m).clone()).collect();
+    let (mut compactions, mut sources) = (0, 0);
+    // Each compaction takes at least one block away or rewrites one with tombstones into one
+    // without; the bound only guards against a planner that would not converge.
+    let bound = 2 * blocks.len() + 1;
+    while compactions < bound {
+        let refs: Vec<&BlockMeta> = blocks.iter().collect();
+        let planned: Vec<&BlockMeta> = plan(ranges, no_compact, &refs);
+        let (Some(first), Some(_)) = (planned.first(), planned.last()) else {
+            break;
+        };
+        compactions += 1;
+        sources += planned.len();
+        let mut result = (*first).clone();
+        result.ulid = format!("todo-{compactions:08}");
+        result.min_time = planned
+            .iter()
+            .map(|m| m.min_time)
+            .min()
+            .unwrap_or(first.min_time);
+        result.max_time = planned
+            .iter()
+            .map(|m| m.max_time)
+            .max()
+            .unwrap_or(first.max_time);
+        result.stats.num_tombstones = 0;
+        result.compaction.level = planned
+            .iter()
+            .map(|m| m.compaction.level)
+            .max()
+            .unwrap_or(1)
+            + 1;
+        result.compaction.failed = false;
+        let taken: BTreeSet<String> = planned.iter().map(|m| m.ulid.clone()).collect();
+        blocks.retain(|b| !taken.contains(&b.ulid));
+        blocks.push(result);
+        blocks.sort_by(|a, b| a.min_time.cmp(&b.min_time).then(a.ulid.cmp(&b.ulid)));
+    }
+    (compactions, sources)
+}
+
 /// The first run of overlapping blocks (sorted by minimum time), or none.
 pub fn overlapping<'a>(by_min_time: &[&'a BlockMeta]) -> Vec<&'a BlockMeta> {
     let mut out: Vec<&BlockMeta> = Vec::new();
@@ -239,6 +288,26 @@ mod tests {
             meta(6, 50, 52),
         ];
         assert_eq!(planned(&b, &[]), ids(&b, &[0, 1, 2, 3]));
+    }
+
+    #[test]
+    fn todo_counts_every_compaction_still_ahead() {
+        // 17 blocks of 2h (0-34h): four 8h compactions; the 2d range holds the newest block,
+        // so it waits.
+        let b: Vec<BlockMeta> = (0..17)
+            .map(|i| meta(i + 1, 2 * i as i64, 2 * i as i64 + 2))
+            .collect();
+        let refs: Vec<&BlockMeta> = b.iter().collect();
+        assert_eq!(todo(&DEFAULT_RANGES, &BTreeSet::new(), &refs), (4, 16));
+        // 26 blocks of 2h (0-52h): six 8h compactions (0-48h), then one 2d of those six.
+        let b: Vec<BlockMeta> = (0..26)
+            .map(|i| meta(i + 1, 2 * i as i64, 2 * i as i64 + 2))
+            .collect();
+        let refs: Vec<&BlockMeta> = b.iter().collect();
+        assert_eq!(todo(&DEFAULT_RANGES, &BTreeSet::new(), &refs), (7, 30));
+        // Nothing to do, and the input left as it was.
+        let refs: Vec<&BlockMeta> = b[..2].iter().collect();
+        assert_eq!(todo(&DEFAULT_RANGES, &BTreeSet::new(), &refs), (0, 0));
     }
 
     #[test]
