@@ -21,8 +21,8 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
 
-/// Thanos's buckets for gRPC handling time (seconds).
-const HANDLING_BUCKETS: &[f64] = &[
+/// Thanos's latency buckets (seconds), for gRPC handling time and HTTP request duration.
+pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0, 240.0, 360.0,
     720.0,
 ];
@@ -126,7 +126,7 @@ impl GrpcMetrics {
         };
         let handling = HistogramVec::new(
             HistogramOpts::new(format!("{prefix}_handling_seconds"), handling_help)
-                .buckets(HANDLING_BUCKETS.to_vec()),
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &call,
         )?;
         registry.register(Box::new(handling.clone()))?;

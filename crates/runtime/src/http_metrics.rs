@@ -20,12 +20,6 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
-/// Thanos's buckets for HTTP request latency (seconds).
-const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0, 240.0, 360.0,
-    720.0,
-];
-
 const LABELS: [&str; 3] = ["code", "handler", "method"];
 
 /// The request metrics of one HTTP server.
@@ -50,7 +44,7 @@ impl HttpMetrics {
                 "http_request_duration_seconds",
                 "Tracks the latencies for HTTP requests.",
             )
-            .buckets(DURATION_BUCKETS.to_vec()),
+            .buckets(rthanos_grpcmetrics::LATENCY_BUCKETS.to_vec()),
             &LABELS,
         )?;
         registry.register(Box::new(duration.clone()))?;
