@@ -105,7 +105,7 @@ pub fn todo(
     while compactions < bound {
         let refs: Vec<&BlockMeta> = blocks.iter().collect();
         let planned: Vec<&BlockMeta> = plan(ranges, no_compact, &refs);
-        let (Some(first), Some(_)) = (planned.first(), planned.last()) else {
+        let Some(first) = planned.first() else {
             break;
         };
         compactions += 1;
