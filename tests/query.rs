@@ -209,6 +209,16 @@ fn promtool_gets_from_rthanos_what_prometheus_answers() {
             common::metric_sum(port, "grpc_server_handling_seconds_count", &series_calls) >= 1.0
         );
     }
+    // Healthy endpoints by type: two sidecars below, one querier above.
+    let connections = |port: u16, store_type: &str| {
+        common::metric_sum(
+            port,
+            "thanos_store_nodes_grpc_connections",
+            &[("store_type", store_type)],
+        )
+    };
+    assert_eq!(connections(query.http_port, "sidecar"), 2.0);
+    assert_eq!(connections(global.http_port, "query"), 1.0);
     // The querier below served the global one.
     assert!(common::metric_sum(query.http_port, "grpc_server_started_total", &series_calls) >= 1.0);
 }

@@ -48,6 +48,8 @@ struct Resolved {
 pub struct EndpointSet {
     config: EndpointConfig,
     dns: DnsProvider,
+    /// `thanos_store_nodes_grpc_connections`: healthy endpoints by external labels and type.
+    connections: prometheus::IntGaugeVec,
     resolved: tokio::sync::Mutex<Resolved>,
     endpoints: Mutex<BTreeMap<String, Endpoint>>,
 }
@@ -58,8 +60,17 @@ impl EndpointSet {
         config: EndpointConfig,
         registry: &prometheus::Registry,
     ) -> Result<Self, prometheus::Error> {
+        let connections = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "thanos_store_nodes_grpc_connections",
+                "Number of gRPC connection to Store APIs. Opened connection means healthy store APIs available for Querier.",
+            ),
+            &["external_labels", "store_type"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
         Ok(Self {
             dns: DnsProvider::new(registry)?,
+            connections,
             config,
             resolved: tokio::sync::Mutex::new(Resolved::default()),
             endpoints: Mutex::new(BTreeMap::new()),
@@ -165,7 +176,34 @@ impl EndpointSet {
                 result.is_ok()
             }))
             .await;
+        self.count_connections();
         answers.into_iter().filter(|ok| *ok).count()
+    }
+
+    /// Sets `thanos_store_nodes_grpc_connections` from the last Info answers: endpoints whose
+    /// last Info succeeded, by their external label sets (as Thanos writes them, comma-joined)
+    /// and component.
+    fn count_connections(&self) {
+        let Ok(endpoints) = self.endpoints.lock() else {
+            return;
+        };
+        let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
+        for endpoint in endpoints.values() {
+            if !matches!(&endpoint.last_check, Some((_, None))) {
+                continue;
+            }
+            let info = endpoint.store.info();
+            let label_sets: Vec<String> = info.label_sets.iter().map(ToString::to_string).collect();
+            *counts
+                .entry((label_sets.join(","), info.component.name()))
+                .or_default() += 1;
+        }
+        self.connections.reset();
+        for ((labels, component), count) in counts {
+            self.connections
+                .with_label_values(&[labels.as_str(), component])
+                .set(count);
+        }
     }
 
     /// Refreshes every `interval` until `shutdown`.
