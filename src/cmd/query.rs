@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use rthanos_grpcmetrics::GrpcMetrics;
 use rthanos_model::PromDuration;
 use rthanos_promql::{Engine, EngineOptions};
 use rthanos_query::api::{ApiState, StoreSource};
@@ -397,7 +396,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         tls,
         connect_timeout: std::time::Duration::from_secs(5),
         response_timeout: Some(args.store_response_timeout.as_std()).filter(|d| !d.is_zero()),
-        // Set once the registry exists.
+        // Calls are counted once the registry exists.
         metrics: None,
     };
     let engine = Engine::new(EngineOptions {
@@ -431,16 +430,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         .serve("query", move |runtime| {
             let file_sd =
                 (!sd_files.is_empty()).then(|| Arc::new(FileSd::new(sd_files, sd_interval)));
-            let mut client = client_options;
-            let client_metrics = GrpcMetrics::client(runtime.registry())?;
-            // The StoreAPI calls the querier makes; their series exist from the start.
-            client_metrics.initialize(&[
-                "/thanos.info.Info/Info",
-                "/thanos.Store/Series",
-                "/thanos.Store/LabelNames",
-                "/thanos.Store/LabelValues",
-            ]);
-            client.metrics = Some(client_metrics);
+            let client = client_options.with_metrics(runtime.registry())?;
             let endpoints = Arc::new(EndpointSet::new(
                 EndpointConfig {
                     addresses,

@@ -111,16 +111,28 @@ pub struct BucketBlocks {
     pub unsupported: BTreeMap<ulid::Ulid, String>,
 }
 
+/// `read` of every block of `ids`, `concurrency` at a time, each answer with its block.
+async fn per_block<T, Fut>(
+    ids: impl IntoIterator<Item = ulid::Ulid>,
+    concurrency: usize,
+    read: impl Fn(ulid::Ulid) -> Fut,
+) -> Vec<(ulid::Ulid, T)>
+where
+    Fut: Future<Output = T>,
+{
+    let read = &read;
+    futures::stream::iter(ids)
+        .map(|id| async move { (id, read(id).await) })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}
+
 /// Reads the meta.json of every block, `concurrency` at a time. A bucket error fails the whole
 /// look (a block whose meta.json cannot be read is not a block without one).
 pub async fn fetch_metas(bucket: &Bucket, concurrency: usize) -> Result<BucketBlocks, BlockError> {
     let ids = block_ids(bucket).await?;
-    let fetched: Vec<(ulid::Ulid, Result<Option<BlockMeta>, BlockError>)> =
-        futures::stream::iter(ids)
-            .map(|id| async move { (id, fetch_meta(bucket, id).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let fetched = per_block(ids, concurrency, |id| fetch_meta(bucket, id)).await;
     let mut out = BucketBlocks::default();
     for (id, result) in fetched {
         match result {

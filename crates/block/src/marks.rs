@@ -98,13 +98,7 @@ pub async fn read_deletion_marks(
     ids: impl IntoIterator<Item = ulid::Ulid>,
     concurrency: usize,
 ) -> Result<std::collections::BTreeMap<ulid::Ulid, DeletionMark>, BlockError> {
-    use futures::StreamExt as _;
-    let read: Vec<(ulid::Ulid, Result<Option<DeletionMark>, BlockError>)> =
-        futures::stream::iter(ids)
-            .map(|id| async move { (id, read_deletion_mark(bucket, id).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let read = crate::per_block(ids, concurrency, |id| read_deletion_mark(bucket, id)).await;
     let mut marks = std::collections::BTreeMap::new();
     for (id, mark) in read {
         if let Some(mark) = mark? {

@@ -393,7 +393,8 @@ impl Compactor {
                     counter.with_label_values(&[key]);
                 }
             }
-            // What is left in all, beyond this iteration's first compaction of each group.
+            // The whole backlog, this iteration's compactions included (Thanos's progress
+            // gauges); this iteration runs each group's first plan.
             let (todo_compactions, todo_blocks) = groups
                 .values()
                 .map(|blocks| todo(&self.config.ranges, &view.no_compact, blocks))

@@ -237,10 +237,18 @@ impl SizeSummary {
     }
 
     fn observe(&self, labels: &[String; 3], value: f64) {
-        if let Ok(mut values) = self.values.lock() {
-            let entry = values.entry(labels.clone()).or_default();
-            entry.0 += 1;
-            entry.1 += value;
+        let Ok(mut values) = self.values.lock() else {
+            return;
+        };
+        // The labels are copied only for a new series.
+        match values.get_mut(labels) {
+            Some((count, sum)) => {
+                *count += 1;
+                *sum += value;
+            }
+            None => {
+                values.insert(labels.clone(), (1, value));
+            }
         }
     }
 }

@@ -45,7 +45,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Limit on a unary call, and on the wait for each frame of a `Series` stream.
     pub response_timeout: Option<Duration>,
-    /// Where calls are counted (`grpc_client_*`); nowhere when `None`.
+    /// Where calls are counted (`grpc_client_*`, see [`ClientOptions::with_metrics`]); when
+    /// `None` (tests), in metrics of the client's own that nothing exports.
     pub metrics: Option<GrpcMetrics>,
 }
 
@@ -57,6 +58,24 @@ impl Default for ClientOptions {
             response_timeout: None,
             metrics: None,
         }
+    }
+}
+
+impl ClientOptions {
+    /// The same options, counting calls in `registry`'s `grpc_client_*` metrics, with the
+    /// series of every StoreAPI method a client calls there from the start.
+    pub fn with_metrics(self, registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let metrics = GrpcMetrics::client(registry)?;
+        metrics.initialize(&[
+            "/thanos.info.Info/Info",
+            "/thanos.Store/Series",
+            "/thanos.Store/LabelNames",
+            "/thanos.Store/LabelValues",
+        ]);
+        Ok(Self {
+            metrics: Some(metrics),
+            ..self
+        })
     }
 }
 
