@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{Process, api_points, assert_same_points, close, instant_values, urlencode, without};
 use rthanos_testkit::openmetrics::{Spec, generate};
-use rthanos_testkit::{Prometheus, PromtoolBlocks};
+use rthanos_testkit::{Prometheus, PromtoolBlocks, time};
 use rthanos_tsdb::BlockMeta;
 
 /// The stack's first port: between the tests' own ports (10000-31999) and the ephemeral
@@ -37,6 +37,9 @@ const QUERY_HTTP: u16 = PORTS_FROM + 9;
 const COMPACT_HTTP: u16 = PORTS_FROM + 10;
 
 const HOUR: i64 = 3600;
+/// The test's whole time: every wait ends by it, before nextest's limit for this test (600s,
+/// .config/nextest.toml), so that a failure prints its message and the stack's logs.
+const BUDGET: Duration = Duration::from_secs(500);
 /// Hours of history before and after the 2d boundary the history straddles.
 const BEFORE: i64 = 50;
 const AFTER: i64 = 4;
@@ -71,7 +74,8 @@ impl Stack {
             script: Some(child),
             data: data.to_path_buf(),
         };
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let limit = Duration::from_secs(120);
+        let deadline = time::deadline_after(limit);
         let ready = || common::http_get(QUERY_HTTP, "/-/ready").is_some_and(|(s, _)| s == 200);
         while !ready() {
             let exited = stack
@@ -80,7 +84,8 @@ impl Stack {
                 .and_then(|script| script.try_wait().ok().flatten());
             assert!(
                 exited.is_none() && Instant::now() < deadline,
-                "the querier not ready within 120s (script exit: {exited:?})\n{}",
+                "the querier not ready {} (script exit: {exited:?})\n{}",
+                time::gave_up(limit, deadline),
                 stack.logs()
             );
             std::thread::sleep(Duration::from_millis(500));
@@ -89,11 +94,12 @@ impl Stack {
     }
 
     fn wait_for(&self, limit: Duration, what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + limit;
+        let deadline = time::deadline_after(limit);
         while !check() {
             assert!(
                 Instant::now() < deadline,
-                "{what}: not within {limit:?}\n{}",
+                "{what}: not {}\n{}",
+                time::gave_up(limit, deadline),
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(500));
@@ -154,10 +160,18 @@ impl Stack {
         assert!(status.success(), "restart {name}");
     }
 
-    /// SIGTERM to the script, which stops every component; all gone within a minute.
+    /// SIGTERM to the script, which stops every component (giving each its grace period
+    /// before SIGKILL); all must be gone within `grace`, by the test's deadline at the latest.
     fn stop(&mut self) {
+        let left = self.terminate(Duration::from_secs(180));
+        assert!(left.is_empty(), "still running after stop: {left:?}");
+    }
+
+    /// Stops the script and its components, waiting up to `grace`; kills what is left then
+    /// and returns its process IDs.
+    fn terminate(&mut self, grace: Duration) -> Vec<String> {
         let Some(mut script) = self.script.take() else {
-            return;
+            return Vec::new();
         };
         let pids: Vec<String> = std::fs::read_dir(self.data.join("run"))
             .map(|d| {
@@ -171,35 +185,28 @@ impl Stack {
         let _ = Command::new("kill")
             .args(["-TERM", &script.id().to_string()])
             .status();
-        // The script gives components their grace period (2m) before SIGKILL.
-        let deadline = Instant::now() + Duration::from_secs(180);
+        let deadline = time::deadline_after(grace);
         while script.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = script.kill();
         let _ = script.wait();
-        // Whatever is still running after the script's grace is killed, and reported.
-        let left: Vec<&String> = pids
-            .iter()
+        let left: Vec<String> = pids
+            .into_iter()
             .filter(|p| Path::new(&format!("/proc/{p}")).exists() && !zombie(p))
             .collect();
         for pid in &left {
             let _ = Command::new("kill").args(["-KILL", pid]).status();
         }
-        assert!(left.is_empty(), "still running after stop: {left:?}");
+        left
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // Stop without asserting again.
-            if let Some(mut script) = self.script.take() {
-                let _ = Command::new("kill")
-                    .args(["-TERM", &script.id().to_string()])
-                    .status();
-                let _ = script.wait();
-            }
+            // The failure is reported already: stop quickly, before the runner's kill.
+            self.terminate(Duration::from_secs(10));
             return;
         }
         self.stop();
@@ -267,15 +274,48 @@ fn settled(bucket: &Path) -> bool {
         })
 }
 
+/// The 2d boundary the history straddles, for a test run at `now` (Unix seconds): the latest
+/// one at least 6h back (the history ends 4h after it, so none of it is in the replicas'
+/// heads, and the 2d range before it is filled whole) that is not also a 14d boundary. Before
+/// a 14d boundary the 2d block and the 2h block ahead of it share a 14d range that is not the
+/// newest, and the compactor (as Thanos's planner) rightly merges them into one level-4 block;
+/// before any other 2d boundary the 2d block stays at level 3, which [`settled`] waits for
+/// (crates/compact/tests/planner_cycle.rs checks both against the planner's rules).
+fn history_boundary(now: i64) -> i64 {
+    let two_days = 48 * HOUR;
+    let latest = (now - 6 * HOUR).div_euclid(two_days) * two_days;
+    if latest.rem_euclid(14 * 24 * HOUR) == 0 {
+        latest - two_days
+    } else {
+        latest
+    }
+}
+
+#[test]
+fn the_history_never_straddles_a_14d_boundary() {
+    // Every hour of four weeks, among them 2026-12-03 to 2026-12-05 (the 2d boundary
+    // 2026-12-03T00:00Z is a 14d one).
+    let from = 1_796_256_000 - 14 * 24 * HOUR;
+    for hour in 0..28 * 24 {
+        let now = from + hour * HOUR;
+        let boundary = history_boundary(now);
+        assert_eq!(boundary.rem_euclid(48 * HOUR), 0, "{now}");
+        assert_ne!(boundary.rem_euclid(14 * 24 * HOUR), 0, "{now}");
+        assert!(
+            boundary + AFTER * HOUR <= now - 2 * HOUR,
+            "{now}: the history is too new"
+        );
+        assert!(
+            boundary >= now - 6 * HOUR - 4 * 24 * HOUR,
+            "{now}: the history is too old"
+        );
+    }
+}
+
 #[test]
 fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_prometheus() {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    // A 2d boundary at least 6h back: the history ends 2h before it, so none of it is in
-    // the replicas' heads, and the 2d range before it is filled whole.
-    let boundary = (now - 6 * HOUR) / (48 * HOUR) * (48 * HOUR);
+    time::set_budget(BUDGET);
+    let boundary = history_boundary(time::test_now_s());
     let start = boundary - BEFORE * HOUR;
     let complete = generate(&Spec {
         series: 6,

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rthanos_testkit::free_port;
+use rthanos_testkit::{free_port, time};
 
 /// A running `rthanos <component>`; killed when dropped.
 pub struct Process {
@@ -98,7 +98,7 @@ impl Process {
 
     /// Waits until `check` holds, polling every 100ms; panics with the log after `limit`.
     pub fn wait_for(&mut self, limit: Duration, what: &str, check: impl Fn(&Process) -> bool) {
-        let deadline = Instant::now() + limit;
+        let deadline = time::deadline_after(limit);
         loop {
             if check(self) {
                 return;
@@ -110,7 +110,8 @@ impl Process {
             }
             assert!(
                 Instant::now() < deadline,
-                "not {what} within {limit:?}:\n{}",
+                "not {what} {}:\n{}",
+                time::gave_up(limit, deadline),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -129,13 +130,17 @@ impl Process {
 
     /// Waits for the process to exit by itself; returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
+        let deadline = time::deadline_after(limit);
         let child = self.child.as_mut()?;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "still running after {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "still running: did not exit {}",
+                time::gave_up(limit, deadline)
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

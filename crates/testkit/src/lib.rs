@@ -5,6 +5,7 @@
 
 pub mod openmetrics;
 pub mod pki;
+pub mod time;
 pub use pki::Pki;
 
 use std::net::TcpListener;
@@ -39,11 +40,12 @@ pub fn free_port() -> u16 {
 
 /// Waits until something listens on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16, what: &str, limit: Duration) {
-    let deadline = Instant::now() + limit;
+    let deadline = time::deadline_after(limit);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "{what} did not listen on port {port} within {limit:?}"
+            "{what} did not listen on port {port} {}",
+            time::gave_up(limit, deadline)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -131,10 +133,10 @@ impl Dnsmasq {
         // Listening shows in /proc/net/udp as the address in little-endian hex, port 0035.
         let [a, b, c, d] = ip.octets();
         let socket = format!("{d:02X}{c:02X}{b:02X}{a:02X}:0035");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = time::deadline_after(Duration::from_secs(20));
         while !std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.contains(&socket)) {
             assert!(
-                std::time::Instant::now() < deadline,
+                Instant::now() < deadline,
                 "dnsmasq did not listen on {ip}:53 (it needs root)"
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -296,9 +298,14 @@ impl Prometheus {
             _config: config_dir,
         };
         wait_for_port(port, "prometheus", Duration::from_secs(60));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let limit = Duration::from_secs(60);
+        let deadline = time::deadline_after(limit);
         while !prometheus.ready() {
-            assert!(Instant::now() < deadline, "prometheus not ready within 60s");
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready {}",
+                time::gave_up(limit, deadline)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         prometheus
