@@ -602,77 +602,47 @@ fn a_killed_sidecar_completes_its_upload_and_meta_json_always_comes_last() {
     let tsdb = setup.data.path().to_path_buf();
     let blocks = local_blocks(&tsdb);
     assert!(blocks.len() >= 24, "{} blocks", blocks.len());
-    let bucket = tempfile::tempdir().expect("tmp");
-    let bucket_dir = bucket.path().to_path_buf();
-
-    // A watcher checks the invariant as often as it can while the uploads run.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let (stop, tsdb, bucket_dir, blocks) = (
-            std::sync::Arc::clone(&stop),
-            tsdb.clone(),
-            bucket_dir.clone(),
-            blocks.clone(),
-        );
-        std::thread::spawn(move || {
-            let expected: BTreeMap<String, Vec<(String, u64)>> = blocks
-                .iter()
-                .map(|id| {
-                    let files = block_files(&tsdb.join(id))
-                        .into_iter()
-                        .map(|rel| {
-                            let size = std::fs::metadata(tsdb.join(id).join(&rel))
-                                .expect("size")
-                                .len();
-                            (rel, size)
-                        })
-                        .collect();
-                    (id.clone(), files)
-                })
-                .collect();
-            let mut checks = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for (id, files) in &expected {
-                    if !bucket_dir.join(id).join("meta.json").exists() {
-                        continue;
-                    }
-                    for (rel, size) in files {
-                        let got = std::fs::metadata(bucket_dir.join(id).join(rel)).map(|m| m.len());
-                        assert_eq!(
-                            got.ok(),
-                            Some(*size),
-                            "{id}: meta.json visible before {rel} was complete"
-                        );
-                    }
-                }
-                checks += 1;
-            }
-            checks
-        })
-    };
-
-    let args = sidecar_args(&setup.prometheus, &tsdb, &[fs_objstore(&bucket_dir)]);
-    let mut sidecar = Process::start(&args);
-    // Polled tightly: a block takes milliseconds to upload.
-    let first = bucket_dir.join(&blocks[0]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !first.exists() {
+    // A kill must land while blocks are still to ship. The test thread polls tightly, but a
+    // busy machine may deschedule it for as long as all the uploads take: then it tries again
+    // on a fresh bucket, with the sidecar's record of shipped blocks removed.
+    let mut attempt = 0;
+    let (_bucket, bucket_dir, stop, watcher, args) = loop {
+        attempt += 1;
+        let bucket = tempfile::tempdir().expect("tmp");
+        let bucket_dir = bucket.path().to_path_buf();
+        let (stop, watcher) = watch_meta_json_comes_last(&tsdb, &bucket_dir, &blocks);
+        let args = sidecar_args(&setup.prometheus, &tsdb, &[fs_objstore(&bucket_dir)]);
+        let mut sidecar = Process::start(&args);
+        // Polled tightly: a block takes milliseconds to upload.
+        let first = bucket_dir.join(&blocks[0]);
+        let limit = Duration::from_secs(60);
+        let deadline = rthanos_testkit::time::deadline_after(limit);
+        while !first.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no upload started {}:\n{}",
+                rthanos_testkit::time::gave_up(limit, deadline),
+                sidecar.log()
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        sidecar.kill();
+        let shipped_before = blocks
+            .iter()
+            .filter(|id| bucket_dir.join(id).join("meta.json").exists())
+            .count();
+        if shipped_before < blocks.len() {
+            break (bucket, bucket_dir, stop, watcher, args);
+        }
         assert!(
-            std::time::Instant::now() < deadline,
-            "no upload started:\n{}",
-            sidecar.log()
+            attempt < 5,
+            "the kill came too late to test anything, {attempt} times"
         );
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    sidecar.kill();
-    let shipped_before = blocks
-        .iter()
-        .filter(|id| bucket_dir.join(id).join("meta.json").exists())
-        .count();
-    assert!(
-        shipped_before < blocks.len(),
-        "the kill came too late to test anything"
-    );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().expect("invariant held");
+        // The record may not be written yet.
+        let _ = std::fs::remove_file(tsdb.join("thanos.shipper.json"));
+    };
 
     let mut sidecar = Process::start(&args);
     sidecar.wait_for(Duration::from_secs(120), "all shipped", |_| {
@@ -714,4 +684,61 @@ fn uploads_without_external_labels_are_refused() {
         sidecar.log()
     );
     let _: PathBuf = bucket.path().to_path_buf();
+}
+
+/// A thread that checks, as often as it can until told to stop, that no block's meta.json is
+/// in the bucket before its other files are complete; it returns how many checks it made.
+fn watch_meta_json_comes_last(
+    tsdb: &Path,
+    bucket_dir: &Path,
+    blocks: &[String],
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, tsdb, bucket_dir, blocks) = (
+            std::sync::Arc::clone(&stop),
+            tsdb.to_path_buf(),
+            bucket_dir.to_path_buf(),
+            blocks.to_vec(),
+        );
+        std::thread::spawn(move || {
+            let expected: BTreeMap<String, Vec<(String, u64)>> = blocks
+                .iter()
+                .map(|id| {
+                    let files = block_files(&tsdb.join(id))
+                        .into_iter()
+                        .map(|rel| {
+                            let size = std::fs::metadata(tsdb.join(id).join(&rel))
+                                .expect("size")
+                                .len();
+                            (rel, size)
+                        })
+                        .collect();
+                    (id.clone(), files)
+                })
+                .collect();
+            let mut checks = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (id, files) in &expected {
+                    if !bucket_dir.join(id).join("meta.json").exists() {
+                        continue;
+                    }
+                    for (rel, size) in files {
+                        let got = std::fs::metadata(bucket_dir.join(id).join(rel)).map(|m| m.len());
+                        assert_eq!(
+                            got.ok(),
+                            Some(*size),
+                            "{id}: meta.json visible before {rel} was complete"
+                        );
+                    }
+                }
+                checks += 1;
+            }
+            checks
+        })
+    };
+    (stop, watcher)
 }
