@@ -481,6 +481,54 @@ fn retention_marks_exactly_the_expired_blocks() {
     assert!(expired > 0, "some blocks expired: {after:#?}");
 }
 
+/// Partial uploads (a block without meta.json): one whose ULID is younger than 48h may still
+/// be uploading and is left alone, however long nothing was written to it; an older one is
+/// marked for deletion and deleted after the delete delay, as any marked block.
+#[test]
+fn partial_uploads_are_marked_only_past_48h_and_deleted_after_the_delete_delay() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let bucket_dir = dir.path().join("bucket");
+    let yaml = filesystem_yaml(&bucket_dir);
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, &yaml).expect("objstore.yml");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let hour = 3_600_000;
+    let partial = |age_ms: u64| {
+        let id = ulid::Ulid::from_parts(now_ms - age_ms, 7).to_string();
+        let chunks = bucket_dir.join(&id).join("chunks");
+        std::fs::create_dir_all(&chunks).expect("chunks dir");
+        std::fs::write(chunks.join("000001"), b"half a block").expect("chunk file");
+        id
+    };
+    let young = partial(47 * hour);
+    let old = partial(49 * hour);
+    let data = dir.path().join("data");
+
+    let (code, log) = compact_once(&objstore, &data, &["--delete-delay=1h"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        bucket_dir.join(&young).join("chunks/000001").exists(),
+        "a partial upload younger than 48h was deleted:\n{log}"
+    );
+    assert!(!bucket_dir.join(&young).join("deletion-mark.json").exists());
+    assert!(
+        bucket_dir.join(&old).join("deletion-mark.json").exists(),
+        "the old partial upload is not marked:\n{log}"
+    );
+    assert!(
+        bucket_dir.join(&old).join("chunks/000001").exists(),
+        "deleted before the delete delay"
+    );
+
+    let (code, log) = compact_once(&objstore, &data, &["--delete-delay=0s"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!bucket_dir.join(&old).exists(), "not deleted:\n{log}");
+    assert!(bucket_dir.join(&young).join("chunks/000001").exists());
+}
+
 /// The compactor killed with SIGKILL at 20 points of its work, each time on a fresh copy
 /// of the same bucket, then run to its end: every time, the bucket holds every sample of the
 /// sources exactly once, in blocks that do not overlap, with no partial upload or marked

@@ -55,7 +55,8 @@ pub(crate) struct CompactArgs {
     )]
     pub(crate) wait_interval: PromDuration,
     /// Minimum age of fresh (non-compacted) blocks before they are being processed. Malformed
-    /// blocks older than the maximum of consistency-delay and 48h0m0s will be removed.
+    /// blocks older than the maximum of consistency-delay and 48h0m0s will be removed (marked
+    /// for deletion, then deleted after --delete-delay).
     #[arg(
         id = "consistency-delay",
         long = "consistency-delay",

@@ -30,6 +30,10 @@ use crate::plan::{group_key, groups, overlapping, plan, todo};
 /// Sources of blocks that are complete when they appear: the consistency delay is waived.
 const TRUSTED_SOURCES: [&str; 3] = ["compactor", "bucket.repair", "bucket.rewrite"];
 
+/// How old a block without meta.json must be (by its ULID) before it is taken for an
+/// abandoned upload and marked for deletion: Thanos's `PartialUploadThresholdAge`.
+pub const PARTIAL_UPLOAD_THRESHOLD_AGE: Duration = Duration::from_secs(48 * 3600);
+
 /// Retention per resolution; zero keeps blocks forever.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Retention {
@@ -722,49 +726,84 @@ impl Compactor {
         Ok(())
     }
 
-    /// Deletes blocks marked longer ago than the delete delay, and partial uploads nothing
-    /// was written to for longer than the consistency delay. Failures are counted and left
-    /// for the next cleanup.
+    /// Marks for deletion the partial uploads that are old enough to be abandoned, then
+    /// deletes the blocks marked longer ago than the delete delay. Failures are counted and
+    /// left for the next cleanup.
     pub async fn cleanup(&self) -> Result<(), CompactError> {
+        // Records read before the view: a record of an upload that has finished since is
+        // gone by then, its block whole.
+        let own = self.unfinished_uploads().await;
         let view = self.view().await?;
-        let now_s = now_ms() / 1000;
-        let delay = i64::try_from(self.config.delete_delay.as_secs()).unwrap_or(i64::MAX);
-        let mut waiting = 0i64;
-        for (id, mark) in &view.marked {
-            if now_s.saturating_sub(mark.deletion_time) < delay {
-                waiting += 1;
-                continue;
-            }
-            self.delete(*id, "marked for deletion").await;
-        }
-        self.metrics.todo_deletion_blocks.set(waiting);
-        // A partial block goes once its ULID and its last write are both older than the
-        // consistency delay: an upload in progress keeps writing, one cut short does not.
-        let quiet = self.config.consistency_delay;
-        let quiet_ms = u64::try_from(quiet.as_millis()).unwrap_or(u64::MAX);
+        let mut marked: Vec<(ulid::Ulid, i64)> = view
+            .marked
+            .iter()
+            .map(|(id, mark)| (*id, mark.deletion_time))
+            .collect();
         for id in view
             .partial
             .iter()
             .filter(|id| !view.marked.contains_key(id))
         {
-            let created = id.timestamp_ms();
-            let age = u64::try_from(now_ms()).unwrap_or(0).saturating_sub(created);
-            if age < quiet_ms || self.is_uploading(*id) {
-                continue;
-            }
-            match self.bucket.last_write(&format!("{id}/")).await {
-                Ok(written) => {
-                    let idle =
-                        written.map_or(Duration::MAX, |t| t.elapsed().unwrap_or(Duration::ZERO));
-                    if idle >= quiet && !self.is_uploading(*id) {
-                        self.metrics.partial_deletions.inc();
-                        self.delete(*id, "partial upload abandoned").await;
-                    }
-                }
-                Err(e) => tracing::warn!(block = %id, err = %e, "cannot inspect partial block"),
+            let abandoned = if own.contains(id) {
+                !self.is_uploading(*id)
+            } else {
+                self.partial_upload_abandoned(*id).await
+            };
+            if abandoned {
+                self.metrics.partial_deletions.inc();
+                self.mark_for_deletion(*id, "partial upload", "partial upload abandoned")
+                    .await?;
+                marked.push((*id, now_ms() / 1000));
             }
         }
+        // Records of uploads that neither run nor left a partial block (the block is whole,
+        // marked, or gone).
+        for id in &own {
+            if !self.is_uploading(*id)
+                && (!view.partial.contains(id) || view.marked.contains_key(id))
+            {
+                remove_record(&self.upload_records().join(id.to_string())).await?;
+            }
+        }
+        let now_s = now_ms() / 1000;
+        let delay = i64::try_from(self.config.delete_delay.as_secs()).unwrap_or(i64::MAX);
+        let mut waiting = 0i64;
+        for (id, deletion_time) in marked {
+            if now_s.saturating_sub(deletion_time) < delay {
+                waiting += 1;
+                continue;
+            }
+            self.delete(id, "marked for deletion").await;
+        }
+        self.metrics.todo_deletion_blocks.set(waiting);
         Ok(())
+    }
+
+    /// Whether a block without meta.json is an upload that will never finish. As in Thanos,
+    /// only its ULID's age tells, and it must exceed [`PARTIAL_UPLOAD_THRESHOLD_AGE`] (or the
+    /// consistency delay, if longer): an object store shows no object of an upload still in
+    /// flight (an S3 multipart upload appears whole when it completes), so a large block
+    /// uploaded slowly looks idle for as long as its chunk files take. Beyond that, nothing
+    /// this process is uploading, and nothing written to within the consistency delay.
+    async fn partial_upload_abandoned(&self, id: ulid::Ulid) -> bool {
+        let threshold = PARTIAL_UPLOAD_THRESHOLD_AGE.max(self.config.consistency_delay);
+        let threshold_ms = u64::try_from(threshold.as_millis()).unwrap_or(u64::MAX);
+        let age = u64::try_from(now_ms())
+            .unwrap_or(0)
+            .saturating_sub(id.timestamp_ms());
+        if age <= threshold_ms || self.is_uploading(id) {
+            return false;
+        }
+        match self.bucket.last_write(&format!("{id}/")).await {
+            Ok(written) => {
+                let idle = written.map_or(Duration::MAX, |t| t.elapsed().unwrap_or(Duration::ZERO));
+                idle >= self.config.consistency_delay && !self.is_uploading(id)
+            }
+            Err(e) => {
+                tracing::warn!(block = %id, err = %e, "cannot inspect partial block");
+                false
+            }
+        }
     }
 
     /// Whether this process is uploading block `id` now (the cleanup running beside an
@@ -774,15 +813,41 @@ impl Compactor {
     }
 
     /// Uploads a block built here, known as in progress while it goes up (until the upload
-    /// ends, fails or is cancelled).
+    /// ends, fails or is cancelled). A record of it under `<data-dir>/uploads/` lasts until
+    /// the upload succeeds, so an upload cut short by a crash or an error is known as this
+    /// compactor's own, and cleaned at once rather than after
+    /// [`PARTIAL_UPLOAD_THRESHOLD_AGE`].
     async fn upload(&self, dir: &Path, meta: BlockMeta) -> Result<(), CompactError> {
-        let _in_progress = meta
-            .ulid
-            .parse()
-            .ok()
-            .map(|id| InProgress::new(&self.uploading, id));
+        let id: Option<ulid::Ulid> = meta.ulid.parse().ok();
+        let _in_progress = id.map(|id| InProgress::new(&self.uploading, id));
+        let record = id.map(|id| self.upload_records().join(id.to_string()));
+        if let Some(record) = &record {
+            write_record(record).await?;
+        }
         rthanos_block::upload_block(&self.bucket, dir, meta).await?;
+        if let Some(record) = &record {
+            remove_record(record).await?;
+        }
         Ok(())
+    }
+
+    /// Where the records of this compactor's unfinished uploads are.
+    fn upload_records(&self) -> PathBuf {
+        self.config.data_dir.join("uploads")
+    }
+
+    /// Blocks this compactor began to upload and did not finish, as its records say.
+    async fn unfinished_uploads(&self) -> BTreeSet<ulid::Ulid> {
+        let mut out = BTreeSet::new();
+        let Ok(mut entries) = tokio::fs::read_dir(self.upload_records()).await else {
+            return out;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.insert(id);
+            }
+        }
+        out
     }
 
     async fn delete(&self, id: ulid::Ulid, why: &str) {
@@ -796,6 +861,39 @@ impl Compactor {
                 self.metrics.block_cleanup_failures.inc();
             }
         }
+    }
+}
+
+/// Writes an empty record file (and its directory), synced so that it outlives a crash.
+async fn write_record(path: &Path) -> Result<(), CompactError> {
+    let io = |source| rthanos_tsdb::TsdbError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    }
+    let file = tokio::fs::File::create(path).await.map_err(io)?;
+    file.sync_all().await.map_err(io)?;
+    if let Some(dir) = path.parent() {
+        tokio::fs::File::open(dir)
+            .await
+            .map_err(io)?
+            .sync_all()
+            .await
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+async fn remove_record(path: &Path) -> Result<(), CompactError> {
+    match tokio::fs::remove_file(path).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(rthanos_tsdb::TsdbError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 

@@ -12,7 +12,9 @@ pub mod merge;
 pub mod metrics;
 pub mod plan;
 
-pub use compactor::{Compactor, CompactorConfig, Retention, TimeWindow};
+pub use compactor::{
+    Compactor, CompactorConfig, PARTIAL_UPLOAD_THRESHOLD_AGE, Retention, TimeWindow,
+};
 
 /// Errors of the compactor.
 #[derive(Debug, thiserror::Error)]
