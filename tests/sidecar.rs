@@ -742,3 +742,144 @@ fn watch_meta_json_comes_last(
     };
     (stop, watcher)
 }
+
+/// A large block shipped slowly to S3 (through a slow link to moto) while the compactor cleans
+/// the same bucket every second: nothing of the upload in flight is deleted, and the block ends
+/// up whole and served by a store gateway. (Before, a block without meta.json idle for the
+/// consistency delay was deleted under the upload.)
+#[test]
+fn a_slow_upload_to_s3_survives_the_compactors_cleanup() {
+    let moto = rthanos_testkit::Moto::start();
+    moto.create_bucket("thanos");
+    let link = rthanos_testkit::SlowLink::start(moto.port, 256 * 1024);
+    // Many short series: an index larger than the chunks, so that the block is partial (its
+    // chunks in the bucket, its index on the way) for seconds.
+    let spec = Spec {
+        series: 4000,
+        samples: 30,
+        interval: 240,
+        ..Spec::default()
+    };
+    let setup = setup(&spec, EXTERNAL);
+    let tsdb = setup.data.path();
+    let blocks = local_blocks(tsdb);
+    let bytes: u64 = blocks
+        .iter()
+        .flat_map(|id| {
+            block_files(&tsdb.join(id))
+                .into_iter()
+                .map(move |rel| tsdb.join(id).join(rel))
+        })
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(
+        bytes > 2 << 20,
+        "blocks of {bytes} bytes ship too fast to test anything"
+    );
+
+    let direct = moto.objstore_yaml("thanos");
+    let data = tempfile::tempdir().expect("tmp");
+    let mut compact = Process::start(&[
+        "compact".to_string(),
+        format!("--objstore.config={direct}"),
+        format!("--data-dir={}", data.path().display()),
+        "--wait".to_string(),
+        "--wait-interval=1s".to_string(),
+        "--compact.cleanup-interval=1s".to_string(),
+        "--consistency-delay=0s".to_string(),
+        "--delete-delay=0s".to_string(),
+    ]);
+    compact.wait_ready(Duration::from_secs(60));
+
+    let slow = rthanos_testkit::s3_objstore_yaml(link.port, "thanos");
+    let sidecar = Process::start(&sidecar_args(
+        &setup.prometheus,
+        tsdb,
+        &[format!("--objstore.config={slow}")],
+    ));
+    // Every object of the upload, once it has appeared, stays until the upload is done; the
+    // compactor goes through its iterations (each with a cleanup) meanwhile.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let bucket =
+        rthanos_objstore::Bucket::from_yaml(&direct, &prometheus::Registry::new()).expect("bucket");
+    let iterations = |p: &Process| p.metric("thanos_compact_iterations_total").unwrap_or(0.0);
+    let mut seen: Vec<String> = Vec::new();
+    let mut iterations_while_partial = 0.0;
+    let limit = Duration::from_secs(120);
+    let deadline = rthanos_testkit::time::deadline_after(limit);
+    let mut partial_since = None;
+    while sidecar.metric("thanos_shipper_uploads_total") != Some(blocks.len() as f64) {
+        let now: Vec<String> = runtime
+            .block_on(bucket.iter("", true))
+            .expect("list the bucket");
+        for object in &seen {
+            assert!(
+                now.contains(object),
+                "{object} deleted during the upload:\n{}",
+                compact.log()
+            );
+        }
+        let partial = blocks.iter().any(|id| {
+            now.iter().any(|o| o.starts_with(&format!("{id}/")))
+                && !now.contains(&format!("{id}/meta.json"))
+        });
+        let count = iterations(&compact);
+        // Iterations between two looks that both saw a partial block ran while it was.
+        if partial {
+            if let Some(then) = partial_since {
+                iterations_while_partial += count - then;
+            }
+            partial_since = Some(count);
+        } else {
+            partial_since = None;
+        }
+        seen = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not shipped {}:\n{}",
+            rthanos_testkit::time::gave_up(limit, deadline),
+            sidecar.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Had a cleanup taken a partial block for abandoned, the objects seen above would have
+    // gone, or the blocks checked below would miss files.
+    assert!(
+        iterations_while_partial >= 1.0,
+        "the compactor ran no iteration while a block was partial"
+    );
+    assert_eq!(
+        compact.metric("thanos_compact_aborted_partial_uploads_deletion_attempts_total"),
+        Some(0.0)
+    );
+
+    // Whole, and served: a store gateway on the bucket loads every block, and its data is
+    // what the sidecar had.
+    assert_eq!(common::shipped_record(tsdb), blocks);
+    for id in &blocks {
+        for rel in block_files(&tsdb.join(id)) {
+            let got = runtime
+                .block_on(bucket.get(&format!("{id}/{rel}")))
+                .unwrap_or_else(|e| panic!("{id}/{rel}: {e}"));
+            if rel != "meta.json" {
+                assert_eq!(
+                    got.len() as u64,
+                    std::fs::metadata(tsdb.join(id).join(&rel))
+                        .expect("local")
+                        .len(),
+                    "{id}/{rel}"
+                );
+            }
+        }
+    }
+    let store_data = tempfile::tempdir().expect("tmp");
+    let mut store = Process::start(&[
+        "store".to_string(),
+        format!("--objstore.config={direct}"),
+        format!("--data-dir={}", store_data.path().display()),
+    ]);
+    store.wait_for(Duration::from_secs(60), "every block loaded", |p| {
+        p.metric("thanos_bucket_store_blocks_loaded") == Some(blocks.len() as f64)
+    });
+}

@@ -1,6 +1,7 @@
 //! The real peers rthanos's tests run against, started on 127.0.0.1 and stopped when dropped:
 //! `moto_server` (a real S3 API), and TSDB blocks made by Prometheus's own `promtool` from
-//! generated OpenMetrics data. `scripts/test.sh` installs the programs; a test that cannot find
+//! generated OpenMetrics data; a slow loopback link ([`SlowLink`]) for uploads that take a
+//! while, and the tests' clock and time budgets ([`time`]). `scripts/test.sh` installs the programs; a test that cannot find
 //! one fails, saying how to get it, rather than passing without checking anything.
 
 pub mod openmetrics;
@@ -368,4 +369,78 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("copy file");
         }
     }
+}
+
+/// A slow network link on loopback: a TCP proxy to 127.0.0.1:`to` whose client-to-server
+/// direction carries at most `bytes_per_second` (for uploads that take a while, as to a
+/// distant object store). The answers come back at full speed. Stops accepting when dropped.
+pub struct SlowLink {
+    /// The port to connect to instead of `to`.
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowLink {
+    /// Starts the proxy on a free loopback port.
+    pub fn start(to: u16, bytes_per_second: usize) -> SlowLink {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the slow link");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                            continue;
+                        };
+                        let (Ok(client_out), Ok(server_in)) =
+                            (client.try_clone(), server.try_clone())
+                        else {
+                            continue;
+                        };
+                        std::thread::spawn(move || forward(client, server, bytes_per_second));
+                        std::thread::spawn(move || forward(server_in, client_out, usize::MAX));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        SlowLink { port, stop }
+    }
+}
+
+impl Drop for SlowLink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies `from` to `to` in slices of a twentieth of the rate, one every 50ms, until either
+/// side closes; then closes both directions.
+fn forward(mut from: std::net::TcpStream, mut to: std::net::TcpStream, bytes_per_second: usize) {
+    use std::io::{Read, Write};
+    let slice = (bytes_per_second / 20).clamp(1, 64 * 1024);
+    let mut buffer = vec![0u8; slice];
+    loop {
+        let started = Instant::now();
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+        if bytes_per_second != usize::MAX {
+            let due = Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
+            std::thread::sleep(due.saturating_sub(started.elapsed()));
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
