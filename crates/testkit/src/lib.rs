@@ -1,8 +1,9 @@
 //! The real peers rthanos's tests run against, started on 127.0.0.1 and stopped when dropped:
 //! `moto_server` (a real S3 API), and TSDB blocks made by Prometheus's own `promtool` from
 //! generated OpenMetrics data; a slow loopback link ([`SlowLink`]) for uploads that take a
-//! while, and the tests' clock and time budgets ([`time`]). `scripts/test.sh` installs the programs; a test that cannot find
-//! one fails, saying how to get it, rather than passing without checking anything.
+//! while, and the tests' clock and time budgets ([`time`]). `scripts/test.sh` installs the
+//! programs; a test that cannot find one fails, saying how to get it, rather than passing
+//! without checking anything.
 
 pub mod openmetrics;
 pub mod pki;
