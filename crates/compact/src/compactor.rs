@@ -866,24 +866,27 @@ impl Compactor {
 
 /// Writes an empty record file (and its directory), synced so that it outlives a crash.
 async fn write_record(path: &Path) -> Result<(), CompactError> {
-    let io = |source| rthanos_tsdb::TsdbError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(io)?;
-    }
-    let file = tokio::fs::File::create(path).await.map_err(io)?;
-    file.sync_all().await.map_err(io)?;
-    if let Some(dir) = path.parent() {
-        tokio::fs::File::open(dir)
-            .await
-            .map_err(io)?
-            .sync_all()
-            .await
-            .map_err(io)?;
-    }
-    Ok(())
+    let record = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let dir = record.parent().unwrap_or(Path::new("."));
+        rthanos_durable::create_dir_all(dir)?;
+        rthanos_durable::write_synced(&record, b"")?;
+        rthanos_durable::sync_dir(dir)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(rthanos_durable::DurableError {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })
+    })
+    .map_err(|e| {
+        rthanos_tsdb::TsdbError::Io {
+            path: e.path,
+            source: e.source,
+        }
+        .into()
+    })
 }
 
 async fn remove_record(path: &Path) -> Result<(), CompactError> {

@@ -146,8 +146,26 @@ impl Bucket {
         .await
     }
 
-    /// Writes an object whole, replacing any object of that name.
+    /// Writes an object whole, replacing any object of that name. On a FILESYSTEM bucket the
+    /// object is on disk, under its name, when this returns.
     pub async fn upload(&self, name: &str, data: Bytes) -> Result<(), BucketError> {
+        if let Some(root) = &self.local_root {
+            let target = root.join(name);
+            let write = async move {
+                tokio::task::spawn_blocking(move || {
+                    let staging = local_staging(&target);
+                    if let Some(parent) = target.parent() {
+                        rthanos_durable::create_dir_all(parent)?;
+                    }
+                    rthanos_durable::write_synced(&staging, &data)?;
+                    rthanos_durable::rename(&staging, &target)
+                })
+                .await
+                .map_err(|e| local_error(std::io::Error::other(e)))?
+                .map_err(|e| local_error(e.into()))
+            };
+            return self.observe(Operation::Upload, name, write, |_| 0).await;
+        }
         let path = Path::from(name);
         self.observe(
             Operation::Upload,
@@ -174,27 +192,27 @@ impl Bucket {
             // A FILESYSTEM bucket: the file is copied by the kernel, not through memory, and
             // appears whole (written aside, then renamed).
             let target = root.join(name);
-            let copy = async {
-                let local = |e: std::io::Error| object_store::Error::Generic {
-                    store: "local file",
-                    source: Box::new(e),
-                };
-                if let Some(parent) = target.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(local)?;
-                }
-                // `<name>#<digits>` is object_store's own staging name: listings skip it.
-                let mut staging = target.clone().into_os_string();
-                staging.push(format!("#{}", std::process::id()));
-                let staging = std::path::PathBuf::from(staging);
-                tokio::fs::copy(file, &staging).await.map_err(local)?;
-                // On disk before it has its name, so a power cut never shows a short file.
-                tokio::fs::File::open(&staging)
-                    .await
-                    .map_err(local)?
-                    .sync_all()
-                    .await
-                    .map_err(local)?;
-                tokio::fs::rename(&staging, &target).await.map_err(local)
+            let file = file.to_path_buf();
+            // On disk before it has its name, and its name on disk before the upload is
+            // done, so a power cut never shows a short file or loses an acknowledged one.
+            let copy = async move {
+                tokio::task::spawn_blocking(move || {
+                    let staging = local_staging(&target);
+                    if let Some(parent) = target.parent() {
+                        rthanos_durable::create_dir_all(parent)?;
+                    }
+                    std::fs::copy(&file, &staging).map_err(|source| {
+                        rthanos_durable::DurableError {
+                            path: staging.clone(),
+                            source,
+                        }
+                    })?;
+                    rthanos_durable::sync_file(&staging)?;
+                    rthanos_durable::rename(&staging, &target)
+                })
+                .await
+                .map_err(|e| local_error(std::io::Error::other(e)))?
+                .map_err(|e| local_error(e.into()))
             };
             return self.observe(Operation::Upload, name, copy, |_| 0).await;
         }
@@ -387,6 +405,21 @@ impl Bucket {
             Ok(names)
         };
         self.observe(Operation::Iter, dir, list, |_| 0).await
+    }
+}
+
+/// Where a FILESYSTEM bucket object is written before it takes its name: `<name>#<digits>`,
+/// object_store's own staging name, which listings skip.
+fn local_staging(target: &std::path::Path) -> std::path::PathBuf {
+    let mut staging = target.as_os_str().to_owned();
+    staging.push(format!("#{}", std::process::id()));
+    std::path::PathBuf::from(staging)
+}
+
+fn local_error(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "local file",
+        source: Box::new(e),
     }
 }
 

@@ -234,7 +234,8 @@ impl Shipper {
         }
     }
 
-    /// Writes the state file atomically (temporary file, then rename).
+    /// Writes the state file atomically and durably (a synced temporary file, renamed, its
+    /// directory synced).
     fn write_state(&self, uploaded: &[String]) -> Result<(), SidecarError> {
         let mut uploaded = uploaded.to_vec();
         uploaded.sort();
@@ -246,9 +247,7 @@ impl Shipper {
         let json = serde_json::to_vec_pretty(&state)
             .map_err(|e| SidecarError::Upload(format!("shipper state: {e}")))?;
         let path = self.dir.join(SHIPPER_STATE_FILE);
-        let tmp = self.dir.join(format!("{SHIPPER_STATE_FILE}.tmp"));
-        std::fs::write(&tmp, json).map_err(|e| io_error(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+        rthanos_durable::write_file(&path, &json).map_err(|e| io_error(&e.path, e.source))
     }
 
     /// Removes leftovers of uploads a crash interrupted.

@@ -75,6 +75,10 @@ fn create(path: &Path) -> Result<Counted<BufWriter<File>>, TsdbError> {
     })
 }
 
+fn durable_error(e: rthanos_durable::DurableError) -> TsdbError {
+    TsdbError::io(&e.path, e.source)
+}
+
 fn finish_file(w: Counted<BufWriter<File>>) -> Result<(), TsdbError> {
     let path = w.path;
     let file = w
@@ -132,7 +136,7 @@ impl BlockWriter {
         let ulid = ulid::Ulid::new();
         let final_dir = parent.join(ulid.to_string());
         let tmp_dir = parent.join(format!("{ulid}.tmp-for-creation"));
-        std::fs::create_dir_all(tmp_dir.join("chunks")).map_err(|e| TsdbError::io(&tmp_dir, e))?;
+        rthanos_durable::create_dir_all(&tmp_dir.join("chunks")).map_err(durable_error)?;
         let mut index = create(&tmp_dir.join("index"))?;
         index.write(&INDEX_MAGIC.to_be_bytes())?;
         index.write(&[INDEX_VERSION_2])?;
@@ -436,10 +440,13 @@ impl BlockWriter {
             thanos,
             extra: Default::default(),
         };
-        let meta_path = self.tmp_dir.join("meta.json");
-        std::fs::write(&meta_path, meta.to_json()?).map_err(|e| TsdbError::io(&meta_path, e))?;
-        std::fs::rename(&self.tmp_dir, &self.final_dir)
-            .map_err(|e| TsdbError::io(&self.final_dir, e))?;
+        // Every file on disk, then the names in the block's directories, then the block's
+        // name: after a crash the block is whole under its name, or not there.
+        rthanos_durable::write_synced(&self.tmp_dir.join("meta.json"), &meta.to_json()?)
+            .map_err(durable_error)?;
+        rthanos_durable::sync_dir(&self.tmp_dir.join("chunks")).map_err(durable_error)?;
+        rthanos_durable::sync_dir(&self.tmp_dir).map_err(durable_error)?;
+        rthanos_durable::rename(&self.tmp_dir, &self.final_dir).map_err(durable_error)?;
         Ok(meta)
     }
 }

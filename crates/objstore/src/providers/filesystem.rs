@@ -38,7 +38,7 @@ impl FilesystemConfig {
             field: "config.directory".into(),
             reason: format!("{}: {e}", dir.display()),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| invalid(&e))?;
+        rthanos_durable::create_dir_all(&dir).map_err(|e| invalid(&e))?;
         // Deleting a block's last file removes its now-empty directory, as Thanos's FILESYSTEM
         // bucket does, so a deleted block leaves nothing behind.
         let store = LocalFileSystem::new_with_prefix(&dir)
