@@ -112,9 +112,7 @@ async fn require_basic_auth(State(auth): State<BasicAuth>, req: Request, next: N
                 .map(|(u, p)| (u.to_string(), p.to_string()))
         });
     let allowed = match credentials {
-        Some((user, password)) => tokio::task::spawn_blocking(move || auth.check(&user, &password))
-            .await
-            .unwrap_or(false),
+        Some((user, password)) => auth.allows(&user, &password).await,
         None => false,
     };
     if allowed {

@@ -2,9 +2,9 @@
 //! HTTP endpoints behind TLS and basic auth. Relative file paths are resolved against the
 //! directory of the configuration file, as exporter-toolkit does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -202,10 +202,7 @@ impl WebConfig {
 
     /// The basic-auth checker, if users are configured.
     pub fn basic_auth(&self) -> Option<BasicAuth> {
-        (!self.basic_auth_users.is_empty()).then(|| BasicAuth {
-            users: Arc::new(self.basic_auth_users.clone()),
-            verified: Arc::new(Mutex::new(HashSet::new())),
-        })
+        (!self.basic_auth_users.is_empty()).then(|| BasicAuth::new(self.basic_auth_users.clone()))
     }
 }
 
@@ -285,41 +282,115 @@ fn load_certs(
     Ok(certs)
 }
 
-/// Checks `Authorization: Basic` credentials against bcrypt hashes. Successful checks are
-/// remembered, as exporter-toolkit does, because bcrypt is deliberately slow.
-#[derive(Clone, Debug)]
+/// Checks `Authorization: Basic` credentials against bcrypt hashes, which are deliberately
+/// slow, without letting clients turn that into a way to burn CPU or to find user names:
+/// - each distinct credential is verified once and its outcome, success or failure, cached
+///   (up to [`BasicAuth::CACHE_CAPACITY`] credentials, by a SHA-256 digest, never in clear);
+/// - verifications run one at a time, off the async threads, however many clients try;
+/// - an unknown user is verified against a hash of the same cost as the configured users'.
+#[derive(Clone)]
 pub struct BasicAuth {
     users: Arc<BTreeMap<String, String>>,
-    verified: Arc<Mutex<HashSet<(String, String)>>>,
+    outcomes: moka::sync::Cache<[u8; 32], bool>,
+    verifying: Arc<tokio::sync::Semaphore>,
+    dummy_hash: Arc<std::sync::OnceLock<String>>,
+    /// Verifications run, and the most that ran at once (for tests of the above).
+    verifications: Arc<std::sync::atomic::AtomicU64>,
+    running: Arc<std::sync::atomic::AtomicI64>,
+    most_running: Arc<std::sync::atomic::AtomicI64>,
 }
 
-impl BasicAuth {
-    /// Whether `user` with `password` may pass. Runs bcrypt on a cache miss: call it off the
-    /// async threads.
-    pub fn check(&self, user: &str, password: &str) -> bool {
-        let Some(hash) = self.users.get(user) else {
-            // Spend the same time as for a known user, so user names cannot be probed by timing.
-            let _ = bcrypt::verify(password, dummy_hash());
-            return false;
-        };
-        let key = (user.to_string(), password.to_string());
-        if let Ok(cache) = self.verified.lock()
-            && cache.contains(&key)
-        {
-            return true;
-        }
-        let ok = bcrypt::verify(password, hash).unwrap_or(false);
-        if ok && let Ok(mut cache) = self.verified.lock() {
-            cache.insert(key);
-        }
-        ok
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
-/// A bcrypt hash at the default cost, made once, to check unknown users against.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| bcrypt::hash("rthanos", bcrypt::DEFAULT_COST).unwrap_or_default())
+impl BasicAuth {
+    /// How many credentials' outcomes are remembered.
+    pub const CACHE_CAPACITY: u64 = 4096;
+
+    fn new(users: BTreeMap<String, String>) -> Self {
+        Self {
+            users: Arc::new(users),
+            outcomes: moka::sync::Cache::new(Self::CACHE_CAPACITY),
+            verifying: Arc::new(tokio::sync::Semaphore::new(1)),
+            dummy_hash: Arc::new(std::sync::OnceLock::new()),
+            verifications: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            running: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            most_running: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        }
+    }
+
+    /// Whether `user` with `password` may pass.
+    pub async fn allows(&self, user: &str, password: &str) -> bool {
+        let key = self.key(user, password);
+        if let Some(ok) = self.outcomes.get(&key) {
+            return ok;
+        }
+        let Ok(_turn) = self.verifying.acquire().await else {
+            return false;
+        };
+        // Another request may have verified the same credential while this one waited.
+        if let Some(ok) = self.outcomes.get(&key) {
+            return ok;
+        }
+        let auth = self.clone();
+        let (user, password) = (user.to_string(), password.to_string());
+        let ok = tokio::task::spawn_blocking(move || auth.verify(&user, &password))
+            .await
+            .unwrap_or(false);
+        self.outcomes.insert(key, ok);
+        ok
+    }
+
+    /// bcrypt on a credential, against the dummy hash for an unknown user.
+    fn verify(&self, user: &str, password: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_running.fetch_max(running, Ordering::SeqCst);
+        let ok = match self.users.get(user) {
+            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            None => {
+                let _ = bcrypt::verify(password, self.dummy_hash());
+                false
+            }
+        };
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        ok
+    }
+
+    /// A hash to check unknown users against, at the highest cost among the users' hashes
+    /// (made once, when first needed), so that an unknown user costs what a known one does.
+    fn dummy_hash(&self) -> &str {
+        self.dummy_hash.get_or_init(|| {
+            let cost = self
+                .users
+                .values()
+                .filter_map(|h| h.parse::<bcrypt::HashParts>().ok())
+                .map(|p| p.get_cost())
+                .max()
+                .unwrap_or(bcrypt::DEFAULT_COST);
+            bcrypt::hash("rthanos: no such user", cost).unwrap_or_default()
+        })
+    }
+
+    /// The cache key of a credential: a digest of the user, the password and the user's
+    /// hash (so a changed configuration never meets an old outcome).
+    fn key(&self, user: &str, password: &str) -> [u8; 32] {
+        let hash = self.users.get(user).map_or("", String::as_str);
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        for part in [user, password, hash] {
+            context.update(&(part.len() as u64).to_be_bytes());
+            context.update(part.as_bytes());
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(context.finish().as_ref());
+        key
+    }
 }
 
 #[cfg(test)]
@@ -345,16 +416,79 @@ mod tests {
         assert!(err.to_string().contains("min_version"), "{err}");
     }
 
-    #[test]
-    fn basic_auth_checks_bcrypt() {
-        let hash = bcrypt::hash("secret", 4).expect("hash");
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn alice(cost: u32) -> BasicAuth {
+        let hash = bcrypt::hash("secret", cost).expect("hash");
         let config =
             WebConfig::parse(&format!("basic_auth_users:\n  alice: '{hash}'\n")).expect("parse");
-        let auth = config.basic_auth().expect("auth on");
-        assert!(auth.check("alice", "secret"));
-        assert!(auth.check("alice", "secret"), "cached");
-        assert!(!auth.check("alice", "wrong"));
-        assert!(!auth.check("bob", "secret"));
+        config.basic_auth().expect("auth on")
+    }
+
+    fn verifications(auth: &BasicAuth) -> u64 {
+        auth.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[test]
+    fn basic_auth_checks_bcrypt() {
+        let auth = alice(4);
+        runtime().block_on(async {
+            assert!(auth.allows("alice", "secret").await);
+            assert!(!auth.allows("alice", "wrong").await);
+            assert!(!auth.allows("bob", "secret").await);
+            assert!(!auth.allows("", "").await);
+        });
+    }
+
+    #[test]
+    fn each_credential_is_verified_once_success_or_failure() {
+        let auth = alice(4);
+        runtime().block_on(async {
+            for _ in 0..5 {
+                assert!(auth.allows("alice", "secret").await);
+                assert!(!auth.allows("alice", "wrong").await);
+                assert!(!auth.allows("mallory", "guess").await);
+            }
+        });
+        assert_eq!(verifications(&auth), 3);
+    }
+
+    #[test]
+    fn verifications_run_one_at_a_time() {
+        let auth = alice(6);
+        runtime().block_on(async {
+            // Distinct wrong passwords from many clients at once.
+            let tasks: Vec<_> = (0..16)
+                .map(|i| {
+                    let auth = auth.clone();
+                    tokio::spawn(async move { auth.allows("alice", &format!("guess {i}")).await })
+                })
+                .collect();
+            for task in tasks {
+                assert!(!task.await.expect("task"));
+            }
+        });
+        assert_eq!(verifications(&auth), 16);
+        assert_eq!(
+            auth.most_running.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+    }
+
+    #[test]
+    fn an_unknown_user_costs_what_a_known_one_does() {
+        for cost in [4, 5] {
+            let auth = alice(cost);
+            let dummy: bcrypt::HashParts = auth.dummy_hash().parse().expect("a bcrypt hash");
+            assert_eq!(dummy.get_cost(), cost);
+        }
     }
 
     #[test]
