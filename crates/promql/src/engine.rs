@@ -333,8 +333,8 @@ impl Engine {
         query: &str,
         t: i64,
     ) -> Result<Value, QueryError> {
-        let expr = crate::parse::parse_query(query)?;
-        let val = self.run(storage, &expr, t, t, 0).await?;
+        let expr = Arc::new(crate::parse::parse_query(query)?);
+        let val = self.run(storage, expr, t, t, 0).await?;
         Ok(match val {
             Val::Scalar(v) => Value::Scalar { t, v: v[0] },
             Val::String(s) => Value::String { t, s },
@@ -373,7 +373,7 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let expr = crate::parse::parse_query(query)?;
+        let expr = Arc::new(crate::parse::parse_query(query)?);
         let kind = expr.value_type();
         if kind != promql_parser::parser::value::ValueType::Scalar
             && kind != promql_parser::parser::value::ValueType::Vector
@@ -392,24 +392,31 @@ impl Engine {
             return Err(QueryError::TooManySamples("query execution"));
         }
         let steps = step_times(start, end, step);
-        let val = self.run(storage, &expr, start, end, step).await?;
+        let val = self.run(storage, expr, start, end, step).await?;
         Ok(Value::Matrix(to_matrix(val, &steps)))
     }
 
+    /// Selects the data of `expr` (on the caller's task) and evaluates it on a blocking
+    /// thread, so that a long evaluation never holds an async worker: probes, gRPC health and
+    /// other requests go on being answered while heavy queries run. The selected data is
+    /// keyed by the address of its selector in `expr`, which the `Arc` keeps in place.
     async fn run(
         &self,
         storage: &dyn Queryable,
-        expr: &Expr,
+        expr: Arc<Expr>,
         start: i64,
         end: i64,
         step: i64,
     ) -> Result<Val, QueryError> {
         let deadline = Instant::now() + self.options.timeout;
         // A slot first; the wait counts against the query's timeout, as in Prometheus.
-        let _slot = tokio::time::timeout(self.options.timeout, self.slots.acquire())
-            .await
-            .map_err(|_| QueryError::Timeout("query queue"))?
-            .map_err(|_| QueryError::Timeout("query queue"))?;
+        let slot = tokio::time::timeout(
+            self.options.timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await
+        .map_err(|_| QueryError::Timeout("query queue"))?
+        .map_err(|_| QueryError::Timeout("query queue"))?;
         // Zero means the default, as Prometheus's engine reads it.
         let lookback = match millis(&self.options.lookback_delta) {
             0 => 300_000,
@@ -425,7 +432,7 @@ impl Engine {
             func: None,
             grouping: None,
         };
-        collect(expr, &walk, &mut fetches);
+        collect(&expr, &walk, &mut fetches);
         let mut data = HashMap::new();
         for fetch in fetches {
             let matchers = selector_matchers(fetch.node)?;
@@ -444,16 +451,27 @@ impl Engine {
         } else {
             step_times(start, end, step)
         };
-        let ctx = Ctx {
-            steps,
-            lookback,
-            query_start: start,
-            query_end: end,
-            data: &data,
-            options: &self.options,
-            deadline,
-        };
-        eval(expr, &ctx)
+        let options = self.options.clone();
+        // The slot goes with the evaluation: a caller that gives up does not free it while
+        // the evaluation still runs (to its deadline).
+        let evaluation = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let ctx = Ctx {
+                steps,
+                lookback,
+                query_start: start,
+                query_end: end,
+                data: &data,
+                options: &options,
+                deadline,
+            };
+            eval(&expr, &ctx)
+        });
+        match evaluation.await {
+            Ok(result) => result,
+            // A panic in the evaluation is the query's error, not the process's end.
+            Err(e) => exec_err(format!("query evaluation failed: {e}")),
+        }
     }
 }
 

@@ -373,3 +373,39 @@ async fn range_function_series_must_differ_whatever_their_steps() {
         "vector cannot contain metrics with the same labelset"
     );
 }
+
+/// Evaluation runs off the async worker threads: on a runtime with one thread, a task that
+/// only waits a moment (as a probe's handler does) finishes while a heavy query is still
+/// being evaluated, not after it.
+#[test]
+fn evaluation_leaves_the_async_threads_free() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let data = storage(2_000, 1_000);
+    let engine = Engine::new(EngineOptions::default());
+    runtime.block_on(async {
+        let probe = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            std::time::Instant::now()
+        });
+        let value = engine
+            .range_query(
+                &data,
+                "sum by (i) (rate(m[5m])) / on (i) count by (i) (m)",
+                0,
+                15_000_000,
+                15_000,
+            )
+            .await
+            .expect("query");
+        let evaluated = std::time::Instant::now();
+        assert!(matches!(value, Value::Matrix(ref m) if m.len() == 2_000));
+        let answered = probe.await.expect("probe");
+        assert!(
+            answered < evaluated,
+            "the probe waited for the query's evaluation"
+        );
+    });
+}
