@@ -274,17 +274,12 @@ fn compacts_downsamples_and_keeps_every_sample(objstore_yaml: &str) {
     assert_eq!(metas(&bucket), after);
 }
 
-fn filesystem_yaml(dir: &Path) -> String {
-    format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        dir.display()
-    )
-}
-
 #[test]
 fn compaction_on_a_filesystem_bucket() {
     let dir = tempfile::tempdir().expect("tmp");
-    compacts_downsamples_and_keeps_every_sample(&filesystem_yaml(&dir.path().join("bucket")));
+    compacts_downsamples_and_keeps_every_sample(&common::filesystem_yaml(
+        &dir.path().join("bucket"),
+    ));
 }
 
 #[test]
@@ -301,7 +296,7 @@ fn compaction_on_s3() {
 #[test]
 fn replicas_halt_without_vertical_compaction_and_dedup_offline_with_it() {
     let dir = tempfile::tempdir().expect("tmp");
-    let yaml = filesystem_yaml(&dir.path().join("bucket"));
+    let yaml = common::filesystem_yaml(&dir.path().join("bucket"));
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
@@ -423,7 +418,7 @@ fn replicas_halt_without_vertical_compaction_and_dedup_offline_with_it() {
 #[test]
 fn retention_marks_exactly_the_expired_blocks() {
     let dir = tempfile::tempdir().expect("tmp");
-    let yaml = filesystem_yaml(&dir.path().join("bucket"));
+    let yaml = common::filesystem_yaml(&dir.path().join("bucket"));
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
@@ -488,7 +483,7 @@ fn retention_marks_exactly_the_expired_blocks() {
 fn partial_uploads_are_marked_only_past_48h_and_deleted_after_the_delete_delay() {
     let dir = tempfile::tempdir().expect("tmp");
     let bucket_dir = dir.path().join("bucket");
-    let yaml = filesystem_yaml(&bucket_dir);
+    let yaml = common::filesystem_yaml(&bucket_dir);
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let now_ms = std::time::SystemTime::now()
@@ -540,8 +535,11 @@ fn killed_at_any_point_the_compactor_loses_and_doubles_nothing() {
     let bucket_dir = dir.path().join("bucket");
     let sources = PromtoolBlocks::create(&generate(&spec(11)), "2h");
     let source_ids = {
-        let bucket = Bucket::from_yaml(&filesystem_yaml(&pristine), &prometheus::Registry::new())
-            .expect("bucket");
+        let bucket = Bucket::from_yaml(
+            &common::filesystem_yaml(&pristine),
+            &prometheus::Registry::new(),
+        )
+        .expect("bucket");
         common::upload_blocks(&bucket, &sources.data_dir(), &[("cluster", "eu1")])
     };
     let expected = {
@@ -552,7 +550,7 @@ fn killed_at_any_point_the_compactor_loses_and_doubles_nothing() {
         lines.sort();
         lines
     };
-    let yaml = filesystem_yaml(&bucket_dir);
+    let yaml = common::filesystem_yaml(&bucket_dir);
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");

@@ -351,10 +351,7 @@ fn start_component(args: &[String]) -> Started {
     let scratch = tempfile::tempdir().expect("tmp");
     let objstore = scratch.path().join("objstore.yml");
     std::fs::create_dir_all(scratch.path().join("bucket")).expect("bucket");
-    let objstore_yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        scratch.path().join("bucket").display()
-    );
+    let objstore_yaml = common::filesystem_yaml(&scratch.path().join("bucket"));
     std::fs::write(&objstore, &objstore_yaml).expect("objstore.yml");
     let (http_port, grpc_port) = (free_port(), free_port());
     let given: Vec<String> = args

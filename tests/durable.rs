@@ -159,13 +159,6 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn filesystem_yaml(dir: &Path) -> String {
-    format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        dir.display()
-    )
-}
-
 /// The compactor merges 2h blocks into larger ones (the block writer, then uploads to a
 /// FILESYSTEM bucket, then deletion marks on the sources): every rename into the bucket and
 /// every block made in its data directory is durable.
@@ -173,7 +166,7 @@ fn filesystem_yaml(dir: &Path) -> String {
 fn the_compactors_blocks_objects_and_marks_are_durable() {
     let dir = tempfile::tempdir().expect("tmp");
     let bucket_dir = dir.path().join("bucket");
-    let yaml = filesystem_yaml(&bucket_dir);
+    let yaml = common::filesystem_yaml(&bucket_dir);
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
     let sources = PromtoolBlocks::create(
         &generate(&Spec {
@@ -247,7 +240,7 @@ fn the_sidecars_uploads_and_shipper_record_are_durable() {
             "sidecar".to_string(),
             format!("--prometheus.url={}", prometheus.url()),
             format!("--tsdb.path={}", tsdb.path().display()),
-            format!("--objstore.config={}", filesystem_yaml(&bucket_dir)),
+            format!("--objstore.config={}", common::filesystem_yaml(&bucket_dir)),
         ],
     );
     let shipped = blocks.blocks.len() as f64;

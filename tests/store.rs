@@ -216,10 +216,7 @@ fn query_over_store_answers_as_prometheus_on_a_filesystem_bucket() {
     let bucket_dir = dir.path().join("bucket");
     std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
     let objstore = dir.path().join("objstore.yml");
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    );
+    let yaml = common::filesystem_yaml(&bucket_dir);
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
     let bucket = Bucket::from_yaml(&yaml, &prometheus::Registry::new()).expect("bucket");
     // promtool's blocks and one of our writer's, in the bucket and in Prometheus.
@@ -477,10 +474,7 @@ fn downsampled_blocks_are_served_by_resolution() {
     let dir = tempfile::tempdir().expect("tmp");
     let bucket_dir = dir.path().join("bucket");
     std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
-    let yaml = format!(
-        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-        bucket_dir.display()
-    );
+    let yaml = common::filesystem_yaml(&bucket_dir);
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
 

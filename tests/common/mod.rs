@@ -264,6 +264,14 @@ pub fn start_query<'a>(
     query
 }
 
+/// The objstore.yml of a FILESYSTEM bucket in `dir`.
+pub fn filesystem_yaml(dir: &std::path::Path) -> String {
+    format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.display()
+    )
+}
+
 /// Uploads every block of `data` to `bucket` as a sidecar ships it: chunks, index, then a
 /// meta.json with the `thanos` section (external labels, source, files).
 pub fn upload_blocks(
