@@ -486,6 +486,8 @@ fn partial_uploads_are_marked_only_past_48h_and_deleted_after_the_delete_delay()
     let yaml = common::filesystem_yaml(&bucket_dir);
     let objstore = dir.path().join("objstore.yml");
     std::fs::write(&objstore, &yaml).expect("objstore.yml");
+    // The compactor judges a partial upload's age by the clock, so the ULIDs are made from
+    // it: an hour either side of the 48h threshold, whatever the date.
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
