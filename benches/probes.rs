@@ -11,13 +11,15 @@
 mod common;
 #[path = "shared/dataset.rs"]
 mod dataset;
+#[path = "shared/stack.rs"]
+mod stack;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dataset::{START_S, data_dir, reqwest_blocking, urlencode};
-use rthanos_testkit::Prometheus;
+use dataset::{START_S, reqwest_blocking, urlencode};
+use stack::Stack;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -82,39 +84,8 @@ fn report(label: &str, probes: &[Vec<f64>; 3]) {
 }
 
 fn main() {
-    let data = data_dir().join("data");
-    let mut replicas = Vec::new();
-    let mut sidecars = Vec::new();
-    for name in ["a", "b"] {
-        let dir = tempfile::tempdir().expect("tmp");
-        rthanos_testkit::copy_dir(&data, dir.path());
-        let prometheus = Prometheus::start(
-            dir.path(),
-            &format!("global:\n  external_labels:\n    cluster: bench\n    replica: {name}\n"),
-        );
-        let mut sidecar = common::Process::start(&[
-            "sidecar".to_string(),
-            format!("--prometheus.url={}", prometheus.url()),
-            format!("--tsdb.path={}", dir.path().display()),
-            "--log.level=warn".to_string(),
-        ]);
-        sidecar.wait_ready(Duration::from_secs(120));
-        sidecars.push(sidecar);
-        replicas.push((dir, prometheus));
-    }
-    let mut args = vec![
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-        format!("--query.max-concurrent={CLIENTS}"),
-        "--log.level=warn".to_string(),
-    ];
-    args.extend(
-        sidecars
-            .iter()
-            .map(|s| format!("--endpoint={}", s.grpc_addr())),
-    );
-    let mut query = common::Process::start(&args);
-    query.wait_ready(Duration::from_secs(60));
+    let stack = Stack::start(&[format!("--query.max-concurrent={CLIENTS}")]);
+    let query = &stack.query;
     let (http_port, grpc) = (query.http_port, query.grpc_addr());
 
     println!("| load | probe | probes | p50 | p99 | max |");

@@ -10,11 +10,13 @@
 mod common;
 #[path = "shared/dataset.rs"]
 mod dataset;
+#[path = "shared/stack.rs"]
+mod stack;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use dataset::{START_S, data_dir, peak_rss_mib, reqwest_blocking, urlencode};
-use rthanos_testkit::Prometheus;
+use dataset::{START_S, peak_rss_mib, reqwest_blocking, urlencode};
+use stack::Stack;
 
 const QUERIES: &[&str] = &[
     "sum by (job) (rate(http_requests_total[5m]))",
@@ -47,39 +49,9 @@ fn median(mut times: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let data = data_dir().join("data");
-    let mut replicas = Vec::new();
-    let mut sidecars = Vec::new();
-    for name in ["a", "b"] {
-        let dir = tempfile::tempdir().expect("tmp");
-        rthanos_testkit::copy_dir(&data, dir.path());
-        let prometheus = Prometheus::start(
-            dir.path(),
-            &format!("global:\n  external_labels:\n    cluster: bench\n    replica: {name}\n"),
-        );
-        let mut sidecar = common::Process::start(&[
-            "sidecar".to_string(),
-            format!("--prometheus.url={}", prometheus.url()),
-            format!("--tsdb.path={}", dir.path().display()),
-            "--log.level=warn".to_string(),
-        ]);
-        sidecar.wait_ready(Duration::from_secs(120));
-        sidecars.push(sidecar);
-        replicas.push((dir, prometheus));
-    }
-    let mut args = vec![
-        "query".to_string(),
-        "--query.replica-label=replica".to_string(),
-        "--log.level=warn".to_string(),
-    ];
-    args.extend(
-        sidecars
-            .iter()
-            .map(|s| format!("--endpoint={}", s.grpc_addr())),
-    );
-    let mut query = common::Process::start(&args);
-    query.wait_ready(Duration::from_secs(60));
-    let prometheus_port = replicas[0].1.port;
+    let stack = Stack::start(&[]);
+    let (query, sidecars) = (&stack.query, &stack.sidecars);
+    let prometheus_port = stack.replicas[0].1.port;
 
     let runs = 5;
     println!(
