@@ -62,8 +62,9 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
             let mut order: Vec<Vec<usize>> = vec![Vec::new(); n];
             for step in 0..n {
                 let k = k[step];
+                // Prometheus's `convertibleToInt64`: up to the largest float below 2^63.
                 if k.is_nan()
-                    || !(-9.223_372_036_854_776e18..=9.223_372_036_854_776e18).contains(&k)
+                    || !(-9_223_372_036_854_775_808.0..=9_223_372_036_854_774_784.0).contains(&k)
                 {
                     return exec_err(format!("Scalar value {} overflows int64", format_value(k)));
                 }

@@ -13,6 +13,7 @@ use promql_parser::parser::{
 };
 use rthanos_model::{Labels, MatchType, Matcher};
 
+use crate::parse::ParsedQuery;
 use crate::storage::{Queryable, SelectHints, StorageError};
 use crate::value::{InstantSample, Sample, Series, Value, is_stale};
 
@@ -219,8 +220,11 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
         Some(AtModifier::At(t)) => Some(system_time_ms(t)),
     };
     let window = |at_time: Option<i64>, offset: i64| match at_time {
-        Some(t) => (t - offset, t - offset),
-        None => (walk.start - offset, walk.end - offset),
+        Some(t) => (t.saturating_sub(offset), t.saturating_sub(offset)),
+        None => (
+            walk.start.saturating_sub(offset),
+            walk.end.saturating_sub(offset),
+        ),
     };
     let hints = |start: i64, end: i64, range: i64| {
         let (grouping, by) = walk.grouping.clone().unwrap_or_default();
@@ -239,7 +243,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
             let (s, e) = window(at(&vs.at), offset_ms(&vs.offset));
             out.push(Fetch {
                 node: vs,
-                hints: hints(s - walk.lookback, e, 0),
+                hints: hints(s.saturating_sub(walk.lookback), e, 0),
             });
         }
         Expr::MatrixSelector(MatrixSelector { vs, range }) => {
@@ -247,7 +251,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
             let range = millis(range);
             out.push(Fetch {
                 node: vs,
-                hints: hints(s - range, e, range),
+                hints: hints(s.saturating_sub(range), e, range),
             });
         }
         Expr::Subquery(sq) => {
@@ -257,7 +261,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
                 .step
                 .as_ref()
                 .map_or(millis(&walk.options.default_subquery_step), millis);
-            let first = subquery_first_step(s - range, step.max(1));
+            let first = subquery_first_step(s.saturating_sub(range), step.max(1));
             let inner = Walk {
                 start: first,
                 end: e,
@@ -308,7 +312,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
 pub(crate) fn subquery_first_step(start: i64, step: i64) -> i64 {
     let aligned = start.div_euclid(step) * step;
     if aligned < start {
-        aligned + step
+        aligned.saturating_add(step)
     } else {
         aligned
     }
@@ -319,6 +323,17 @@ impl Engine {
     pub fn new(options: EngineOptions) -> Self {
         let slots = Arc::new(tokio::sync::Semaphore::new(options.max_concurrency.max(1)));
         Self { options, slots }
+    }
+
+    /// This engine (its concurrency slots shared) with a timeout of at most `timeout`: a
+    /// request's own `timeout` parameter. Zero makes every query time out at once.
+    pub fn with_timeout(&self, timeout: Duration) -> Engine {
+        let mut options = self.options.clone();
+        options.timeout = options.timeout.min(timeout);
+        Engine {
+            options,
+            slots: Arc::clone(&self.slots),
+        }
     }
 
     /// The options.
@@ -333,8 +348,8 @@ impl Engine {
         query: &str,
         t: i64,
     ) -> Result<Value, QueryError> {
-        let expr = Arc::new(crate::parse::parse_query(query)?);
-        let val = self.run(storage, expr, t, t, 0).await?;
+        let parsed = Arc::new(crate::parse::parse_query(query)?);
+        let val = self.run(storage, parsed, t, t, 0).await?;
         Ok(match val {
             Val::Scalar(v) => Value::Scalar { t, v: v[0] },
             Val::String(s) => Value::String { t, s },
@@ -373,18 +388,18 @@ impl Engine {
                 "end timestamp must not be before start time".into(),
             ));
         }
-        let expr = Arc::new(crate::parse::parse_query(query)?);
-        let kind = expr.value_type();
+        let parsed = Arc::new(crate::parse::parse_query(query)?);
+        let kind = parsed.on_stack(Expr::value_type);
         if kind != promql_parser::parser::value::ValueType::Scalar
             && kind != promql_parser::parser::value::ValueType::Vector
         {
-            return exec_err(format!(
+            return Err(QueryError::Parse(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 match kind {
                     promql_parser::parser::value::ValueType::Matrix => "range vector",
                     _ => "string",
                 }
-            ));
+            )));
         }
         if (end.saturating_sub(start) / step).saturating_add(1)
             > i64::try_from(self.options.max_samples).unwrap_or(i64::MAX)
@@ -392,22 +407,25 @@ impl Engine {
             return Err(QueryError::TooManySamples("query execution"));
         }
         let steps = step_times(start, end, step);
-        let val = self.run(storage, expr, start, end, step).await?;
+        let val = self.run(storage, parsed, start, end, step).await?;
         Ok(Value::Matrix(to_matrix(val, &steps)))
     }
 
     /// Selects the data of `expr` (on the caller's task) and evaluates it on a blocking
     /// thread, so that a long evaluation never holds an async worker: probes, gRPC health and
     /// other requests go on being answered while heavy queries run. The selected data is
-    /// keyed by the address of its selector in `expr`, which the `Arc` keeps in place.
+    /// keyed by the address of its selector in the expression, which the `Arc` keeps in place.
     async fn run(
         &self,
         storage: &dyn Queryable,
-        expr: Arc<Expr>,
+        parsed: Arc<ParsedQuery>,
         start: i64,
         end: i64,
         step: i64,
     ) -> Result<Val, QueryError> {
+        if self.options.timeout.is_zero() {
+            return Err(QueryError::Timeout("query queue"));
+        }
         let deadline = Instant::now() + self.options.timeout;
         // A slot first; the wait counts against the query's timeout, as in Prometheus.
         let slot = tokio::time::timeout(
@@ -432,7 +450,7 @@ impl Engine {
             func: None,
             grouping: None,
         };
-        collect(&expr, &walk, &mut fetches);
+        parsed.on_stack(|expr| collect(expr, &walk, &mut fetches));
         let mut data = HashMap::new();
         for fetch in fetches {
             let matchers = selector_matchers(fetch.node)?;
@@ -465,7 +483,7 @@ impl Engine {
                 options: &options,
                 deadline,
             };
-            eval(&expr, &ctx)
+            parsed.on_stack(|expr| eval(expr, &ctx))
         });
         match evaluation.await {
             Ok(result) => result,
@@ -683,7 +701,7 @@ pub(crate) fn eval_vector_selector(
         // The reference times never go back, so one cursor walks the samples.
         let mut idx = 0usize;
         for &step in &ctx.steps {
-            let reference = at.unwrap_or(step) - offset;
+            let reference = at.unwrap_or(step).saturating_sub(offset);
             // Last sample at or before the reference time.
             while idx < samples.len() && samples[idx].t <= reference {
                 idx += 1;
@@ -691,7 +709,7 @@ pub(crate) fn eval_vector_selector(
             let found = idx
                 .checked_sub(1)
                 .map(|i| samples[i])
-                .filter(|s| s.t >= reference - ctx.lookback && !is_stale(s.v));
+                .filter(|s| s.t >= reference.saturating_sub(ctx.lookback) && !is_stale(s.v));
             match found {
                 Some(s) => {
                     values.push(Some(s.v));
@@ -776,7 +794,12 @@ impl Windows<'_> {
             }
         };
         let WindowEnds { at, offset, range } = self.ends;
-        let bounds = window_bounds(&samples, steps, |step| at.unwrap_or(step) - offset, range);
+        let bounds = window_bounds(
+            &samples,
+            steps,
+            |step| at.unwrap_or(step).saturating_sub(offset),
+            range,
+        );
         Ok(Loaded { samples, bounds })
     }
 }
@@ -825,7 +848,7 @@ fn window_bounds(
         .iter()
         .map(|&step| {
             let hi = end(step);
-            let lo = hi - range;
+            let lo = hi.saturating_sub(range);
             while from < samples.len() && samples[from].t < lo {
                 from += 1;
             }
@@ -856,13 +879,21 @@ pub(crate) fn subquery_windows<'a>(
         .map_or(millis(&ctx.options.default_subquery_step), millis)
         .max(1);
     let (first_end, last_end) = match at {
-        Some(t) => (t - offset, t - offset),
+        Some(t) => (t.saturating_sub(offset), t.saturating_sub(offset)),
         None => (
-            ctx.steps.first().copied().unwrap_or(0) - offset,
-            ctx.steps.last().copied().unwrap_or(0) - offset,
+            ctx.steps
+                .first()
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(offset),
+            ctx.steps
+                .last()
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(offset),
         ),
     };
-    let start = subquery_first_step(first_end - range, step);
+    let start = subquery_first_step(first_end.saturating_sub(range), step);
     // Every inner step holds a value per series: refuse before allocating them.
     let count = (last_end.saturating_sub(start) / step).saturating_add(1);
     if count > i64::try_from(ctx.options.max_samples).unwrap_or(i64::MAX) {

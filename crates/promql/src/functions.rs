@@ -155,7 +155,7 @@ fn extrapolated_rate(
     }
     let first = samples[0];
     let last = samples[samples.len() - 1];
-    let range_start = range_end - range;
+    let range_start = range_end.saturating_sub(range);
     let mut result = last.v - first.v;
     if counter {
         let mut prev = first.v;
@@ -166,9 +166,9 @@ fn extrapolated_rate(
             prev = s.v;
         }
     }
-    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
-    let duration_to_end = (range_end - last.t) as f64 / 1000.0;
-    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
+    let mut duration_to_start = first.t.saturating_sub(range_start) as f64 / 1000.0;
+    let duration_to_end = range_end.saturating_sub(last.t) as f64 / 1000.0;
+    let sampled_interval = last.t.saturating_sub(first.t) as f64 / 1000.0;
     let average_between = sampled_interval / (samples.len() - 1) as f64;
     if counter && result > 0.0 && first.v >= 0.0 {
         let duration_to_zero = sampled_interval * (first.v / result);
@@ -207,7 +207,7 @@ fn instant_value(samples: &[Sample], per_second: bool) -> Option<f64> {
     } else {
         last.v - prev.v
     };
-    let interval = last.t - prev.t;
+    let interval = last.t.saturating_sub(prev.t);
     if interval == 0 {
         return None;
     }
@@ -228,7 +228,7 @@ fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
             const_y = false;
         }
         n += 1.0;
-        let x = (s.t - intercept_time) as f64 / 1000.0;
+        let x = s.t.saturating_sub(intercept_time) as f64 / 1000.0;
         (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
         (sum_y, c_y) = kahan_inc(s.v, sum_y, c_y);
         (sum_xy, c_xy) = kahan_inc(x * s.v, sum_xy, c_xy);

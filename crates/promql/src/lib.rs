@@ -20,6 +20,6 @@ mod storage;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryError};
-pub use parse::{parse_query, parse_selector, selectors};
+pub use parse::{MAX_DEPTH, ParsedQuery, parse_query, parse_selector, selectors};
 pub use storage::{MemoryStorage, Queryable, SelectHints, StorageError};
 pub use value::{DeferredSamples, InstantSample, Sample, Series, Value, XorChunk, format_value};

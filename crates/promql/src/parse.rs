@@ -1,5 +1,6 @@
 //! Parsing with `promql-parser`, held to what Prometheus 2.42 accepts.
 
+use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 
 use crate::engine::QueryError;
@@ -82,23 +83,101 @@ const FUNCTIONS_2_42: &[&str] = &[
 /// The name `promql-parser` knows Prometheus 2's `holt_winters` by.
 pub(crate) const HOLT_WINTERS_3X: &str = "double_exponential_smoothing";
 
+/// A parsed query, and the stack its depth needs. Parsing, walking, evaluating and dropping an
+/// expression recurse once per level of nesting, and Prometheus answers queries nested tens of
+/// thousands deep (slowly): each of those steps runs on a stack grown to the query's depth
+/// ([`ParsedQuery::on_stack`]), the drop included, so no query can overflow a thread's stack.
+pub struct ParsedQuery {
+    expr: Expr,
+    stack: usize,
+}
+
+impl ParsedQuery {
+    /// The expression.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// Runs `f`, which may recurse over the expression, on a stack deep enough for it.
+    pub fn on_stack<'a, R>(&'a self, f: impl FnOnce(&'a Expr) -> R) -> R {
+        on_stack(self.stack, || f(&self.expr))
+    }
+}
+
+impl Drop for ParsedQuery {
+    fn drop(&mut self) {
+        // Dropping a nested `Expr` recurses through its boxes.
+        let expr = std::mem::replace(&mut self.expr, Expr::from(0.0));
+        on_stack(self.stack, move || drop(expr));
+    }
+}
+
+impl std::fmt::Debug for ParsedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParsedQuery")
+            .field("stack", &self.stack)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stack for a query of `depth` levels at most: what one level costs on the deepest of the
+/// recursions (the evaluator's), measured by `deep_nesting_of_every_kind_evaluates`, twice
+/// over; debug builds' frames are several times larger.
+fn stack_for(depth: usize) -> usize {
+    const BASE: usize = 256 << 10;
+    const PER_LEVEL: usize = if cfg!(debug_assertions) {
+        24 << 10
+    } else {
+        8 << 10
+    };
+    BASE.saturating_add(depth.saturating_mul(PER_LEVEL))
+}
+
+/// Deepest nesting accepted: its stack (reserved address space, touched only as deep as a
+/// query goes) stays under 1 GiB in release builds. Prometheus 2.42 times out (after its
+/// default 2 minutes) on most queries this deep; rthanos refuses deeper ones at once with a
+/// parse error.
+pub const MAX_DEPTH: usize = 100_000;
+
+/// Runs `f` with at least `bytes` of stack left, on a new stack segment when this thread's is
+/// too short.
+pub(crate) fn on_stack<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(bytes, bytes, f)
+}
+
 /// Parses a query as Prometheus 2.42 would.
-pub fn parse_query(query: &str) -> Result<Expr, QueryError> {
+pub fn parse_query(query: &str) -> Result<ParsedQuery, QueryError> {
     let rewritten = rewrite_identifiers(query)?;
-    check_tokens_2x(&rewritten)?;
-    // The parser panics on some inputs (a duration beyond what it can hold): never let a query
-    // take the process down.
-    let parsed = std::panic::catch_unwind(|| parser::parse(&rewritten))
-        .unwrap_or_else(|_| Err("invalid promql query".to_string()));
-    let expr = parsed.map_err(|e| QueryError::Parse(with_position(query, &e)))?;
-    check_2x(&expr)?;
-    Ok(expr)
+    let depth = check_tokens_2x(&rewritten)?;
+    if depth > MAX_DEPTH {
+        return Err(QueryError::Parse(format!(
+            "1:1: parse error: query nested too deeply: at most {MAX_DEPTH} levels are accepted"
+        )));
+    }
+    let stack = stack_for(depth);
+    on_stack(stack, || {
+        // The parser panics on some inputs (a duration beyond what it can hold): never let a
+        // query take the process down. The token checks refuse every such input known; this
+        // is the last resort.
+        let parsed = std::panic::catch_unwind(|| parser::parse(&rewritten))
+            .unwrap_or_else(|_| Err("invalid promql query".to_string()));
+        let expr = parsed.map_err(|e| QueryError::Parse(with_position(query, &e)))?;
+        let parsed = ParsedQuery { expr, stack };
+        check_2x(parsed.expr())?;
+        Ok(parsed)
+    })
 }
 
 /// The matchers of a series selector (`match[]` of the metadata APIs), e.g. `up{job="a"}`.
 pub fn parse_selector(selector: &str) -> Result<Vec<rthanos_model::Matcher>, QueryError> {
-    match parse_query(selector)? {
-        Expr::VectorSelector(vs) => crate::engine::selector_matchers(&vs),
+    match parse_query(selector)?.expr() {
+        // Prometheus's `ParseMetricSelector` takes a bare selector: no offset, no `@`.
+        Expr::VectorSelector(vs) if vs.offset.is_some() || vs.at.is_some() => {
+            Err(QueryError::Parse(format!(
+                "invalid parameter \"match[]\": {selector:?}: unexpected modifier in a series selector"
+            )))
+        }
+        Expr::VectorSelector(vs) => crate::engine::selector_matchers(vs),
         _ => Err(QueryError::Parse(format!(
             "invalid parameter \"match[]\": {selector:?} is not a series selector"
         ))),
@@ -122,9 +201,12 @@ pub fn selectors(query: &str) -> Result<Vec<Vec<rthanos_model::Matcher>>, QueryE
             Ok(true)
         }
     }
-    let mut found = Collect(Vec::new());
-    promql_parser::util::walk_expr(&mut found, &parse_query(query)?)?;
-    Ok(found.0)
+    let parsed = parse_query(query)?;
+    parsed.on_stack(|expr| {
+        let mut found = Collect(Vec::new());
+        promql_parser::util::walk_expr(&mut found, expr)?;
+        Ok(found.0)
+    })
 }
 
 /// Prometheus's error form, `<line>:<column>: parse error: <message>`, where the parser's
@@ -181,17 +263,20 @@ const MAX_DURATION_MS: i64 = i64::MAX / 1_000_000;
 
 /// Lexical rules of Prometheus 2.42 that `promql-parser` (following Prometheus 3) relaxes:
 /// durations need a unit (`x[300]` and `offset 60` are errors), durations fit in an int64 of
-/// nanoseconds, and label and metric names are never quoted strings.
-fn check_tokens_2x(query: &str) -> Result<(), QueryError> {
+/// nanoseconds, number literals fit in a float, `@` times in an int64 of milliseconds, and
+/// label and metric names are never quoted strings. Returns a bound on the depth of the
+/// query's expression: its opening and operand tokens outside label matchers.
+fn check_tokens_2x(query: &str) -> Result<usize, QueryError> {
     use lrpar::{Lexeme, Lexer};
     use promql_parser::parser::token::{
-        T_BY, T_COMMA, T_DURATION, T_GROUP_LEFT, T_GROUP_RIGHT, T_IGNORING, T_LEFT_BRACE,
-        T_LEFT_BRACKET, T_LEFT_PAREN, T_NUMBER, T_OFFSET, T_ON, T_RIGHT_BRACE, T_RIGHT_BRACKET,
-        T_RIGHT_PAREN, T_STRING, T_WITHOUT,
+        T_ADD, T_AT, T_BY, T_COMMA, T_DURATION, T_GROUP_LEFT, T_GROUP_RIGHT, T_IGNORING,
+        T_LEFT_BRACE, T_LEFT_BRACKET, T_LEFT_PAREN, T_NUMBER, T_OFFSET, T_ON, T_RIGHT_BRACE,
+        T_RIGHT_BRACKET, T_RIGHT_PAREN, T_STRING, T_SUB, T_WITHOUT,
     };
-    // Lexer errors are left to the parser, which words them.
+    // Lexer errors are left to the parser, which words them (the lexer stops at the first,
+    // so the depth of what it read bounds what the parser builds).
     let Ok(lexer) = parser::lexer(query) else {
-        return Ok(());
+        return Ok(query.len());
     };
     let fail = |start: usize, what: String| {
         let column = query[..start].chars().count() + 1;
@@ -201,11 +286,20 @@ fn check_tokens_2x(query: &str) -> Result<(), QueryError> {
     };
     let (mut brackets, mut braces) = (0i32, 0i32);
     let mut grouping = false;
-    let mut prev: Option<u16> = None;
+    let (mut prev, mut prev2): (Option<u16>, Option<u16>) = (None, None);
+    // Whether the token before is `@` (a sign between them allowed).
+    let mut after_at = false;
+    let mut depth = 1usize;
     for lexeme in lexer.iter().filter_map(Result::ok) {
         let id = lexeme.tok_id();
         let span = lexeme.span();
         let text = &query[span.start()..span.end()];
+        // Closing and separating tokens add no level; nor do label matchers.
+        if braces == 0 && !matches!(id, T_RIGHT_PAREN | T_RIGHT_BRACKET | T_COMMA) {
+            depth += 1;
+        }
+        let at_number = after_at;
+        after_at = id == T_AT || (after_at && matches!(id, T_ADD | T_SUB) && prev == Some(T_AT));
         match id {
             T_LEFT_BRACKET => brackets += 1,
             T_RIGHT_BRACKET => brackets -= 1,
@@ -218,11 +312,36 @@ fn check_tokens_2x(query: &str) -> Result<(), QueryError> {
                 );
             }
             T_RIGHT_PAREN => grouping = false,
-            T_NUMBER if brackets > 0 || prev == Some(T_OFFSET) => {
+            T_NUMBER
+                if brackets > 0
+                    || prev == Some(T_OFFSET)
+                    || (matches!(prev, Some(T_ADD | T_SUB)) && prev2 == Some(T_OFFSET)) =>
+            {
                 return fail(
                     span.start(),
                     format!("unexpected number {text:?}: a duration needs a unit"),
                 );
+            }
+            T_NUMBER => {
+                let value = number_value(text);
+                // Go's ParseFloat refuses what overflows a float; Rust's gives infinity.
+                if value.is_infinite() && !text.to_ascii_lowercase().contains("inf") {
+                    return fail(
+                        span.start(),
+                        format!(
+                            "error parsing number: strconv.ParseFloat: parsing {text:?}: value out of range"
+                        ),
+                    );
+                }
+                let sign = if prev == Some(T_SUB) { -1.0 } else { 1.0 };
+                // Prometheus's bounds of an `@` time, in seconds: within (-2^63, 2^63).
+                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+                if at_number && !(value < LIMIT && value > -LIMIT) {
+                    return Err(QueryError::Parse(format!(
+                        "1:1: parse error: timestamp out of bounds for @ modifier: {}",
+                        go_float(sign * value)
+                    )));
+                }
             }
             T_DURATION => {
                 let too_long = text
@@ -242,21 +361,49 @@ fn check_tokens_2x(query: &str) -> Result<(), QueryError> {
             }
             _ => {}
         }
+        prev2 = prev;
         prev = Some(id);
     }
-    Ok(())
+    Ok(depth)
+}
+
+/// A number literal's value as the parser reads it (hexadecimal and octal integers too).
+fn number_value(text: &str) -> f64 {
+    let lower = text.to_ascii_lowercase();
+    if let Some(hex) = lower.strip_prefix("0x") {
+        return u64::from_str_radix(hex, 16).map_or(f64::INFINITY, |v| v as f64);
+    }
+    lower.parse().unwrap_or(0.0)
+}
+
+/// A float as Go's `%f` prints it in Prometheus's `@` error (`NaN`, `+Inf`, `-Inf`, or six
+/// decimals).
+fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v:.6}")
+    }
 }
 
 /// For a syntax error the parser does not locate: the token after the longest prefix of the
 /// query that parses on its own (`foo bar` → `bar`), with its byte offset.
 fn unexpected_token(query: &str) -> Option<(usize, String)> {
     use lrpar::{Lexeme, Lexer};
+    // One parse per prefix: past a few hundred tokens the position is not worth the time.
+    const MAX_TOKENS: usize = 256;
     let lexer = parser::lexer(query).ok()?;
     let spans: Vec<(usize, usize)> = lexer
         .iter()
         .filter_map(Result::ok)
+        .take(MAX_TOKENS + 1)
         .map(|l| (l.span().start(), l.span().end()))
         .collect();
+    if spans.len() > MAX_TOKENS {
+        return None;
+    }
     (1..spans.len()).rev().find_map(|k| {
         let prefix = &query[..spans[k - 1].1];
         parser::parse(prefix).ok()?;
@@ -351,11 +498,15 @@ fn check_2x(expr: &Expr) -> Result<(), QueryError> {
         Expr::Paren(p) => check_2x(&p.expr),
         Expr::Subquery(s) => check_2x(&s.expr),
         Expr::VectorSelector(vs) => {
-            if vs.matchers.or_matchers.is_empty() {
-                Ok(())
-            } else {
-                refuse("unexpected \"or\" in label matching".into())
+            if !vs.matchers.or_matchers.is_empty() {
+                return refuse("unexpected \"or\" in label matching".into());
             }
+            for m in &vs.matchers.matchers {
+                if matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)) {
+                    go_regex_2x(&m.value).or_else(refuse)?;
+                }
+            }
+            Ok(())
         }
         Expr::MatrixSelector(ms) => check_2x(&Expr::VectorSelector(ms.vs.clone())),
         Expr::Call(call) => {
@@ -371,6 +522,48 @@ fn check_2x(expr: &Expr) -> Result<(), QueryError> {
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
     }
+}
+
+/// What Go's RE2 (Go 1.19, which Prometheus 2.42 is built with) refuses and Rust's `regex`
+/// accepts: repeat counts over 1000, and `(?<name>…)` groups (Go 1.22 added them).
+fn go_regex_2x(pattern: &str) -> Result<(), String> {
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'(' if !in_class && pattern[i..].starts_with("(?<") => {
+                return Err(
+                    "error parsing regexp: invalid or unsupported Perl syntax: `(?<`".to_string(),
+                );
+            }
+            b'{' if !in_class => {
+                // `{n}`, `{n,}` or `{n,m}`; anything else is a literal brace.
+                let rest = &pattern[i + 1..];
+                if let Some(end) = rest.find('}') {
+                    let body = &rest[..end];
+                    let counts: Vec<&str> = body.splitn(2, ',').collect();
+                    let numeric = !counts[0].is_empty()
+                        && counts.iter().all(|c| c.bytes().all(|d| d.is_ascii_digit()));
+                    if numeric
+                        && counts
+                            .iter()
+                            .any(|c| !c.is_empty() && c.parse::<u32>().map_or(true, |n| n > 1000))
+                    {
+                        return Err(format!(
+                            "error parsing regexp: invalid repeat count: `{{{body}}}`"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -184,9 +184,10 @@ async fn errors_say_what_kind_they_are() {
         err.to_string(),
         "vector cannot contain metrics with the same labelset"
     );
+    // A range vector for a range query: bad data, as Prometheus checks it before evaluating.
     assert!(matches!(
         engine.range_query(&data, "m[5m]", 0, 60_000, 15_000).await,
-        Err(QueryError::Execution(_))
+        Err(QueryError::Parse(_))
     ));
 }
 
@@ -408,4 +409,82 @@ fn evaluation_leaves_the_async_threads_free() {
             "the probe waited for the query's evaluation"
         );
     });
+}
+
+/// Every kind of nesting, `depth` levels deep.
+fn nested_queries(depth: usize) -> Vec<(&'static str, String)> {
+    let wrap = |open: &str, inner: &str, close: &str| {
+        format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
+    };
+    vec![
+        ("parentheses", wrap("(", "m", ")")),
+        ("unary minus", format!("{}m", "-".repeat(depth))),
+        ("binary chain", format!("m{}", " + m".repeat(depth))),
+        (
+            "right-associative power",
+            format!("m{}", " ^ 1".repeat(depth)),
+        ),
+        ("function calls", wrap("abs(", "m", ")")),
+        ("aggregations", wrap("sum(", "m", ")")),
+        ("subqueries", String::new()),
+    ]
+}
+
+/// Queries nested thousands deep (Prometheus answers them) evaluate, on threads with small
+/// stacks: parsing, walking, evaluating and dropping them never overflow a stack. (Deeper is
+/// slow in a debug build: the parser copies an aggregation's argument, and looks through
+/// unary and binary operands for their type, once per level.)
+#[test]
+fn deep_nesting_of_every_kind_evaluates() {
+    let depth = 3_000;
+    // A thread with a small stack, as the runtime's workers have.
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_stack_size(256 << 10)
+                .build()
+                .expect("runtime");
+            let engine = Engine::default();
+            let data = storage(2, 40);
+            for (kind, query) in nested_queries(depth) {
+                // Subqueries nest 100 deep only: each level multiplies the steps.
+                let query = if kind == "subqueries" {
+                    format!(
+                        "{}m{}",
+                        "max_over_time(".repeat(100),
+                        "[1m:1m])".repeat(100)
+                    )
+                } else {
+                    query
+                };
+                let instant = runtime.block_on(engine.instant_query(&data, &query, 300_000));
+                assert!(instant.is_ok(), "{kind}: {instant:?}");
+                let range = runtime.block_on(engine.range_query(&data, &query, 0, 300_000, 60_000));
+                assert!(range.is_ok(), "{kind}: {range:?}");
+                // Broken at the end: the whole nest is built, then refused and dropped.
+                let broken =
+                    runtime.block_on(engine.instant_query(&data, &format!("{query} )"), 0));
+                assert!(
+                    matches!(broken, Err(QueryError::Parse(_))),
+                    "{kind}: {broken:?}"
+                );
+            }
+        })
+        .expect("thread")
+        .join()
+        .expect("no overflow, no panic");
+}
+
+/// Past [`rthanos_promql::MAX_DEPTH`] levels a query is refused before it is parsed.
+#[tokio::test]
+async fn nesting_past_the_limit_is_a_parse_error() {
+    let depth = rthanos_promql::MAX_DEPTH + 1;
+    let query = format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+    let err = Engine::default()
+        .instant_query(&MemoryStorage::new(), &query, 0)
+        .await
+        .expect_err("too deep");
+    assert!(matches!(err, QueryError::Parse(_)), "{err}");
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -135,62 +135,111 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Prometheus's time parameter: Unix seconds (float) or RFC 3339.
-fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
-    // Prometheus's clients (promtool, Grafana) send its minimum and maximum times as RFC 3339
-    // with years beyond what a date type holds.
-    if value.starts_with("-292273086-") {
-        return Ok(i64::MIN);
+impl From<crate::params::InvalidParam> for ApiError {
+    fn from(e: crate::params::InvalidParam) -> Self {
+        Self::bad_data(e.to_string())
     }
-    if value.starts_with("292277025-") {
-        return Ok(i64::MAX);
-    }
-    if let Ok(seconds) = value.parse::<f64>() {
-        return Ok((seconds * 1000.0).round() as i64);
-    }
-    chrono::DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            ApiError::bad_data(format!(
-                "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid timestamp"
-            ))
-        })
 }
 
-/// A duration parameter: float seconds or a Prometheus duration.
-fn parse_duration(name: &str, value: &str) -> Result<i64, ApiError> {
-    if let Ok(seconds) = value.parse::<f64>() {
-        return Ok((seconds * 1000.0).round() as i64);
-    }
-    value
-        .parse::<rthanos_model::PromDuration>()
-        .map(|d| d.as_millis())
-        .map_err(|_| {
-            ApiError::bad_data(format!(
-                "invalid parameter \"{name}\": cannot parse \"{value}\" to a valid duration"
-            ))
-        })
+/// A duration parameter (`max_source_resolution`) in ms.
+fn parse_duration_ms(name: &str, value: &str) -> Result<i64, ApiError> {
+    Ok(crate::params::parse_duration(name, value)? / 1_000_000)
 }
 
 type Params = Vec<(String, String)>;
 
-/// A request's parameters: its query string and, for a POST, its form body (Prometheus reads
-/// both), so one handler serves GET and POST.
-struct AllParams(Params);
+/// A request's parameters: its form body for a POST, then its query string (Go's
+/// `Request.Form` order: the body's values win), so one handler serves GET and POST. Values
+/// are percent-decoded as Go's `url.ParseQuery` decodes them (an invalid escape or a `;` is
+/// an error); the names of those that are not UTF-8 are kept apart ([`AllParams::not_utf8`]),
+/// since Prometheus refuses such a query or selector.
+struct AllParams(Params, Vec<String>);
+
+impl AllParams {
+    /// Whether the value of `name` was not UTF-8 (it holds U+FFFD instead).
+    fn not_utf8(&self, name: &str) -> bool {
+        self.1.iter().any(|n| n == name)
+    }
+}
+
+/// Go's `url.ParseQuery` into `params`: `+` is a space, `%XX` a byte; an invalid escape or a
+/// `;` makes the whole form an error, as `Request.ParseForm` reports it.
+fn parse_form(raw: &[u8], params: &mut Params, not_utf8: &mut Vec<String>) -> Result<(), ApiError> {
+    fn decode(part: &[u8]) -> Result<Vec<u8>, ApiError> {
+        let mut out = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = |k: usize| part.get(k).and_then(|c| (*c as char).to_digit(16));
+                    let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                        let escape = String::from_utf8_lossy(&part[i..part.len().min(i + 3)]);
+                        return Err(ApiError::bad_data(format!(
+                            "error parsing form values: invalid URL escape \"{escape}\""
+                        )));
+                    };
+                    out.push((hi * 16 + lo) as u8);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+    for pair in raw.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        if pair.contains(&b';') {
+            return Err(ApiError::bad_data(
+                "error parsing form values: invalid semicolon separator in query",
+            ));
+        }
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = String::from_utf8_lossy(&decode(key)?).into_owned();
+        let value = decode(value)?;
+        let value = match String::from_utf8(value) {
+            Ok(v) => v,
+            Err(e) => {
+                not_utf8.push(key.clone());
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        };
+        params.push((key, value));
+    }
+    Ok(())
+}
+
+/// Largest form body read, as Go's `ParseForm` caps it (10 MB).
+const MAX_FORM_BYTES: usize = 10 << 20;
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for AllParams {
     type Rejection = ApiError;
 
-    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let Query(mut params) = Query::<Params>::try_from_uri(request.uri())
-            .map_err(|e| ApiError::bad_data(e.to_string()))?;
-        if request.method() == axum::http::Method::POST {
-            let Form(form) = Form::<Params>::from_request(request, state)
+    async fn from_request(request: axum::extract::Request, _state: &S) -> Result<Self, ApiError> {
+        let (mut params, mut not_utf8) = (Vec::new(), Vec::new());
+        let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
+        let form = request.method() == axum::http::Method::POST
+            && request
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            let body = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
                 .await
-                .map_err(|e| ApiError::bad_data(e.to_string()))?;
-            params.extend(form);
+                .map_err(|_| {
+                    ApiError::bad_data("error parsing form values: http: POST too large")
+                })?;
+            parse_form(&body, &mut params, &mut not_utf8)?;
         }
-        Ok(Self(params))
+        parse_form(&query, &mut params, &mut not_utf8)?;
+        Ok(Self(params, not_utf8))
     }
 }
 
@@ -206,7 +255,7 @@ fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
 fn max_resolution_window(state: &ApiState, params: &Params, auto_ms: i64) -> Result<i64, ApiError> {
     let window = match param(params, "max_source_resolution") {
         Some("auto") => auto_ms,
-        Some(v) if !v.is_empty() => parse_duration("max_source_resolution", v)?,
+        Some(v) if !v.is_empty() => parse_duration_ms("max_source_resolution", v)?,
         _ if state.auto_downsampling => auto_ms,
         _ => 0,
     };
@@ -305,68 +354,112 @@ fn success(value: Value, warnings: Vec<String>) -> Response {
     Json(body).into_response()
 }
 
-async fn run_query(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
-    let query = param(&params, "query").unwrap_or_default().to_string();
-    let t = match param(&params, "time") {
-        Some(v) => parse_time("time", v)?,
-        None => (state.now_ms)(),
-    };
-    let window = max_resolution_window(&state, &params, 0)?;
-    let storage = proxy(&state, &params).with_max_resolution_window(window);
-    let value = state.engine.instant_query(&storage, &query, t).await?;
+/// The `query` parameter; one that is not UTF-8 is refused as Prometheus's lexer refuses it.
+fn query_param(all: &AllParams) -> Result<String, ApiError> {
+    if all.not_utf8("query") {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"query\": 1:1: parse error: invalid UTF-8 rune",
+        ));
+    }
+    Ok(param(&all.0, "query").unwrap_or_default().to_string())
+}
+
+/// The engine for one request: `timeout`, when given, shortens `--query.timeout` (Thanos caps
+/// it there); zero or negative makes the query time out at once, as in Prometheus.
+fn engine_for(state: &ApiState, params: &Params) -> Result<rthanos_promql::Engine, ApiError> {
+    match param(params, "timeout") {
+        Some(v) if !v.is_empty() => {
+            let ns = crate::params::parse_duration("timeout", v)?;
+            let timeout = std::time::Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+            Ok(state.engine.with_timeout(timeout))
+        }
+        _ => Ok(state.engine.clone()),
+    }
+}
+
+async fn run_query(state: Arc<ApiState>, all: AllParams) -> Result<Response, ApiError> {
+    let params = &all.0;
+    let now = crate::params::GoTime::from_millis((state.now_ms)());
+    let t = crate::params::parse_time_or("time", param(params, "time"), now)?.engine_ms();
+    let engine = engine_for(&state, params)?;
+    let query = query_param(&all)?;
+    let window = max_resolution_window(&state, params, 0)?;
+    let storage = proxy(&state, params).with_max_resolution_window(window);
+    let value = engine.instant_query(&storage, &query, t).await?;
     Ok(success(value, storage.warnings()))
 }
 
-async fn run_query_range(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
-    let query = param(&params, "query").unwrap_or_default().to_string();
-    let start = parse_time("start", param(&params, "start").unwrap_or(""))?;
-    let end = parse_time("end", param(&params, "end").unwrap_or(""))?;
-    let step = parse_duration("step", param(&params, "step").unwrap_or(""))?;
-    if end < start {
+async fn run_query_range(state: Arc<ApiState>, all: AllParams) -> Result<Response, ApiError> {
+    use crate::params::{parse_duration, parse_time};
+    let params = &all.0;
+    // Prometheus's order of checks, on Go's times: start, end, their order, step, the
+    // points per series, timeout, query.
+    let start = parse_time("start", param(params, "start").unwrap_or(""))?;
+    let end = parse_time("end", param(params, "end").unwrap_or(""))?;
+    if end.before(start) {
         return Err(ApiError::bad_data(
             "invalid parameter \"end\": end timestamp must not be before start time",
         ));
     }
+    let step = parse_duration("step", param(params, "step").unwrap_or(""))?;
     if step <= 0 {
         return Err(ApiError::bad_data(
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
     // Prometheus's cap on points per series.
-    if (end - start) / step > 11_000 {
+    if end.since(start) / step > 11_000 {
         return Err(ApiError::bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let window = max_resolution_window(&state, &params, step / 5)?;
-    let storage = proxy(&state, &params).with_max_resolution_window(window);
-    let value = state
-        .engine
-        .range_query(&storage, &query, start, end, step)
-        .await?;
+    let engine = engine_for(&state, params)?;
+    let query = query_param(&all)?;
+    let (start, end, step) = (start.engine_ms(), end.engine_ms(), step / 1_000_000);
+    if step == 0 {
+        // Prometheus's evaluator divides by the step in milliseconds: its query fails.
+        return Err(ApiError::from(QueryError::Execution(
+            "query resolution step below one millisecond".into(),
+        )));
+    }
+    let window = max_resolution_window(&state, params, step / 5)?;
+    let storage = proxy(&state, params).with_max_resolution_window(window);
+    let value = if end < start {
+        // Times beyond the int64 range of nanoseconds wrap as in Prometheus, whose evaluation
+        // then has no step: the query is checked, and answers an empty matrix.
+        rthanos_promql::parse_query(&query)?;
+        Value::Matrix(Vec::new())
+    } else {
+        engine
+            .range_query(&storage, &query, start, end, step)
+            .await?
+    };
     Ok(success(value, storage.warnings()))
 }
 
-/// `start` / `end` of the metadata APIs: all time when absent.
+/// `start` / `end` of the metadata APIs (Prometheus's minimum and maximum times when absent
+/// or empty), in ms.
 fn metadata_range(params: &Params) -> Result<(i64, i64), ApiError> {
-    let start = match param(params, "start") {
-        Some(v) => parse_time("start", v)?,
-        None => i64::MIN,
-    };
-    let end = match param(params, "end") {
-        Some(v) => parse_time("end", v)?,
-        None => i64::MAX,
-    };
-    Ok((start, end))
+    let (start, end) = go_range(params)?;
+    Ok((start.from_time_ms(), end.from_time_ms()))
+}
+
+fn go_range(params: &Params) -> Result<(crate::params::GoTime, crate::params::GoTime), ApiError> {
+    use crate::params::{GoTime, parse_time_or};
+    Ok((
+        parse_time_or("start", param(params, "start"), GoTime::MIN)?,
+        parse_time_or("end", param(params, "end"), GoTime::MAX)?,
+    ))
 }
 
 /// The labels and series APIs' range: without `start`, the last
 /// `--query.metadata.default-time-range` when it is set (else all time).
 fn labels_range(state: &ApiState, params: &Params) -> Result<(i64, i64), ApiError> {
     let (mut start, mut end) = metadata_range(params)?;
-    if param(params, "start").is_none() && state.metadata_default_range_ms > 0 {
+    let absent = |name: &str| param(params, name).is_none_or(str::is_empty);
+    if absent("start") && state.metadata_default_range_ms > 0 {
         let now = (state.now_ms)();
-        if param(params, "end").is_none() {
+        if absent("end") {
             end = now;
         }
         start = end.saturating_sub(state.metadata_default_range_ms);
@@ -374,9 +467,12 @@ fn labels_range(state: &ApiState, params: &Params) -> Result<(i64, i64), ApiErro
     Ok((start, end))
 }
 
-/// The `match[]` selectors, parsed.
-fn selectors(params: &Params) -> Result<Vec<Vec<rthanos_model::Matcher>>, ApiError> {
-    params
+/// The `match[]` selectors, parsed (Prometheus's `parseMatchersParam`).
+fn selectors(all: &AllParams) -> Result<Vec<Vec<rthanos_model::Matcher>>, ApiError> {
+    if all.not_utf8("match[]") {
+        return Err(ApiError::bad_data("1:1: parse error: invalid UTF-8 rune"));
+    }
+    all.0
         .iter()
         .filter(|(k, _)| k == "match[]")
         .map(|(_, v)| rthanos_promql::parse_selector(v).map_err(ApiError::from))
@@ -399,12 +495,13 @@ fn list(values: &[String], warnings: Vec<String>) -> Response {
 /// none is given).
 async fn run_list(
     state: Arc<ApiState>,
-    params: Params,
+    all: AllParams,
     label: Option<String>,
 ) -> Result<Response, ApiError> {
-    let (start, end) = labels_range(&state, &params)?;
-    let storage = proxy(&state, &params);
-    let mut selectors = selectors(&params)?;
+    let params = &all.0;
+    let (start, end) = labels_range(&state, params)?;
+    let mut selectors = selectors(&all)?;
+    let storage = proxy(&state, params);
     if selectors.is_empty() {
         selectors.push(Vec::new());
     }
@@ -422,29 +519,48 @@ async fn run_list(
     ))
 }
 
-async fn labels(
-    State(state): State<Arc<ApiState>>,
-    AllParams(params): AllParams,
-) -> Result<Response, ApiError> {
-    run_list(state, params, None).await
+async fn labels(State(state): State<Arc<ApiState>>, all: AllParams) -> Result<Response, ApiError> {
+    run_list(state, all, None).await
+}
+
+/// Prometheus 2.42's label names (`model.LabelNameRE`).
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 async fn label_values(
     State(state): State<Arc<ApiState>>,
-    axum::extract::Path(name): axum::extract::Path<String>,
-    AllParams(params): AllParams,
+    name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    all: AllParams,
 ) -> Result<Response, ApiError> {
-    run_list(state, params, Some(name)).await
+    let name = match name {
+        Ok(axum::extract::Path(name)) => name,
+        // Not UTF-8 once decoded.
+        Err(_) => return Err(ApiError::bad_data("invalid label name: \"\\ufffd\"")),
+    };
+    // An escaped `/` is a path separator to Prometheus's router: no such route.
+    if name.contains('/') {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    if !valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    run_list(state, all, Some(name)).await
 }
 
-async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, ApiError> {
-    let (start, end) = labels_range(&state, &params)?;
-    let selectors = selectors(&params)?;
-    if selectors.is_empty() {
+async fn run_series(state: Arc<ApiState>, all: AllParams) -> Result<Response, ApiError> {
+    let params = &all.0;
+    if !params.iter().any(|(k, _)| k == "match[]") {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
+    let (start, end) = labels_range(&state, params)?;
+    let selectors = selectors(&all)?;
     // Every resolution, as Thanos: series only left in downsampled blocks are series too.
-    let storage = proxy(&state, &params).with_max_resolution_window(i64::MAX);
+    let storage = proxy(&state, params).with_max_resolution_window(i64::MAX);
     let hints = rthanos_promql::SelectHints {
         start,
         end,
@@ -469,11 +585,8 @@ async fn run_series(state: Arc<ApiState>, params: Params) -> Result<Response, Ap
     Ok(Json(body).into_response())
 }
 
-async fn series(
-    State(state): State<Arc<ApiState>>,
-    AllParams(params): AllParams,
-) -> Result<Response, ApiError> {
-    run_series(state, params).await
+async fn series(State(state): State<Arc<ApiState>>, all: AllParams) -> Result<Response, ApiError> {
+    run_series(state, all).await
 }
 
 async fn buildinfo(State(state): State<Arc<ApiState>>) -> Response {
@@ -511,7 +624,7 @@ async fn stores(State(state): State<Arc<ApiState>>) -> Response {
 /// Prometheus's `/api/v1/metadata` (`metric`, `limit`), merged over the endpoints.
 async fn metadata(
     State(state): State<Arc<ApiState>>,
-    AllParams(params): AllParams,
+    AllParams(params, _): AllParams,
 ) -> Result<Response, ApiError> {
     let limit = match param(&params, "limit") {
         Some(v) if !v.is_empty() => v
@@ -552,16 +665,22 @@ async fn metadata(
 /// endpoints; with dedup, replicas' series are one.
 async fn query_exemplars(
     State(state): State<Arc<ApiState>>,
-    AllParams(params): AllParams,
+    all: AllParams,
 ) -> Result<Response, ApiError> {
-    let query = param(&params, "query").unwrap_or_default().to_string();
-    rthanos_promql::parse_query(&query).map_err(ApiError::from)?;
-    let (start, end) = metadata_range(&params)?;
-    if end < start {
+    // Prometheus's order: the times, their order, then the query.
+    let (start, end) = go_range(&all.0)?;
+    if end.before(start) {
         return Err(ApiError::bad_data(
             "invalid parameter \"end\": end timestamp must not be before start time",
         ));
     }
+    let (start, end) = (start.from_time_ms(), end.from_time_ms());
+    let query = query_param(&all)?;
+    // A query without selectors has no exemplars: Prometheus answers 204, no body.
+    if rthanos_promql::selectors(&query)?.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let params = all.0;
     let request = rthanos_storeapi::thanos::ExemplarsRequest {
         query,
         start,
@@ -615,18 +734,15 @@ fn with_warnings(mut body: serde_json::Value, warnings: Vec<String>) -> Response
     Json(body).into_response()
 }
 
-async fn query(
-    State(state): State<Arc<ApiState>>,
-    AllParams(params): AllParams,
-) -> Result<Response, ApiError> {
-    run_query(state, params).await
+async fn query(State(state): State<Arc<ApiState>>, all: AllParams) -> Result<Response, ApiError> {
+    run_query(state, all).await
 }
 
 async fn query_range(
     State(state): State<Arc<ApiState>>,
-    AllParams(params): AllParams,
+    all: AllParams,
 ) -> Result<Response, ApiError> {
-    run_query_range(state, params).await
+    run_query_range(state, all).await
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod downsampled;
 pub mod endpoints;
 pub mod metadata;
+pub mod params;
 pub mod proxy;
 pub mod store;
 pub mod ui;
