@@ -62,6 +62,9 @@ impl GrpcTls {
     }
 }
 
+/// HTTP/2 streams (calls) served at once on one gRPC connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 1000;
+
 /// A bound gRPC server, not yet serving.
 pub struct GrpcServer {
     listener: tokio::net::TcpListener,
@@ -123,7 +126,9 @@ impl GrpcServer {
                 }
             }
         });
-        let mut server = Server::builder();
+        // Streams at once on one connection: a querier multiplexes all its selects on one
+        // (Go's gRPC sets no bound; this one only stops a single peer from holding the server).
+        let mut server = Server::builder().max_concurrent_streams(MAX_CONCURRENT_STREAMS);
         if let Some(tls) = self.tls {
             server = server
                 .tls_config(tls)

@@ -126,11 +126,138 @@ async fn require_basic_auth(State(auth): State<BasicAuth>, req: Request, next: N
         .into_response()
 }
 
+/// Bounds on what clients can hold of an HTTP server. Thanos has no flags for them (Go's
+/// server has no limits by default); these defaults follow Prometheus's own server
+/// (`--web.max-connections=512`, a read timeout) loosely enough for Grafana's connection pools.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Time a client has to send a request's headers, and the longest an HTTP/1 connection
+    /// may sit idle between requests (hyper times both from the same point); also bounds the
+    /// TLS handshake and the first request.
+    pub header_read_timeout: Duration,
+    /// HTTP/2: a ping after this much silence; no answer within [`Self::keep_alive_timeout`]
+    /// closes the connection.
+    pub keep_alive_interval: Duration,
+    /// HTTP/2: how long a ping may go unanswered.
+    pub keep_alive_timeout: Duration,
+    /// Connections served at once; more wait to be served, for at most
+    /// [`Self::header_read_timeout`], then are closed.
+    pub max_connections: usize,
+    /// HTTP/2 streams (requests) at once on one connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(60),
+            keep_alive_interval: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(20),
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+        }
+    }
+}
+
+/// An acceptor that serves at most as many connections as it has permits: a connection over
+/// the cap waits for one (up to the header-read timeout) before its first byte is read, as
+/// connections wait in the listen queue of Prometheus's limited listener.
+#[derive(Clone)]
+struct ConnectionLimit<A> {
+    inner: A,
+    permits: Arc<tokio::sync::Semaphore>,
+    wait: Duration,
+}
+
+impl<A, I, S> axum_server::accept::Accept<I, S> for ConnectionLimit<A>
+where
+    A: axum_server::accept::Accept<Limited<I>, S> + Clone + Send + Sync + 'static,
+    A::Future: Send,
+    I: Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = futures::future::BoxFuture<'static, std::io::Result<(A::Stream, A::Service)>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let (inner, permits, wait) = (self.inner.clone(), Arc::clone(&self.permits), self.wait);
+        Box::pin(async move {
+            let permit = tokio::time::timeout(wait, permits.acquire_owned())
+                .await
+                .map_err(|_| std::io::Error::other("connection limit reached"))?
+                .map_err(std::io::Error::other)?;
+            inner
+                .accept(
+                    Limited {
+                        inner: stream,
+                        _permit: permit,
+                    },
+                    service,
+                )
+                .await
+        })
+    }
+}
+
+/// A connection holding one of the server's connection permits until it closes.
+struct Limited<S> {
+    inner: S,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Limited<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Limited<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 /// A bound HTTP server, not yet serving.
 pub struct HttpServer {
     listener: std::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Router,
+    limits: ServerLimits,
 }
 
 impl HttpServer {
@@ -156,7 +283,14 @@ impl HttpServer {
             listener,
             tls,
             app: apply_web_config(app, web)?,
+            limits: ServerLimits::default(),
         })
+    }
+
+    /// Replaces the default [`ServerLimits`].
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The bound address (useful when binding port 0).
@@ -177,19 +311,44 @@ impl HttpServer {
             stopper.graceful_shutdown(Some(grace));
         });
         let service = self.app.into_make_service();
+        let limits = self.limits;
+        let limit = ConnectionLimit {
+            inner: axum_server::accept::DefaultAcceptor,
+            permits: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
+            wait: limits.header_read_timeout,
+        };
+        let configure = |builder: &mut hyper_util::server::conn::auto::Builder<_>| {
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(limits.keep_alive_interval)
+                .keep_alive_timeout(limits.keep_alive_timeout)
+                .max_concurrent_streams(limits.max_concurrent_streams);
+        };
         match self.tls {
             Some(tls) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
-                axum_server::from_tcp_rustls(self.listener, config)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .handshake_timeout(limits.header_read_timeout)
+                    .acceptor(limit);
+                let mut server = axum_server::from_tcp(self.listener)?
+                    .acceptor(acceptor)
+                    .first_request_timeout(limits.header_read_timeout)
+                    .handle(handle);
+                configure(server.http_builder());
+                server.serve(service).await
             }
             None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server = axum_server::from_tcp(self.listener)?
+                    .acceptor(limit)
+                    .first_request_timeout(limits.header_read_timeout)
+                    .handle(handle);
+                configure(server.http_builder());
+                server.serve(service).await
             }
         }
     }

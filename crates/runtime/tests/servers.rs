@@ -350,3 +350,54 @@ async fn grpc_server_tls() {
     token.cancel();
     serving.await.expect("join").expect("clean shutdown");
 }
+
+/// The gRPC server bounds the streams one connection may hold: its HTTP/2 SETTINGS say so.
+#[tokio::test]
+async fn grpc_bounds_concurrent_streams_per_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let runtime = Runtime::new("sidecar", &BUILD).expect("runtime");
+    let prober = runtime.prober().clone();
+    let token = runtime.shutdown_token();
+    let bound = runtime
+        .bind(
+            HttpOptions::new(loopback()),
+            Some(grpc_options()),
+            axum::Router::new(),
+            None,
+        )
+        .await
+        .expect("bind");
+    let addr = bound.grpc_addr().expect("addr");
+    let work_token = token.clone();
+    let serving = tokio::spawn(bound.run(async move {
+        prober.ready();
+        work_token.cancelled().await;
+        Ok::<(), BoxError>(())
+    }));
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The client preface and an empty SETTINGS frame.
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    // The server's first frame is its SETTINGS: 9-byte header, then 6-byte parameters.
+    let mut header = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), conn.read_exact(&mut header))
+        .await
+        .expect("in time")
+        .expect("settings header");
+    assert_eq!(header[3], 0x4, "a SETTINGS frame");
+    let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0u8; len];
+    conn.read_exact(&mut payload).await.expect("settings");
+    let max_streams = payload.chunks(6).find_map(|p| {
+        (u16::from_be_bytes([p[0], p[1]]) == 0x3)
+            .then(|| u32::from_be_bytes([p[2], p[3], p[4], p[5]]))
+    });
+    assert_eq!(
+        max_streams,
+        Some(rthanos_runtime::grpc::MAX_CONCURRENT_STREAMS)
+    );
+    drop(conn);
+    token.cancel();
+    serving.await.expect("join").expect("clean stop");
+}

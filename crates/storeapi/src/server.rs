@@ -79,12 +79,16 @@ impl StoreServer {
         let mut routes = tonic::service::Routes::new(store).add_service(info);
         if let Some(api) = metadata {
             routes = routes
-                .add_service(thanos::metadata_server::MetadataServer::new(
-                    MetadataService(Arc::clone(&api)),
-                ))
-                .add_service(thanos::exemplars_server::ExemplarsServer::new(
-                    MetadataService(api),
-                ));
+                .add_service(
+                    thanos::metadata_server::MetadataServer::new(MetadataService(Arc::clone(&api)))
+                        .max_decoding_message_size(limit)
+                        .max_encoding_message_size(limit),
+                )
+                .add_service(
+                    thanos::exemplars_server::ExemplarsServer::new(MetadataService(api))
+                        .max_decoding_message_size(limit)
+                        .max_encoding_message_size(limit),
+                );
         }
         routes
     }
