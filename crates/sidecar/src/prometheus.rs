@@ -331,22 +331,24 @@ pub fn read_query(matchers: &[Matcher], start: i64, end: i64) -> Query {
 
 /// Bytes of the remote-read answer received and not yet cut into frames, kept as the network
 /// gave them: a frame inside one piece is sliced out without a copy, one across pieces is
-/// copied once into a buffer of its exact size.
+/// copied once into a buffer of its exact size. Public for the fuzz target of its framing.
 #[derive(Default)]
-struct FrameBuffer {
+pub struct FrameBuffer {
     pieces: VecDeque<Bytes>,
     len: usize,
 }
 
 impl FrameBuffer {
-    fn push(&mut self, piece: Bytes) {
+    /// Appends what one read from the network returned.
+    pub fn push(&mut self, piece: Bytes) {
         if !piece.is_empty() {
             self.len += piece.len();
             self.pieces.push_back(piece);
         }
     }
 
-    fn is_empty(&self) -> bool {
+    /// Whether no bytes wait to be cut into frames.
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
@@ -393,7 +395,7 @@ impl FrameBuffer {
 
     /// The next whole frame (uvarint length, big-endian CRC-32C, message), if there is one;
     /// consumes it.
-    fn next_frame(&mut self) -> Result<Option<ChunkedReadResponse>, SidecarError> {
+    pub fn next_frame(&mut self) -> Result<Option<ChunkedReadResponse>, SidecarError> {
         let mut head = [0u8; 14];
         let got = self.peek(&mut head);
         let mut peek = &head[..got];

@@ -88,9 +88,26 @@ fn section_prefix<'a>(bytes: &'a [u8], what: &'static str) -> Result<&'a [u8], T
     Ok(&bytes[..body.len() + 8])
 }
 
+/// The bytes of an index-header: mapped from its file, or held (a header checked in memory).
+enum HeaderBytes {
+    Mapped(memmap2::Mmap),
+    Held(Vec<u8>),
+}
+
+impl std::ops::Deref for HeaderBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mapped(m) => m,
+            Self::Held(v) => v,
+        }
+    }
+}
+
 /// An index-header, mmapped: symbols and postings offsets of one block's index.
 pub struct IndexHeader {
-    data: memmap2::Mmap,
+    data: HeaderBytes,
     symbols: Symbols,
     postings: PostingsOffsets,
     postings_end: u64,
@@ -102,6 +119,15 @@ impl IndexHeader {
         let file = std::fs::File::open(path).map_err(|e| TsdbError::io(path, e))?;
         // SAFETY: index-headers are written aside and renamed into place, never modified.
         let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| TsdbError::io(path, e))?;
+        Self::parse(HeaderBytes::Mapped(data))
+    }
+
+    /// Checks an index-header held in memory (the same checks as [`IndexHeader::open`]).
+    pub fn from_bytes(data: Vec<u8>) -> Result<Self, TsdbError> {
+        Self::parse(HeaderBytes::Held(data))
+    }
+
+    fn parse(data: HeaderBytes) -> Result<Self, TsdbError> {
         const WHAT: &str = "index-header";
         let mut d = Decbuf::new(&data, WHAT);
         if d.be32()? != INDEX_HEADER_MAGIC {
