@@ -11,8 +11,8 @@ pub mod relabel;
 mod timestamp;
 
 pub use labels::{Label, Labels, write_go_quoted};
-pub use matcher::{MatchType, Matcher, MatcherError, go_regex, selector};
-pub use timestamp::TimeOrDuration;
+pub use matcher::{MatchType, Matcher, MatcherError, go_regex, go_regex_refused, selector};
+pub use timestamp::{TimeOrDuration, days_from_civil};
 
 use std::fmt;
 use std::str::FromStr;

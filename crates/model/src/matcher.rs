@@ -53,6 +53,48 @@ impl PartialEq for Matcher {
 
 impl Eq for Matcher {}
 
+/// What Go's RE2 (Go 1.19, which Prometheus 2.42 is built with) refuses and Rust's `regex`
+/// accepts: repeat counts over 1000, and `(?<name>…)` groups (Go 1.22 added them).
+pub fn go_regex_refused(pattern: &str) -> Result<(), String> {
+    let b = pattern.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'(' if !in_class && pattern[i..].starts_with("(?<") => {
+                return Err(
+                    "error parsing regexp: invalid or unsupported Perl syntax: `(?<`".to_string(),
+                );
+            }
+            b'{' if !in_class => {
+                // `{n}`, `{n,}` or `{n,m}`; anything else is a literal brace.
+                let rest = &pattern[i + 1..];
+                if let Some(end) = rest.find('}') {
+                    let body = &rest[..end];
+                    let counts: Vec<&str> = body.splitn(2, ',').collect();
+                    let numeric = !counts[0].is_empty()
+                        && counts.iter().all(|c| c.bytes().all(|d| d.is_ascii_digit()));
+                    if numeric
+                        && counts
+                            .iter()
+                            .any(|c| !c.is_empty() && c.parse::<u32>().map_or(true, |n| n > 1000))
+                    {
+                        return Err(format!(
+                            "error parsing regexp: invalid repeat count: `{{{body}}}`"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// A regex as Go's RE2 reads it, in Rust's syntax: Perl classes (`\d`, `\w`, `\s`) and word
 /// boundaries are ASCII in Go and Unicode in Rust, so they are spelled out as ASCII.
 pub fn go_regex(pattern: &str) -> String {
@@ -217,6 +259,18 @@ pub fn selector(matchers: &[Matcher]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_go_regexp_refuses() {
+        for refused in ["a{1001}", "a{1,1001}", "(?<n>a)", "x{99999999999}"] {
+            assert!(super::go_regex_refused(refused).is_err(), "{refused}");
+        }
+        for accepted in [
+            "a{1000}", "a{2,}", "(?P<n>a)", "[{]1001}", "\\{1001}", "a{x}",
+        ] {
+            assert!(super::go_regex_refused(accepted).is_ok(), "{accepted}");
+        }
+    }
+
     use super::*;
 
     #[test]

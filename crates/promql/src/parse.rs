@@ -503,7 +503,7 @@ fn check_2x(expr: &Expr) -> Result<(), QueryError> {
             }
             for m in &vs.matchers.matchers {
                 if matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)) {
-                    go_regex_2x(&m.value).or_else(refuse)?;
+                    rthanos_model::go_regex_refused(&m.value).or_else(refuse)?;
                 }
             }
             Ok(())
@@ -522,48 +522,6 @@ fn check_2x(expr: &Expr) -> Result<(), QueryError> {
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
     }
-}
-
-/// What Go's RE2 (Go 1.19, which Prometheus 2.42 is built with) refuses and Rust's `regex`
-/// accepts: repeat counts over 1000, and `(?<name>…)` groups (Go 1.22 added them).
-fn go_regex_2x(pattern: &str) -> Result<(), String> {
-    let b = pattern.as_bytes();
-    let mut i = 0;
-    let mut in_class = false;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'[' if !in_class => in_class = true,
-            b']' if in_class => in_class = false,
-            b'(' if !in_class && pattern[i..].starts_with("(?<") => {
-                return Err(
-                    "error parsing regexp: invalid or unsupported Perl syntax: `(?<`".to_string(),
-                );
-            }
-            b'{' if !in_class => {
-                // `{n}`, `{n,}` or `{n,m}`; anything else is a literal brace.
-                let rest = &pattern[i + 1..];
-                if let Some(end) = rest.find('}') {
-                    let body = &rest[..end];
-                    let counts: Vec<&str> = body.splitn(2, ',').collect();
-                    let numeric = !counts[0].is_empty()
-                        && counts.iter().all(|c| c.bytes().all(|d| d.is_ascii_digit()));
-                    if numeric
-                        && counts
-                            .iter()
-                            .any(|c| !c.is_empty() && c.parse::<u32>().map_or(true, |n| n > 1000))
-                    {
-                        return Err(format!(
-                            "error parsing regexp: invalid repeat count: `{{{body}}}`"
-                        ));
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

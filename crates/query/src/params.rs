@@ -299,20 +299,9 @@ fn parse_rfc3339(s: &str) -> Option<GoTime> {
     if day < 1 || day > days_in_month[usize::try_from(month - 1).ok()?] {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = rthanos_model::days_from_civil(year, month, day);
     let sec = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
     Some(GoTime::unix(sec, nanos))
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Prometheus's `parseDuration`, in nanoseconds: a float of seconds (refused when it
