@@ -776,13 +776,7 @@ fn bad_input_gets_prometheus_answer_and_never_a_crash() {
         &blocks.data_dir(),
         "global:\n  external_labels:\n    replica: a\n",
     );
-    let prometheus_port: u16 = replica
-        .prometheus
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let prometheus_port = replica.prometheus.port;
     // 6 GiB of address space: the querier must live within it whatever it is asked.
     let mut query = common::Process::start_wrapped(
         "prlimit --as=6442450944 --",

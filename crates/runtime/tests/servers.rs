@@ -286,18 +286,18 @@ async fn web_config_serves_tls_and_basic_auth() {
     serving.await.expect("join").expect("clean shutdown");
 }
 
-#[tokio::test]
-async fn grpc_server_tls() {
-    let pki = make_pki();
+/// A ready component's servers with `grpc`, until the token is cancelled: the gRPC address,
+/// the token, and the serving task.
+async fn serve_grpc(
+    grpc: GrpcOptions,
+) -> (
+    SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<Result<(), rthanos_runtime::RuntimeError>>,
+) {
     let runtime = Runtime::new("sidecar", &BUILD).expect("runtime");
     let prober = runtime.prober().clone();
     let token = runtime.shutdown_token();
-    let mut grpc = grpc_options();
-    grpc.tls = rthanos_runtime::grpc::GrpcTls {
-        cert: Some(pki.dir.path().join("server.crt")),
-        key: Some(pki.dir.path().join("server.key")),
-        client_ca: None,
-    };
     let bound = runtime
         .bind(
             HttpOptions::new(loopback()),
@@ -314,6 +314,19 @@ async fn grpc_server_tls() {
         work_token.cancelled().await;
         Ok::<(), BoxError>(())
     }));
+    (addr, token, serving)
+}
+
+#[tokio::test]
+async fn grpc_server_tls() {
+    let pki = make_pki();
+    let mut grpc = grpc_options();
+    grpc.tls = rthanos_runtime::grpc::GrpcTls {
+        cert: Some(pki.dir.path().join("server.crt")),
+        key: Some(pki.dir.path().join("server.key")),
+        client_ca: None,
+    };
+    let (addr, token, serving) = serve_grpc(grpc).await;
 
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(&pki.ca_pem))
@@ -355,25 +368,7 @@ async fn grpc_server_tls() {
 #[tokio::test]
 async fn grpc_bounds_concurrent_streams_per_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let runtime = Runtime::new("sidecar", &BUILD).expect("runtime");
-    let prober = runtime.prober().clone();
-    let token = runtime.shutdown_token();
-    let bound = runtime
-        .bind(
-            HttpOptions::new(loopback()),
-            Some(grpc_options()),
-            axum::Router::new(),
-            None,
-        )
-        .await
-        .expect("bind");
-    let addr = bound.grpc_addr().expect("addr");
-    let work_token = token.clone();
-    let serving = tokio::spawn(bound.run(async move {
-        prober.ready();
-        work_token.cancelled().await;
-        Ok::<(), BoxError>(())
-    }));
+    let (addr, token, serving) = serve_grpc(grpc_options()).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     // The client preface and an empty SETTINGS frame.
     conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
