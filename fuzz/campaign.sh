@@ -13,7 +13,7 @@ for target in $targets; do
   log="$(mktemp)"
   status=0
   cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 >"$log" 2>&1 || status=$?
+    -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=$?
   execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || true)"
   findings="$(find "fuzz/artifacts/$target" -type f | wc -l)"
   echo "| $target | ${seconds} s | ${execs:-?} | ${findings} (exit ${status}) |"

@@ -751,7 +751,7 @@ fn watch_meta_json_comes_last(
 fn a_slow_upload_to_s3_survives_the_compactors_cleanup() {
     let moto = rthanos_testkit::Moto::start();
     moto.create_bucket("thanos");
-    let link = rthanos_testkit::SlowLink::start(moto.port, 256 * 1024);
+    let link = rthanos_testkit::Link::slow(moto.port, 256 * 1024);
     // Many short series: an index larger than the chunks, so that the block is partial (its
     // chunks in the bucket, its index on the way) for seconds.
     let spec = Spec {

@@ -657,3 +657,100 @@ fn a_cancelled_series_call_stops_fetching() {
         "a cancelled call read {cancelled} bytes, the whole answer {whole}"
     );
 }
+
+/// A store whose connection dies mid-answer: the querier reports it (a warning with partial
+/// responses, the query's error without), never a shorter answer that looks complete.
+#[test]
+fn a_store_answer_cut_short_is_an_error_not_a_shorter_answer() {
+    use rthanos_chunkenc::{Encoding, xor};
+    use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+    let dir = tempfile::tempdir().expect("tmp");
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, common::filesystem_yaml(&bucket_dir)).expect("objstore.yml");
+    // 600 series of 4 chunks: an answer of a few hundred KiB, cut after 64 KiB.
+    let instances: Vec<String> = (0..600).map(|i| format!("i{i:04}")).collect();
+    let mut symbols: std::collections::BTreeSet<String> = ["__name__", "cut", "instance"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    symbols.extend(instances.iter().cloned());
+    let mut writer = BlockWriter::create(&bucket_dir, &symbols).expect("writer");
+    let chunks: Vec<(i64, i64, Vec<u8>)> = (0..4)
+        .map(|c| {
+            let points: Vec<(i64, f64)> = (0..120)
+                .map(|i| {
+                    let t = START + (c * 120 + i) * 15;
+                    (t * 1000, ((c * 120 + i) * 7919 % 1000) as f64 / 7.0)
+                })
+                .collect();
+            let data = xor::encode(points.iter().copied()).expect("encode");
+            (points[0].0, points[119].0, data)
+        })
+        .collect();
+    for instance in &instances {
+        let to_write: Vec<ChunkToWrite<'_>> = chunks
+            .iter()
+            .map(|(min_time, max_time, data)| ChunkToWrite {
+                min_time: *min_time,
+                max_time: *max_time,
+                encoding: Encoding::Xor,
+                data,
+                samples: 120,
+            })
+            .collect();
+        let labels =
+            rthanos_model::Labels::from_pairs([("__name__", "cut"), ("instance", instance)]);
+        writer.add_series(&labels, &to_write).expect("series");
+    }
+    writer
+        .finish(Some(rthanos_tsdb::meta::ThanosMeta {
+            labels: [("cluster".to_string(), "eu1".to_string())].into(),
+            source: "sidecar".into(),
+            ..Default::default()
+        }))
+        .expect("finish");
+
+    let store = start_store(&objstore, &dir.path().join("data"), &[]);
+    let link = rthanos_testkit::Link::cutting(store.grpc_port, 64 * 1024);
+    let args = [
+        "query".to_string(),
+        format!("--endpoint=127.0.0.1:{}", link.port),
+    ];
+    let mut query = Process::start(&args);
+    query.wait_ready(Duration::from_secs(60));
+    query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+        common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("eu1"))
+    });
+    let path = format!(
+        "/api/v1/query?query=count(count_over_time(cut[2h]))&time={}",
+        START + 7200
+    );
+    // Through a whole link, all 600 series count.
+    let whole = common::start_query([&store], &[]);
+    let (status, body) = common::http_get(whole.http_port, &path).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""600""#) && !body.contains("warnings"),
+        "{body}"
+    );
+
+    let (status, body) = common::http_get(query.http_port, &path).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("warnings"), "a cut answer must warn: {body}");
+    let (status, body) =
+        common::http_get(query.http_port, &format!("{path}&partial_response=false"))
+            .expect("answer");
+    assert_eq!(
+        status, 422,
+        "a cut answer must fail without partial responses: {body}"
+    );
+    assert!(!query.log().contains("panicked"), "{}", query.log());
+    // The background loops run supervised: their failures are counted (none here).
+    for (process, task) in [(&store, "block_sync"), (&query, "endpoint_refresh")] {
+        let series =
+            format!(r#"thanos_background_task_failures_total{{cause="panic",task="{task}"}}"#);
+        assert_eq!(process.metric(&series), Some(0.0), "{series}");
+    }
+}

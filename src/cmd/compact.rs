@@ -5,6 +5,7 @@
 //! as in Thanos, so `thanos_compact_halted` can be alerted on.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -12,6 +13,7 @@ use rthanos_compact::{Compactor, CompactorConfig, Retention};
 use rthanos_model::PromDuration;
 use rthanos_objstore::Bucket;
 use rthanos_runtime::flags::{HttpFlags, LogFlags, ObjstoreFlags};
+use tokio_util::sync::CancellationToken;
 
 use super::TracingFlags;
 use super::store::BlockSelectionFlags;
@@ -257,33 +259,30 @@ pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
             let compactor = Arc::new(Compactor::new(bucket, config, runtime.registry())?);
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();
+            let supervisor = runtime.supervisor().clone();
             super::Component::work(async move {
                 prober.ready();
                 if wait && !cleanup_interval.is_zero() {
                     let (compactor, shutdown) = (Arc::clone(&compactor), shutdown.clone());
-                    tokio::spawn(async move {
-                        let mut ticks = tokio::time::interval(cleanup_interval);
-                        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                        loop {
-                            tokio::select! {
-                                () = shutdown.cancelled() => return,
-                                _ = ticks.tick() => {
-                                    if let Err(e) = compactor.cleanup().await {
-                                        tracing::warn!(err = %e, "cleanup failed");
-                                    }
-                                }
-                            }
-                        }
+                    // A cleanup loop that panics is restarted: marked blocks keep being deleted.
+                    supervisor.spawn_loop("cleanup", cleanup_interval, move || {
+                        cleanup_loop(Arc::clone(&compactor), cleanup_interval, shutdown.clone())
                     });
                 }
                 loop {
+                    // A panicking iteration is counted and fails like any other, so a bug in
+                    // one block's compaction does not end the compactor's work on the others.
                     let outcome = tokio::select! {
                         () = shutdown.cancelled() => return Ok(()),
-                        outcome = compactor.iterate() => outcome,
+                        outcome = supervisor.catch("compaction", compactor.iterate()) => outcome,
+                    };
+                    let outcome = match outcome {
+                        Ok(outcome) => outcome.map_err(anyhow::Error::from),
+                        Err(panic) => Err(anyhow::anyhow!("compaction iteration {panic}")),
                     };
                     match outcome {
                         Ok(()) => tracing::info!("compaction iteration done"),
-                        Err(e @ rthanos_compact::CompactError::Halt(_)) => {
+                        Err(e) if matches!(e.downcast_ref(), Some(rthanos_compact::CompactError::Halt(_))) => {
                             if !wait {
                                 return Err(e.into());
                             }
@@ -292,7 +291,7 @@ pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
                             return Ok(());
                         }
                         Err(e) if !wait => return Err(e.into()),
-                        Err(e) => tracing::warn!(err = %e, "compaction iteration failed; retried after --wait-interval"),
+                        Err(e) => tracing::warn!(err = %format!("{e:#}"), "compaction iteration failed; retried after --wait-interval"),
                     }
                     if !wait {
                         return Ok(());
@@ -305,4 +304,21 @@ pub(crate) async fn run(args: CompactArgs) -> anyhow::Result<()> {
             })
         })
         .await
+}
+
+/// Deletes what `--delete-delay` allows and marks old partial uploads every
+/// `--compact.cleanup-interval`, until `shutdown`.
+async fn cleanup_loop(compactor: Arc<Compactor>, interval: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                if let Err(e) = compactor.cleanup().await {
+                    tracing::warn!(err = %e, "cleanup failed");
+                }
+            }
+        }
+    }
 }

@@ -467,6 +467,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
             ));
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();
+            let supervisor = runtime.supervisor().clone();
             Ok(super::Component {
                 http: Some(rthanos_query::api::router(state)),
                 grpc: Some(
@@ -478,8 +479,12 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                 work: Box::pin(async move {
                     endpoints.refresh().await;
                     prober.ready();
-                    endpoints
-                        .refresh_loop(std::time::Duration::from_secs(5), shutdown)
+                    // A refresh loop that panics is restarted: endpoints keep being discovered.
+                    let interval = std::time::Duration::from_secs(5);
+                    supervisor
+                        .run_loop("endpoint_refresh", interval, move || {
+                            Arc::clone(&endpoints).refresh_loop(interval, shutdown.clone())
+                        })
                         .await;
                     Ok(())
                 }),

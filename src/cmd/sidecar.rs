@@ -218,6 +218,7 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                     shipper_interval: rthanos_sidecar::SHIPPER_SYNC_INTERVAL,
                 },
                 runtime.registry(),
+                runtime.supervisor().clone(),
             )?;
             let store = sidecar.store();
             let grpc = StoreServer::new(Arc::clone(&store) as Arc<dyn rthanos_storeapi::Store>)
@@ -225,11 +226,10 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                 .with_limits(limits.series_limits())
                 .routes();
             let prober = runtime.prober().clone();
-            let shutdown = runtime.shutdown_token();
             Ok(super::Component {
                 http: None,
                 grpc: Some(grpc),
-                work: Box::pin(async move { Ok(sidecar.run(prober, shutdown).await?) }),
+                work: Box::pin(async move { Ok(sidecar.run(prober).await?) }),
             })
         })
         .await

@@ -338,6 +338,7 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
                 .routes();
             let prober = runtime.prober().clone();
             let shutdown = runtime.shutdown_token();
+            let supervisor = runtime.supervisor().clone();
             Ok(super::Component {
                 http: None,
                 grpc: Some(grpc),
@@ -352,7 +353,12 @@ pub(crate) async fn run(args: StoreArgs) -> anyhow::Result<()> {
                         "initial block sync done"
                     );
                     prober.ready();
-                    store.sync_loop(sync_interval, shutdown).await;
+                    // A sync loop that panics is restarted: the store keeps seeing new blocks.
+                    supervisor
+                        .run_loop("block_sync", sync_interval, move || {
+                            Arc::clone(&store).sync_loop(sync_interval, shutdown.clone())
+                        })
+                        .await;
                     Ok(())
                 }),
             })

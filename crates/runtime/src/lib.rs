@@ -43,6 +43,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use prometheus::Registry;
+pub use rthanos_supervise::{Cause, Panicked, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::BuildInfo;
@@ -154,16 +155,21 @@ pub struct Runtime {
     registry: Registry,
     prober: Prober,
     shutdown: CancellationToken,
+    supervisor: Supervisor,
 }
 
 impl Runtime {
     /// Creates the runtime of `component`, with `thanos_build_info` and process metrics registered.
     pub fn new(component: &'static str, build: &BuildInfo) -> Result<Self, RuntimeError> {
+        let registry = metrics::new_registry(build)?;
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(&registry, shutdown.clone())?;
         Ok(Self {
             component,
-            registry: metrics::new_registry(build)?,
+            registry,
             prober: Prober::new(),
-            shutdown: CancellationToken::new(),
+            shutdown,
+            supervisor,
         })
     }
 
@@ -180,6 +186,12 @@ impl Runtime {
     /// Cancelled when the process is asked to stop; the work must return soon after.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Runs the component's background loops until shutdown, restarting one that panics or
+    /// ends early (logged, counted in `thanos_background_task_failures_total`).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
     }
 
     /// Opens the listeners: HTTP always, gRPC when `grpc` is given.

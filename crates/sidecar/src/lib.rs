@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ::prometheus::{Gauge, IntGauge, Registry};
 use rthanos_model::TimeOrDuration;
 use rthanos_objstore::Bucket;
-use rthanos_runtime::Prober;
+use rthanos_runtime::{Prober, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 pub use http_client::HttpClientConfig;
@@ -92,11 +92,16 @@ pub struct Sidecar {
     shipper: Option<Shipper>,
     prometheus_up: IntGauge,
     last_heartbeat: Gauge,
+    supervisor: Supervisor,
 }
 
 impl Sidecar {
     /// Checks the configuration and registers the sidecar's metrics.
-    pub fn new(mut config: SidecarConfig, registry: &Registry) -> Result<Self, SidecarError> {
+    pub fn new(
+        mut config: SidecarConfig,
+        registry: &Registry,
+        supervisor: Supervisor,
+    ) -> Result<Self, SidecarError> {
         let prometheus = PrometheusClient::new(&config.prometheus_url, &config.http_client)?;
         let metric_error = |e: ::prometheus::Error| SidecarError::Config(format!("metrics: {e}"));
         let prometheus_up = IntGauge::new(
@@ -131,6 +136,7 @@ impl Sidecar {
             shipper,
             prometheus_up,
             last_heartbeat,
+            supervisor,
         })
     }
 
@@ -139,17 +145,15 @@ impl Sidecar {
         Arc::new(PrometheusStore::new(
             self.prometheus.clone(),
             Arc::clone(&self.metadata),
+            self.supervisor.clone(),
         ))
     }
 
-    /// Runs until `shutdown`: waits for Prometheus (at most `--prometheus.ready_timeout`), then
+    /// Runs until the supervisor's shutdown: waits for Prometheus (at most `--prometheus.ready_timeout`), then
     /// heartbeats every `--prometheus.get_config_interval` and, in a task of its own, ships
     /// blocks.
-    pub async fn run(
-        self,
-        prober: Prober,
-        shutdown: CancellationToken,
-    ) -> Result<(), SidecarError> {
+    pub async fn run(self, prober: Prober) -> Result<(), SidecarError> {
+        let shutdown = self.supervisor.shutdown().clone();
         tracing::info!(url = %self.prometheus.url(), "waiting for Prometheus and its external labels");
         let deadline = tokio::time::Instant::now() + self.config.ready_timeout;
         loop {
@@ -189,6 +193,7 @@ impl Sidecar {
             shipper,
             prometheus_up,
             last_heartbeat,
+            supervisor,
         } = self;
         let heartbeat = Heartbeat {
             prometheus,
@@ -198,14 +203,21 @@ impl Sidecar {
             last_heartbeat,
         };
         // The shipper runs apart from the heartbeat: a long upload must not stall readiness.
+        // A shipper loop that panics is logged, counted and started again: blocks keep being
+        // uploaded.
         let shipping = shipper.map(|shipper| {
             shipper.clean_staging();
-            tokio::spawn(ship_loop(
-                shipper,
-                metadata,
-                config.shipper_interval,
-                shutdown.clone(),
-            ))
+            let shipper = Arc::new(shipper);
+            let interval = config.shipper_interval;
+            let shutdown = shutdown.clone();
+            supervisor.spawn_loop("shipper", interval, move || {
+                ship_loop(
+                    Arc::clone(&shipper),
+                    Arc::clone(&metadata),
+                    interval,
+                    shutdown.clone(),
+                )
+            })
         });
         if shipping.is_none() {
             tracing::info!("no --objstore.config: blocks are not uploaded");
@@ -302,7 +314,7 @@ impl Heartbeat {
 
 /// Syncs the shipper every `interval` until `shutdown`.
 async fn ship_loop(
-    shipper: Shipper,
+    shipper: Arc<Shipper>,
     metadata: Arc<Metadata>,
     interval: Duration,
     shutdown: CancellationToken,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use rthanos_model::{Labels, Matcher};
+use rthanos_runtime::Supervisor;
 use rthanos_storeapi::convert::matchers_from_thanos;
 use rthanos_storeapi::reorder::Reorder;
 use rthanos_storeapi::thanos::{
@@ -35,14 +36,21 @@ use crate::prometheus::{PrometheusClient, read_query};
 pub struct PrometheusStore {
     prometheus: PrometheusClient,
     metadata: Arc<Metadata>,
+    supervisor: Supervisor,
 }
 
 impl PrometheusStore {
-    /// A store over `prometheus`, whose external labels and time range `metadata` tracks.
-    pub fn new(prometheus: PrometheusClient, metadata: Arc<Metadata>) -> Self {
+    /// A store over `prometheus`, whose external labels and time range `metadata` tracks;
+    /// `supervisor` counts the panics of its read-ahead tasks.
+    pub fn new(
+        prometheus: PrometheusClient,
+        metadata: Arc<Metadata>,
+        supervisor: Supervisor,
+    ) -> Self {
         Self {
             prometheus,
             metadata,
+            supervisor,
         }
     }
 
@@ -115,19 +123,31 @@ fn series_frame(series: Series) -> SeriesResponse {
 
 /// Frames a task reads from Prometheus and converts while the gRPC task sends earlier ones:
 /// the two overlap (on two cores), and at most `READ_AHEAD` frames wait in between. The task
-/// ends, closing the remote read, when the client goes away.
+/// ends, closing the remote read, when the client goes away. A panic in it ends the answer
+/// with an error (and is counted), never as if Prometheus had no more series.
 fn read_ahead(
     frames: impl futures::Stream<Item = Result<SeriesResponse, Status>> + Send + 'static,
+    supervisor: &Supervisor,
 ) -> SeriesStream {
     const READ_AHEAD: usize = 32;
     let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let supervisor = supervisor.clone();
     tokio::spawn(async move {
-        let mut frames = std::pin::pin!(frames);
-        while let Some(frame) = frames.next().await {
-            let failed = frame.is_err();
-            if tx.send(frame).await.is_err() || failed {
-                break;
+        let produce = async {
+            let mut frames = std::pin::pin!(frames);
+            while let Some(frame) = frames.next().await {
+                let failed = frame.is_err();
+                if tx.send(frame).await.is_err() || failed {
+                    break;
+                }
             }
+        };
+        if let Err(panic) = supervisor.catch("remote_read", produce).await {
+            let _ = tx
+                .send(Err(Status::internal(format!(
+                    "reading series from Prometheus failed: {panic}"
+                ))))
+                .await;
         }
     });
     Box::pin(async_stream::stream! {
@@ -329,7 +349,7 @@ impl Store for PrometheusStore {
                 yield series_frame(series);
             }
         };
-        Ok(read_ahead(converted))
+        Ok(read_ahead(converted, &self.supervisor))
     }
 
     async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
@@ -407,6 +427,31 @@ mod tests {
                     .join(",")
             })
             .collect()
+    }
+
+    /// A panic while frames are read ends the answer with an error after the frames already
+    /// read, never as a complete answer; the panic is counted.
+    #[tokio::test]
+    async fn a_panicking_read_ahead_ends_the_answer_with_an_error() {
+        let supervisor = Supervisor::unregistered(tokio_util::sync::CancellationToken::new());
+        let frames = futures::stream::iter(0..3).map(|i| {
+            assert!(i < 2, "frame {i} cannot be converted");
+            Ok(series_frame(Series::default()))
+        });
+        let answer: Vec<Result<SeriesResponse, Status>> =
+            read_ahead(frames, &supervisor).collect().await;
+        assert_eq!(answer.len(), 3, "{answer:?}");
+        assert!(answer[..2].iter().all(Result::is_ok));
+        let error = answer[2].as_ref().expect_err("the last item is the error");
+        assert_eq!(error.code(), tonic::Code::Internal);
+        assert!(
+            error.message().contains("frame 2 cannot be converted"),
+            "{error:?}"
+        );
+        assert_eq!(
+            supervisor.failures("remote_read", rthanos_runtime::Cause::Panic),
+            1
+        );
     }
 
     /// Series in Prometheus's order come out in the order of their final labels.

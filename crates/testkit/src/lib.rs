@@ -1,6 +1,6 @@
 //! The real peers rthanos's tests run against, started on 127.0.0.1 and stopped when dropped:
 //! `moto_server` (a real S3 API), and TSDB blocks made by Prometheus's own `promtool` from
-//! generated OpenMetrics data; a slow loopback link ([`SlowLink`]) for uploads that take a
+//! generated OpenMetrics data; a misbehaving loopback link ([`Link`]) for uploads that take a
 //! while, and the tests' clock and time budgets ([`time`]). `scripts/test.sh` installs the
 //! programs; a test that cannot find one fails, saying how to get it, rather than passing
 //! without checking anything.
@@ -372,21 +372,32 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A slow network link on loopback: a TCP proxy to 127.0.0.1:`to` whose client-to-server
-/// direction carries at most `bytes_per_second` (for uploads that take a while, as to a
-/// distant object store). The answers come back at full speed. Stops accepting when dropped.
-pub struct SlowLink {
+/// A network link on loopback that misbehaves: a TCP proxy to 127.0.0.1:`to` that is slow
+/// ([`Link::slow`], for uploads that take a while, as to a distant object store) or that cuts
+/// each connection after a number of answer bytes ([`Link::cutting`], a peer that dies
+/// mid-answer). Stops accepting when dropped.
+pub struct Link {
     /// The port to connect to instead of `to`.
     pub port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl SlowLink {
-    /// Starts the proxy on a free loopback port.
-    pub fn start(to: u16, bytes_per_second: usize) -> SlowLink {
+impl Link {
+    /// The client-to-server direction carries at most `bytes_per_second`; the answers come
+    /// back at full speed.
+    pub fn slow(to: u16, bytes_per_second: usize) -> Link {
+        Link::start(to, bytes_per_second, usize::MAX)
+    }
+
+    /// Each connection is closed, both ways, once `after_bytes` of answers have passed.
+    pub fn cutting(to: u16, after_bytes: usize) -> Link {
+        Link::start(to, usize::MAX, after_bytes)
+    }
+
+    fn start(to: u16, bytes_per_second: usize, answer_limit: usize) -> Link {
         use std::sync::atomic::{AtomicBool, Ordering};
         let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the slow link");
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the link");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -405,38 +416,51 @@ impl SlowLink {
                         else {
                             continue;
                         };
-                        std::thread::spawn(move || forward(client, server, bytes_per_second));
-                        std::thread::spawn(move || forward(server_in, client_out, usize::MAX));
+                        std::thread::spawn(move || {
+                            forward(client, server, bytes_per_second, usize::MAX);
+                        });
+                        std::thread::spawn(move || {
+                            forward(server_in, client_out, usize::MAX, answer_limit);
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        SlowLink { port, stop }
+        Link { port, stop }
     }
 }
 
-impl Drop for SlowLink {
+impl Drop for Link {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Copies `from` to `to` in slices of a twentieth of the rate, one every 50ms, until either
-/// side closes; then closes both directions.
-fn forward(mut from: std::net::TcpStream, mut to: std::net::TcpStream, bytes_per_second: usize) {
+/// Copies `from` to `to` (in slices of a twentieth of the rate, one every 50ms, when the rate
+/// is limited) until either side closes or `limit` bytes have passed; then closes both
+/// directions.
+fn forward(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    bytes_per_second: usize,
+    limit: usize,
+) {
     use std::io::{Read, Write};
     let slice = (bytes_per_second / 20).clamp(1, 64 * 1024);
     let mut buffer = vec![0u8; slice];
-    loop {
+    let mut passed = 0usize;
+    while passed < limit {
         let started = Instant::now();
-        let n = match from.read(&mut buffer) {
+        let want = slice.min(limit - passed);
+        let n = match from.read(&mut buffer[..want]) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         if to.write_all(&buffer[..n]).is_err() {
             break;
         }
+        passed += n;
         if bytes_per_second != usize::MAX {
             let due = Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
             std::thread::sleep(due.saturating_sub(started.elapsed()));
