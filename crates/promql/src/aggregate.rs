@@ -9,6 +9,7 @@ use crate::engine::{
     Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, labels_by_modifier,
 };
 use crate::functions::quantile;
+use crate::steps::{Gather, StepValues};
 use crate::value::format_value;
 
 /// The labels a series is grouped by.
@@ -58,9 +59,12 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
         "topk" | "bottomk" => {
             let k = scalar_param(&op)?;
             let top = op == "topk";
-            let mut keep = vec![vec![false; n]; input.len()];
-            let mut order: Vec<Vec<usize>> = vec![Vec::new(); n];
-            for step in 0..n {
+            let mut kept = vec![StepValues::new(); input.len()];
+            // An instant query keeps the order of selection (best first per group).
+            let mut selection_order: Vec<usize> = Vec::new();
+            let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
+            let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
+            while let Some((step, present)) = walk.next_step() {
                 let k = k[step];
                 // Prometheus's `convertibleToInt64`: up to the largest float below 2^63.
                 if k.is_nan()
@@ -72,49 +76,43 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
                     continue;
                 }
                 let k = if k > 1e15 { usize::MAX } else { k as usize };
-                let mut by_group: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
-                for (i, s) in input.iter().enumerate() {
-                    if s.values[step].is_some() {
-                        by_group[member[i]].push(i);
+                // By group, then best first (NaN is worst either way); ties keep series order.
+                ranked.clear();
+                ranked.extend(present.iter().map(|&(i, v)| (member[i], i, v)));
+                ranked.sort_by(|&(gx, _, vx), &(gy, _, vy)| {
+                    gx.cmp(&gy).then_with(|| match (vx.is_nan(), vy.is_nan()) {
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if top => vy.total_cmp(&vx),
+                        _ => vx.total_cmp(&vy),
+                    })
+                });
+                let mut taken = 0usize;
+                let mut group = usize::MAX;
+                for &(g, i, v) in &ranked {
+                    if g != group {
+                        (group, taken) = (g, 0);
                     }
-                }
-                for members in by_group {
-                    let mut members = members;
-                    // Best first; NaN is worst either way.
-                    members.sort_by(|&x, &y| {
-                        let (vx, vy) = (
-                            input[x].values[step].unwrap_or(f64::NAN),
-                            input[y].values[step].unwrap_or(f64::NAN),
-                        );
-                        match (vx.is_nan(), vy.is_nan()) {
-                            (true, false) => std::cmp::Ordering::Greater,
-                            (false, true) => std::cmp::Ordering::Less,
-                            _ if top => vy.total_cmp(&vx),
-                            _ => vx.total_cmp(&vy),
+                    if taken < k {
+                        taken += 1;
+                        kept[i].push(step, v);
+                        if n == 1 {
+                            selection_order.push(i);
                         }
-                    });
-                    for &i in members.iter().take(k) {
-                        keep[i][step] = true;
-                        order[step].push(i);
                     }
                 }
             }
-            // An instant query keeps the order of selection (best first per group).
             let series_order: Vec<usize> = if n == 1 {
-                order[0].clone()
+                selection_order
             } else {
                 (0..input.len()).collect()
             };
+            let mut kept: Vec<Option<StepValues>> = kept.into_iter().map(Some).collect();
             let out = series_order
                 .into_iter()
                 .filter_map(|i| {
-                    let values: Vec<Option<f64>> = input[i]
-                        .values
-                        .iter()
-                        .zip(&keep[i])
-                        .map(|(v, k)| if *k { *v } else { None })
-                        .collect();
-                    values.iter().any(Option::is_some).then(|| StepSeries {
+                    let values = kept[i].take()?;
+                    (!values.is_empty()).then(|| StepSeries {
                         labels: input[i].labels.clone(),
                         values,
                     })
@@ -134,68 +132,76 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
             {
                 return exec_err(format!("invalid label name {label:?}"));
             }
+            // `without` removes its labels after the value label is set, that one too.
+            let removed =
+                matches!(&a.modifier, Some(LabelModifier::Exclude(l)) if l.labels.contains(label));
             let mut index: HashMap<Labels, usize> = HashMap::new();
             let mut out: Vec<StepSeries> = Vec::new();
-            for (i, s) in input.iter().enumerate() {
-                for (step, v) in s.values.iter().enumerate() {
-                    let Some(v) = v else { continue };
+            let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
+            while let Some((step, present)) = walk.next_step() {
+                for &(i, v) in present {
                     let mut pairs: Vec<(String, String)> = groups[member[i]]
                         .iter()
                         .filter(|l| l.name != *label)
                         .map(|l| (l.name.clone(), l.value.clone()))
                         .collect();
-                    // `without` removes its labels after the value label is set, that one too.
-                    let removed = matches!(&a.modifier, Some(LabelModifier::Exclude(l)) if l.labels.contains(label));
                     if !removed {
-                        pairs.push((label.clone(), format_value(*v)));
+                        pairs.push((label.clone(), format_value(v)));
                     }
                     let labels = Labels::from_pairs(pairs);
                     let idx = *index.entry(labels.clone()).or_insert_with(|| {
                         out.push(StepSeries {
                             labels,
-                            values: vec![None; n],
+                            values: StepValues::new(),
                         });
                         out.len() - 1
                     });
-                    let slot = &mut out[idx].values[step];
-                    *slot = Some(slot.unwrap_or(0.0) + 1.0);
+                    out[idx].values.add_at(step, 1.0);
                 }
             }
             Ok(Val::Vector(out))
         }
         "quantile" => {
             let q = scalar_param("quantile")?;
-            let mut values: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); n]; groups.len()];
-            for (i, s) in input.iter().enumerate() {
-                for (step, v) in s.values.iter().enumerate() {
-                    if let Some(v) = v {
-                        values[member[i]][step].push(*v);
+            let mut out = vec![StepValues::new(); groups.len()];
+            let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
+            let mut touched: Vec<usize> = Vec::new();
+            let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
+            while let Some((step, present)) = walk.next_step() {
+                for &(i, v) in present {
+                    let g = member[i];
+                    if values[g].is_empty() {
+                        touched.push(g);
                     }
+                    values[g].push(v);
                 }
+                for &g in &touched {
+                    out[g].push(step, quantile(q[step], &mut values[g]));
+                    values[g].clear();
+                }
+                touched.clear();
             }
-            let out = groups
-                .into_iter()
-                .zip(values)
-                .map(|(labels, mut per_step)| StepSeries {
-                    labels,
-                    values: per_step
-                        .iter_mut()
-                        .enumerate()
-                        .map(|(step, vals)| (!vals.is_empty()).then(|| quantile(q[step], vals)))
-                        .collect(),
-                })
-                .collect();
-            Ok(Val::Vector(out))
+            Ok(Val::Vector(
+                groups
+                    .into_iter()
+                    .zip(out)
+                    .map(|(labels, values)| StepSeries { labels, values })
+                    .collect(),
+            ))
         }
         "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" => {
-            let mut acc: Vec<Vec<Option<Acc>>> = vec![vec![None; n]; groups.len()];
-            for (i, s) in input.iter().enumerate() {
-                let g = member[i];
-                for (step, v) in s.values.iter().enumerate() {
-                    let Some(v) = *v else { continue };
-                    let slot = &mut acc[g][step];
+            let mut out = vec![StepValues::new(); groups.len()];
+            let mut acc: Vec<Option<Acc>> = vec![None; groups.len()];
+            let mut touched: Vec<usize> = Vec::new();
+            let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
+            while let Some((step, present)) = walk.next_step() {
+                // Series order within a group, as Prometheus adds them.
+                for &(i, v) in present {
+                    let g = member[i];
+                    let slot = &mut acc[g];
                     match slot {
                         None => {
+                            touched.push(g);
                             *slot = Some(Acc {
                                 value: if op == "stddev" || op == "stdvar" {
                                     0.0
@@ -237,28 +243,30 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
                         }
                     }
                 }
-            }
-            let out = groups
-                .into_iter()
-                .zip(acc)
-                .map(|(labels, per_step)| StepSeries {
-                    labels,
-                    values: per_step
-                        .into_iter()
-                        .map(|a| {
-                            a.map(|a| match op.as_str() {
+                for &g in &touched {
+                    if let Some(a) = acc[g].take() {
+                        out[g].push(
+                            step,
+                            match op.as_str() {
                                 "avg" => a.mean,
                                 "count" => a.count,
                                 "group" => 1.0,
                                 "stdvar" => a.value / a.count,
                                 "stddev" => (a.value / a.count).sqrt(),
                                 _ => a.value,
-                            })
-                        })
-                        .collect(),
-                })
-                .collect();
-            Ok(Val::Vector(out))
+                            },
+                        );
+                    }
+                }
+                touched.clear();
+            }
+            Ok(Val::Vector(
+                groups
+                    .into_iter()
+                    .zip(out)
+                    .map(|(labels, values)| StepSeries { labels, values })
+                    .collect(),
+            ))
         }
         other => exec_err(format!("unknown aggregation {other}")),
     }
@@ -294,19 +302,40 @@ pub(crate) fn histogram_quantile(
         });
         groups[g].1.push((upper, i));
     }
+    let mut group_of: Vec<Option<(usize, f64)>> = vec![None; input.len()];
+    for (g, (_, members)) in groups.iter().enumerate() {
+        for &(upper, i) in members {
+            group_of[i] = Some((g, upper));
+        }
+    }
+    let mut out = vec![StepValues::new(); groups.len()];
+    let mut buckets: Vec<Vec<(f64, f64)>> = vec![Vec::new(); groups.len()];
+    let mut touched: Vec<usize> = Vec::new();
+    let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
+    while let Some((step, present)) = walk.next_step() {
+        for &(i, count) in present {
+            let Some((g, upper)) = group_of[i] else {
+                continue;
+            };
+            if buckets[g].is_empty() {
+                touched.push(g);
+            }
+            buckets[g].push((upper, count));
+        }
+        for &g in &touched {
+            out[g].push(
+                step,
+                bucket_quantile(q[step], std::mem::take(&mut buckets[g])),
+            );
+        }
+        touched.clear();
+    }
     let out = groups
         .into_iter()
-        .map(|(labels, members)| StepSeries {
+        .zip(out)
+        .map(|((labels, _), values)| StepSeries {
             labels: drop_name(&labels),
-            values: (0..n)
-                .map(|step| {
-                    let buckets: Vec<(f64, f64)> = members
-                        .iter()
-                        .filter_map(|&(upper, i)| input[i].values[step].map(|c| (upper, c)))
-                        .collect();
-                    (!buckets.is_empty()).then(|| bucket_quantile(q[step], buckets))
-                })
-                .collect(),
+            values,
         })
         .collect();
     crate::engine::merge_same_labels(out)

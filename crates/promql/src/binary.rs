@@ -10,6 +10,7 @@ use crate::engine::{
     Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, labels_by_modifier,
     merge_same_labels,
 };
+use crate::steps::{Gather, StepValues};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
@@ -124,7 +125,7 @@ pub(crate) fn eval_binary(b: &BinaryExpr, ctx: &Ctx<'_>) -> Result<Val, QueryErr
             let modifier = b.modifier.as_ref();
             let matching = modifier.and_then(|m| m.matching.clone());
             match op {
-                Op::And | Op::Or | Op::Unless => set_op(op, &l, &r, &matching, ctx.steps.len()),
+                Op::And | Op::Or | Op::Unless => set_op(op, l, r, &matching, ctx.steps.len()),
                 _ => {
                     let card =
                         modifier.map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
@@ -147,32 +148,24 @@ fn vector_scalar(
     let out = vector
         .into_iter()
         .filter_map(|s| {
-            let values: Vec<Option<f64>> = s
-                .values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let v = (*v)?;
-                    let (l, r) = if scalar_left {
-                        (scalar[i], v)
-                    } else {
-                        (v, scalar[i])
-                    };
-                    let (mut value, keep) = op.apply(l, r);
-                    // A comparison keeps the vector's value, whichever side it is on.
-                    if op.is_comparison() && scalar_left {
-                        value = v;
-                    }
-                    if return_bool {
-                        Some(bool_value(keep))
-                    } else if keep {
-                        Some(value)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            values.iter().any(Option::is_some).then(|| StepSeries {
+            let values = s.values.filter_map(|i, v| {
+                let (l, r) = if scalar_left {
+                    (scalar[i], v)
+                } else {
+                    (v, scalar[i])
+                };
+                let (mut value, keep) = op.apply(l, r);
+                // A comparison keeps the vector's value, whichever side it is on.
+                if op.is_comparison() && scalar_left {
+                    value = v;
+                }
+                if return_bool {
+                    Some(bool_value(keep))
+                } else {
+                    keep.then_some(value)
+                }
+            });
+            (!values.is_empty()).then(|| StepSeries {
                 labels: if drop { drop_name(&s.labels) } else { s.labels },
                 values,
             })
@@ -181,10 +174,12 @@ fn vector_scalar(
     merge_same_labels(out)
 }
 
+/// `and`, `or`, `unless`, step by step: both sides are walked together, so a step costs the
+/// values present at it.
 fn set_op(
     op: Op,
-    lhs: &[StepSeries],
-    rhs: &[StepSeries],
+    lhs: Vec<StepSeries>,
+    rhs: Vec<StepSeries>,
     matching: &Option<LabelModifier>,
     steps: usize,
 ) -> Result<Val, QueryError> {
@@ -196,59 +191,59 @@ fn set_op(
     let lsig: Vec<usize> = lhs.iter().map(|s| sig_id(&s.labels)).collect();
     let rsig: Vec<usize> = rhs.iter().map(|s| sig_id(&s.labels)).collect();
     let mut seen = vec![usize::MAX; ids.len()];
-    let mut out_l: Vec<StepSeries> = lhs
-        .iter()
-        .map(|s| StepSeries {
-            labels: s.labels.clone(),
-            values: vec![None; steps],
-        })
-        .collect();
-    let mut out_r: Vec<StepSeries> = rhs
-        .iter()
-        .map(|s| StepSeries {
-            labels: s.labels.clone(),
-            values: vec![None; steps],
-        })
-        .collect();
-    for step in 0..steps {
-        let mark = |sigs: &[usize], series: &[StepSeries], seen: &mut Vec<usize>| {
-            for (i, s) in series.iter().enumerate() {
-                if s.values[step].is_some() {
-                    seen[sigs[i]] = step;
+    let mut lwalk = Gather::new(lhs.iter().map(|s| &s.values), steps);
+    let mut rwalk = Gather::new(rhs.iter().map(|s| &s.values), steps);
+    let out: Vec<StepSeries> = match op {
+        Op::And | Op::Unless => {
+            let mut kept = vec![StepValues::new(); lhs.len()];
+            while let (Some((step, left)), Some((_, right))) =
+                (lwalk.next_step(), rwalk.next_step())
+            {
+                for &(j, _) in right {
+                    seen[rsig[j]] = step;
                 }
-            }
-        };
-        match op {
-            Op::And | Op::Unless => {
-                mark(&rsig, rhs, &mut seen);
-                for (i, s) in lhs.iter().enumerate() {
-                    let matched = seen[lsig[i]] == step;
-                    if s.values[step].is_some() && matched == (op == Op::And) {
-                        out_l[i].values[step] = s.values[step];
+                for &(i, v) in left {
+                    if (seen[lsig[i]] == step) == (op == Op::And) {
+                        kept[i].push(step, v);
                     }
                 }
             }
-            _ => {
-                mark(&lsig, lhs, &mut seen);
-                for (i, s) in lhs.iter().enumerate() {
-                    out_l[i].values[step] = s.values[step];
-                }
-                for (j, s) in rhs.iter().enumerate() {
-                    if s.values[step].is_some() && seen[rsig[j]] != step {
-                        out_r[j].values[step] = s.values[step];
-                    }
-                }
-            }
+            lhs.iter()
+                .zip(kept)
+                .map(|(s, values)| StepSeries {
+                    labels: s.labels.clone(),
+                    values,
+                })
+                .collect()
         }
-    }
+        _ => {
+            let mut added = vec![StepValues::new(); rhs.len()];
+            while let (Some((step, left)), Some((_, right))) =
+                (lwalk.next_step(), rwalk.next_step())
+            {
+                for &(i, _) in left {
+                    seen[lsig[i]] = step;
+                }
+                for &(j, v) in right {
+                    if seen[rsig[j]] != step {
+                        added[j].push(step, v);
+                    }
+                }
+            }
+            drop((lwalk, rwalk));
+            let added: Vec<StepSeries> = rhs
+                .into_iter()
+                .zip(added)
+                .map(|(s, values)| StepSeries {
+                    labels: s.labels,
+                    values,
+                })
+                .collect();
+            lhs.into_iter().chain(added).collect()
+        }
+    };
     // Equal labels on both sides (`x or x offset 1d`) are one series over the steps.
-    merge_same_labels(
-        out_l
-            .into_iter()
-            .chain(out_r)
-            .filter(|s| s.values.iter().any(Option::is_some))
-            .collect(),
-    )
+    merge_same_labels(out.into_iter().filter(|s| !s.values.is_empty()).collect())
 }
 
 /// The result labels of matching `many` (the side that may repeat) with `one`.
@@ -308,33 +303,33 @@ fn vector_vector(
     };
     let many_sig: Vec<usize> = many.iter().map(|s| sig_id(&s.labels)).collect();
     let one_sig: Vec<usize> = one.iter().map(|s| sig_id(&s.labels)).collect();
-    let mut one_at = vec![(usize::MAX, 0usize); ids.len()];
+    // Per signature: the step it was last seen on the one side, that series and its value.
+    let mut one_at = vec![(usize::MAX, 0usize, 0.0f64); ids.len()];
     let mut matched_at = vec![usize::MAX; ids.len()];
     let mut inserted: HashMap<usize, Vec<Labels>> = HashMap::new();
     let mut out_index: HashMap<(usize, usize), usize> = HashMap::new();
     let mut out: Vec<StepSeries> = Vec::new();
     let one_side = if swapped { "left" } else { "right" };
-    for step in 0..steps {
+    let mut many_walk = Gather::new(many.iter().map(|s| &s.values), steps);
+    let mut one_walk = Gather::new(one.iter().map(|s| &s.values), steps);
+    while let (Some((step, many_present)), Some((_, one_present))) =
+        (many_walk.next_step(), one_walk.next_step())
+    {
         // Prometheus matches nothing, and checks nothing, at a step where a side is empty.
-        if !many.iter().any(|s| s.values[step].is_some())
-            || !one.iter().any(|s| s.values[step].is_some())
-        {
+        if many_present.is_empty() || one_present.is_empty() {
             continue;
         }
-        for (j, s) in one.iter().enumerate() {
-            if s.values[step].is_none() {
-                continue;
-            }
+        for &(j, ov) in one_present {
             let sig = one_sig[j];
             if one_at[sig].0 == step {
                 let other = &one[one_at[sig].1];
-                let matched = signature(&s.labels, matching);
+                let matched = signature(&one[j].labels, matching);
                 return exec_err(format!(
                     "found duplicate series for the match group {matched} on the {one_side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    s.labels, other.labels
+                    one[j].labels, other.labels
                 ));
             }
-            one_at[sig] = (step, j);
+            one_at[sig] = (step, j, ov);
         }
         if matches!(
             card,
@@ -342,16 +337,12 @@ fn vector_vector(
         ) {
             inserted.clear();
         }
-        for (i, s) in many.iter().enumerate() {
-            let Some(mv) = s.values[step] else { continue };
+        for &(i, mv) in many_present {
             let sig = many_sig[i];
-            if one_at[sig].0 != step {
+            let (at, j, ov) = one_at[sig];
+            if at != step {
                 continue;
             }
-            let j = one_at[sig].1;
-            let Some(ov) = one[j].values[step] else {
-                continue;
-            };
             let (l, r) = if swapped { (ov, mv) } else { (mv, ov) };
             let (value, keep) = op.apply(l, r);
             let value = if return_bool {
@@ -364,11 +355,17 @@ fn vector_vector(
             let idx = match out_index.get(&(i, j)) {
                 Some(&idx) => idx,
                 None => {
-                    let labels =
-                        result_labels(&s.labels, &one[j].labels, op, matching, card, return_bool);
+                    let labels = result_labels(
+                        &many[i].labels,
+                        &one[j].labels,
+                        op,
+                        matching,
+                        card,
+                        return_bool,
+                    );
                     out.push(StepSeries {
                         labels,
-                        values: vec![None; steps],
+                        values: StepValues::new(),
                     });
                     out_index.insert((i, j), out.len() - 1);
                     out.len() - 1
@@ -390,7 +387,7 @@ fn vector_vector(
                 }
                 seen.push(out[idx].labels.clone());
             }
-            out[idx].values[step] = Some(value);
+            out[idx].values.push(step, value);
         }
     }
     merge_same_labels(out)

@@ -14,6 +14,7 @@ use promql_parser::parser::{
 use rthanos_model::{Labels, MatchType, Matcher};
 
 use crate::parse::ParsedQuery;
+use crate::steps::{SampleBudget, StepValues};
 use crate::storage::{Queryable, SelectHints, StorageError};
 use crate::value::{InstantSample, Sample, Series, Value, is_stale};
 
@@ -81,11 +82,11 @@ impl Default for Engine {
     }
 }
 
-/// A series of an instant vector over the query's steps.
+/// A series of an instant vector over the query's steps: its values where it has one.
 #[derive(Clone, Debug)]
 pub(crate) struct StepSeries {
     pub(crate) labels: Labels,
-    pub(crate) values: Vec<Option<f64>>,
+    pub(crate) values: StepValues,
 }
 
 /// A value over the query's steps.
@@ -108,6 +109,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) data: &'a HashMap<usize, Arc<Vec<Series>>>,
     pub(crate) options: &'a EngineOptions,
     pub(crate) deadline: Instant,
+    /// `--query.max-samples`, shared by the whole query (and its threads).
+    pub(crate) budget: &'a SampleBudget,
 }
 
 pub(crate) fn millis(d: &Duration) -> i64 {
@@ -161,6 +164,7 @@ impl<'a> Ctx<'a> {
             data: self.data,
             options: self.options,
             deadline: self.deadline,
+            budget: self.budget,
         }
     }
 }
@@ -357,7 +361,7 @@ impl Engine {
                 series
                     .into_iter()
                     .filter_map(|s| {
-                        s.values[0].map(|v| InstantSample {
+                        s.values.get(0).map(|v| InstantSample {
                             labels: s.labels,
                             t,
                             v,
@@ -401,9 +405,8 @@ impl Engine {
                 }
             )));
         }
-        if (end.saturating_sub(start) / step).saturating_add(1)
-            > i64::try_from(self.options.max_samples).unwrap_or(i64::MAX)
-        {
+        // Every step holds at least a scalar's value: refuse before allocating them.
+        if too_many_steps(start, end, step, self.options.max_samples) {
             return Err(QueryError::TooManySamples("query execution"));
         }
         let steps = step_times(start, end, step);
@@ -470,6 +473,7 @@ impl Engine {
             step_times(start, end, step)
         };
         let options = self.options.clone();
+        let budget = SampleBudget::new(options.max_samples);
         // The slot goes with the evaluation: a caller that gives up does not free it while
         // the evaluation still runs (to its deadline).
         let evaluation = tokio::task::spawn_blocking(move || {
@@ -482,6 +486,7 @@ impl Engine {
                 data: &data,
                 options: &options,
                 deadline,
+                budget: &budget,
             };
             parsed.on_stack(|expr| eval(expr, &ctx))
         });
@@ -501,6 +506,13 @@ async fn tokio_timeout<T>(
     tokio::time::timeout(left, fut)
         .await
         .map_err(|_| QueryError::Timeout("query preparation"))
+}
+
+/// Whether evaluating every `step` from `start` to `end` passes `max_samples` (a step holds at
+/// least one value) or the steps that [`StepValues`] can index.
+pub(crate) fn too_many_steps(start: i64, end: i64, step: i64, max_samples: usize) -> bool {
+    let count = (end.saturating_sub(start) / step.max(1)).saturating_add(1);
+    count > i64::try_from(max_samples).unwrap_or(i64::MAX) || count > i64::from(u32::MAX)
 }
 
 /// `start`, `start + step`, … up to `end`, without overflowing near the ends of time.
@@ -533,10 +545,9 @@ fn to_matrix(val: Val, steps: &[i64]) -> Vec<Series> {
             .map(|s| {
                 Series::new(
                     s.labels,
-                    steps
+                    s.values
                         .iter()
-                        .zip(s.values)
-                        .filter_map(|(&t, v)| v.map(|v| Sample { t, v }))
+                        .map(|(i, v)| Sample { t: steps[i], v })
                         .collect(),
                 )
             })
@@ -549,22 +560,20 @@ fn to_matrix(val: Val, steps: &[i64]) -> Vec<Series> {
     out
 }
 
-/// Evaluates a node over the context's steps, holding it to `--query.max-samples`: the
-/// values a node produces over all steps are what a Prometheus evaluation holds for it.
+/// Evaluates a node over the context's steps, holding it to `--query.max-samples` as
+/// Prometheus counts: while a node runs, what its inputs hold counts; when it is done they are
+/// let go and its result (the values it produced over all steps) counts instead.
 pub(crate) fn eval(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     ctx.check_deadline()?;
+    let before = ctx.budget.held();
     let val = eval_node(expr, ctx)?;
     let held = match &val {
-        Val::Vector(series) => series
-            .iter()
-            .map(|s| s.values.iter().filter(|v| v.is_some()).count())
-            .sum(),
+        Val::Vector(series) => series.iter().map(|s| s.values.len()).sum(),
         Val::Matrix(series) => series.iter().map(|s| s.samples.len()).sum(),
-        Val::Scalar(_) | Val::String(_) => 0,
+        Val::Scalar(values) => values.len(),
+        Val::String(_) => 0,
     };
-    if held > ctx.options.max_samples {
-        return Err(QueryError::TooManySamples("query execution"));
-    }
+    ctx.budget.hold(before.saturating_add(held))?;
     Ok(val)
 }
 
@@ -578,16 +587,19 @@ fn eval_node(expr: &Expr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             Val::Vector(series) => {
                 let out = series
                     .into_iter()
-                    .map(|s| StepSeries {
-                        labels: drop_name(&s.labels),
-                        values: s.values.into_iter().map(|v| v.map(|x| -x)).collect(),
+                    .map(|mut s| {
+                        s.values.values_mut().iter_mut().for_each(|x| *x = -*x);
+                        StepSeries {
+                            labels: drop_name(&s.labels),
+                            values: s.values,
+                        }
                     })
                     .collect();
                 unique_labels(out)
             }
             _ => exec_err("unary minus needs a scalar or an instant vector"),
         },
-        Expr::VectorSelector(vs) => Ok(Val::Vector(eval_vector_selector(vs, ctx)?.0)),
+        Expr::VectorSelector(vs) => Ok(Val::Vector(eval_vector_selector(vs, ctx, false)?.0)),
         Expr::MatrixSelector(ms) => {
             let windows = matrix_windows(&ms.vs, millis(&ms.range), ctx)?;
             first_windows(&windows, ctx)
@@ -608,9 +620,9 @@ fn first_windows(windows: &[Windows<'_>], ctx: &Ctx<'_>) -> Result<Val, QueryErr
     let mut out = Vec::with_capacity(windows.len());
     for w in windows {
         let loaded = w.load(&ctx.steps)?;
-        let samples = loaded.window(0).to_vec();
-        if !samples.is_empty() {
-            out.push(Series::new(w.labels.clone(), samples));
+        if let Some((0, samples)) = loaded.windows().next() {
+            ctx.budget.take(samples.len())?;
+            out.push(Series::new(w.labels.clone(), samples.to_vec()));
         }
     }
     Ok(Val::Matrix(out))
@@ -661,16 +673,10 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Val, QueryErr
         match index.get(&s.labels) {
             Some(&i) => {
                 let target = &mut out[i];
-                for (slot, v) in target.values.iter_mut().zip(s.values) {
-                    if let Some(v) = v {
-                        if slot.is_some() {
-                            return exec_err(
-                                "vector cannot contain metrics with the same labelset",
-                            );
-                        }
-                        *slot = Some(v);
-                    }
-                }
+                let values = std::mem::take(&mut target.values);
+                target.values = values.merge(s.values).or_else(|_| {
+                    exec_err("vector cannot contain metrics with the same labelset")
+                })?;
             }
             None => {
                 index.insert(s.labels.clone(), out.len());
@@ -682,52 +688,57 @@ pub(crate) fn merge_same_labels(series: Vec<StepSeries>) -> Result<Val, QueryErr
 }
 
 /// An instant selector at each step: the latest sample in [t - lookback, t] (after offset and
-/// @), unless it is a staleness marker. Also returns, per series and step, the sample's own
-/// timestamp (for `timestamp()`).
+/// @), unless it is a staleness marker. With `stamps`, also returns, per series, each present
+/// value's own timestamp (for `timestamp()`), in the order of its values.
 pub(crate) fn eval_vector_selector(
     vs: &VectorSelector,
     ctx: &Ctx<'_>,
+    stamps: bool,
 ) -> Result<(Vec<StepSeries>, Vec<Vec<i64>>), QueryError> {
     let data = ctx.series_of(vs);
     let offset = offset_ms(&vs.offset);
     let at = ctx.at_ms(&vs.at);
-    let mut out = Vec::with_capacity(data.len());
-    let mut times = Vec::with_capacity(data.len());
+    let reference = |step: i64| at.unwrap_or(step).saturating_sub(offset);
+    let mut out = Vec::new();
+    let mut times = Vec::new();
     for stored in data.iter() {
         let samples = series_samples(stored)?;
-        let mut values = Vec::with_capacity(ctx.steps.len());
-        let mut stamps = Vec::with_capacity(ctx.steps.len());
-        let mut any = false;
-        // The reference times never go back, so one cursor walks the samples.
+        let mut values = StepValues::new();
+        let mut own_times = Vec::new();
+        // The reference times never go back, so one cursor walks the samples; steps where
+        // the series can have no value (before its next sample) are skipped, so a short-lived
+        // series costs its samples, not the query's steps.
         let mut idx = 0usize;
-        for &step in &ctx.steps {
-            let reference = at.unwrap_or(step).saturating_sub(offset);
-            // Last sample at or before the reference time.
-            while idx < samples.len() && samples[idx].t <= reference {
+        let mut i = 0usize;
+        while i < ctx.steps.len() {
+            let t = reference(ctx.steps[i]);
+            // Past the last sample at or before the reference time.
+            while idx < samples.len() && samples[idx].t <= t {
                 idx += 1;
             }
             let found = idx
                 .checked_sub(1)
-                .map(|i| samples[i])
-                .filter(|s| s.t >= reference.saturating_sub(ctx.lookback) && !is_stale(s.v));
-            match found {
-                Some(s) => {
-                    values.push(Some(s.v));
-                    stamps.push(s.t);
-                    any = true;
+                .map(|k| samples[k])
+                .filter(|s| s.t >= t.saturating_sub(ctx.lookback) && !is_stale(s.v));
+            if let Some(s) = found {
+                values.push(i, s.v);
+                if stamps {
+                    own_times.push(s.t);
                 }
-                None => {
-                    values.push(None);
-                    stamps.push(0);
-                }
+                i += 1;
+                continue;
             }
+            // Nothing until the reference time reaches the next sample.
+            let Some(next) = samples.get(idx) else { break };
+            i += 1 + ctx.steps[i + 1..].partition_point(|&step| reference(step) < next.t);
         }
-        if any {
+        if !values.is_empty() {
+            ctx.budget.take(values.len())?;
             out.push(StepSeries {
                 labels: stored.labels.clone(),
                 values,
             });
-            times.push(stamps);
+            times.push(own_times);
         }
     }
     Ok((out, times))
@@ -755,25 +766,27 @@ enum WindowSource<'a> {
     Owned(Vec<Sample>),
 }
 
-/// A series' samples with, for each step, the part in the step's window (`samples[from..to]`):
-/// windows overlap, so they index one copy of the data.
+/// A series' samples with the steps whose window holds some (`samples[from..to]`): windows
+/// overlap, so they index one copy of the data.
 pub(crate) struct Loaded<'s> {
     samples: Cow<'s, [Sample]>,
-    bounds: Vec<(u32, u32)>,
+    /// (step index, from, to) of each step whose window is not empty, in step order.
+    bounds: Vec<(u32, u32, u32)>,
 }
 
 impl Loaded<'_> {
-    /// The samples in step `i`'s window.
-    pub(crate) fn window(&self, i: usize) -> &[Sample] {
-        let (from, to) = self.bounds[i];
-        &self.samples[from as usize..to as usize]
+    /// The steps whose window holds samples, and those samples, in step order.
+    pub(crate) fn windows(&self) -> impl Iterator<Item = (usize, &[Sample])> + '_ {
+        self.bounds
+            .iter()
+            .map(|&(step, from, to)| (step as usize, &self.samples[from as usize..to as usize]))
     }
 
     /// The most samples any one window holds.
     pub(crate) fn largest_window(&self) -> usize {
         self.bounds
             .iter()
-            .map(|(from, to)| (to - from) as usize)
+            .map(|&(_, from, to)| (to - from) as usize)
             .max()
             .unwrap_or(0)
     }
@@ -834,34 +847,40 @@ pub(crate) fn matrix_windows<'a>(
         .collect())
 }
 
-/// Per step, the index range of the samples with times in [end(step) - range, end(step)].
-/// Window ends never go back (steps increase; with @ they stay put), so two cursors walk the
-/// samples once instead of two binary searches per step.
+/// The steps whose window [end(step) - range, end(step)] holds samples, with the index range
+/// of those samples. Window ends never go back (steps increase; with @ they stay put), so two
+/// cursors walk the samples once, and steps before the next sample's window are skipped: a
+/// short-lived series costs its samples, not the query's steps.
 fn window_bounds(
     samples: &[Sample],
     steps: &[i64],
     end: impl Fn(i64) -> i64,
     range: i64,
-) -> Vec<(u32, u32)> {
+) -> Vec<(u32, u32, u32)> {
+    let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+    let mut out = Vec::new();
     let (mut from, mut to) = (0usize, 0usize);
-    steps
-        .iter()
-        .map(|&step| {
-            let hi = end(step);
-            let lo = hi.saturating_sub(range);
-            while from < samples.len() && samples[from].t < lo {
-                from += 1;
-            }
-            to = to.max(from);
-            while to < samples.len() && samples[to].t <= hi {
-                to += 1;
-            }
-            (
-                u32::try_from(from).unwrap_or(u32::MAX),
-                u32::try_from(to).unwrap_or(u32::MAX),
-            )
-        })
-        .collect()
+    let mut i = 0usize;
+    while i < steps.len() {
+        let hi = end(steps[i]);
+        let lo = hi.saturating_sub(range);
+        while from < samples.len() && samples[from].t < lo {
+            from += 1;
+        }
+        let Some(next) = samples.get(from) else { break };
+        to = to.max(from);
+        while to < samples.len() && samples[to].t <= hi {
+            to += 1;
+        }
+        if to > from {
+            out.push((index(i), index(from), index(to)));
+            i += 1;
+        } else {
+            // The next sample is after this window: skip to the first window that reaches it.
+            i += 1 + steps[i + 1..].partition_point(|&step| end(step) < next.t);
+        }
+    }
+    out
 }
 
 /// A subquery's windows: the inner expression evaluated every subquery step over the range,
@@ -894,9 +913,14 @@ pub(crate) fn subquery_windows<'a>(
         ),
     };
     let start = subquery_first_step(first_end.saturating_sub(range), step);
-    // Every inner step holds a value per series: refuse before allocating them.
-    let count = (last_end.saturating_sub(start) / step).saturating_add(1);
-    if count > i64::try_from(ctx.options.max_samples).unwrap_or(i64::MAX) {
+    // Every inner step holds at least a scalar's value: refuse before allocating them.
+    let held = ctx.budget.held();
+    if too_many_steps(
+        start,
+        last_end,
+        step,
+        ctx.options.max_samples.saturating_sub(held),
+    ) {
         return Err(QueryError::TooManySamples("query execution"));
     }
     let inner_steps = step_times(start, last_end, step);
@@ -905,10 +929,13 @@ pub(crate) fn subquery_windows<'a>(
         Val::Vector(series) => series
             .into_iter()
             .map(|s| {
-                let samples = inner_steps
+                let samples = s
+                    .values
                     .iter()
-                    .zip(s.values)
-                    .filter_map(|(&t, v)| v.map(|v| Sample { t, v }))
+                    .map(|(i, v)| Sample {
+                        t: inner_steps[i],
+                        v,
+                    })
                     .collect();
                 (s.labels, samples)
             })

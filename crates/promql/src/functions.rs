@@ -8,6 +8,7 @@ use crate::engine::{
     Ctx, QueryError, StepSeries, Val, Windows, drop_name, eval, eval_vector_selector, exec_err,
     matrix_windows, merge_same_labels, millis, offset_ms, subquery_windows, unique_labels,
 };
+use crate::steps::StepValues;
 use crate::value::Sample;
 
 fn unparen(expr: &Expr) -> &Expr {
@@ -79,54 +80,48 @@ fn over_windows(
 ) -> Result<Val, QueryError> {
     use rayon::prelude::*;
     // Each series is loaded (decoded) here, evaluated, and dropped: memory holds one decoded
-    // series per thread. Also returns its largest window, for `--query.max-samples`.
-    let one = |w: &Windows<'_>| -> Result<(Option<StepSeries>, usize), QueryError> {
+    // series per thread. As Prometheus counts for `--query.max-samples`: a series' window
+    // while its steps are computed, then the values produced.
+    let one = |w: &Windows<'_>| -> Result<Option<StepSeries>, QueryError> {
         // --query.timeout also stops a long evaluation, series by series.
         ctx.check_deadline()?;
         let loaded = w.load(&ctx.steps)?;
-        let mut values = Vec::with_capacity(ctx.steps.len());
-        let mut any = false;
-        for (i, &step) in ctx.steps.iter().enumerate() {
-            let window = loaded.window(i);
-            let end = arg.at.unwrap_or(step) - arg.offset;
-            let v = if window.is_empty() {
-                None
-            } else {
-                f(window, i, end)?
-            };
-            any |= v.is_some();
-            values.push(v);
+        let window = loaded.largest_window();
+        ctx.budget.take(window)?;
+        let mut values = StepValues::new();
+        let computed = loaded.windows().try_for_each(|(i, samples)| {
+            let end = arg.at.unwrap_or(ctx.steps[i]) - arg.offset;
+            if let Some(v) = f(samples, i, end)? {
+                values.push(i, v);
+            }
+            Ok::<(), QueryError>(())
+        });
+        ctx.budget.give_back(window);
+        computed?;
+        if values.is_empty() {
+            return Ok(None);
         }
-        let series = any.then(|| StepSeries {
+        ctx.budget.take(values.len())?;
+        Ok(Some(StepSeries {
             labels: if keep_name {
                 w.labels.clone()
             } else {
                 drop_name(&w.labels)
             },
             values,
-        });
-        Ok((series, loaded.largest_window()))
+        }))
     };
-    let results: Vec<Result<(Option<StepSeries>, usize), QueryError>> =
+    let results: Vec<Result<Option<StepSeries>, QueryError>> =
         if arg.windows.len() >= PARALLEL_SERIES {
             arg.windows.par_iter().map(one).collect()
         } else {
             arg.windows.iter().map(one).collect()
         };
     let mut out = Vec::with_capacity(results.len());
-    // As Prometheus counts: one series' window at a time, plus the points produced.
-    let mut largest_window = 0usize;
-    let mut points = 0usize;
     for r in results {
-        let (series, largest) = r?;
-        largest_window = largest_window.max(largest);
-        if let Some(s) = series {
-            points += s.values.iter().filter(|v| v.is_some()).count();
+        if let Some(s) = r? {
             out.push(s);
         }
-    }
-    if largest_window + points > ctx.options.max_samples {
-        return Err(QueryError::TooManySamples("query execution"));
     }
     unique_labels(out)
 }
@@ -364,8 +359,8 @@ fn absent_labels(expr: &Expr) -> Labels {
 fn present_per_step(series: &[StepSeries], steps: usize) -> Vec<bool> {
     let mut present = vec![false; steps];
     for s in series {
-        for (p, v) in present.iter_mut().zip(&s.values) {
-            *p |= v.is_some();
+        for (step, _) in s.values.iter() {
+            present[step] = true;
         }
     }
     present
@@ -385,12 +380,7 @@ fn filter_map_values(
         .into_iter()
         .map(|s| StepSeries {
             labels: drop_name(&s.labels),
-            values: s
-                .values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| v.and_then(|x| f(x, i)))
-                .collect(),
+            values: s.values.filter_map(|i, x| f(x, i)),
         })
         .collect();
     merge_same_labels(out)
@@ -469,11 +459,9 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let mut out = vec![f64::NAN; n];
             let mut counts = vec![0usize; n];
             for s in &series {
-                for (i, v) in s.values.iter().enumerate() {
-                    if let Some(v) = v {
-                        counts[i] += 1;
-                        out[i] = *v;
-                    }
+                for (i, v) in s.values.iter() {
+                    counts[i] += 1;
+                    out[i] = v;
                 }
             }
             for (o, c) in out.iter_mut().zip(counts) {
@@ -485,18 +473,19 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
-                let (series, stamps) = eval_vector_selector(vs, ctx)?;
+                let (series, stamps) = eval_vector_selector(vs, ctx, true)?;
                 let out = series
                     .into_iter()
                     .zip(stamps)
-                    .map(|(s, ts)| StepSeries {
-                        labels: drop_name(&s.labels),
-                        values: s
-                            .values
-                            .iter()
-                            .zip(ts)
-                            .map(|(v, t)| v.map(|_| t as f64 / 1000.0))
-                            .collect(),
+                    .map(|(mut s, ts)| {
+                        // The stamps are in the order of the values.
+                        for (v, t) in s.values.values_mut().iter_mut().zip(ts) {
+                            *v = t as f64 / 1000.0;
+                        }
+                        StepSeries {
+                            labels: drop_name(&s.labels),
+                            values: s.values,
+                        }
                     })
                     .collect();
                 return merge_same_labels(out);
@@ -610,8 +599,8 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let mut present = vec![false; n];
             for w in &r.windows {
                 let loaded = w.load(&ctx.steps)?;
-                for (i, p) in present.iter_mut().enumerate() {
-                    *p |= !loaded.window(i).is_empty();
+                for (i, _) in loaded.windows() {
+                    present[i] = true;
                 }
             }
             absent_result(present, absent_labels(arg(0)?))
@@ -705,8 +694,8 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 let desc = name == "sort_desc";
                 series.sort_by(|a, b| {
                     let (x, y) = (
-                        a.values[0].unwrap_or(f64::NAN),
-                        b.values[0].unwrap_or(f64::NAN),
+                        a.values.get(0).unwrap_or(f64::NAN),
+                        b.values.get(0).unwrap_or(f64::NAN),
                     );
                     // NaN last in both directions, as Prometheus.
                     match (x.is_nan(), y.is_nan()) {
@@ -829,11 +818,11 @@ fn go_min(a: f64, b: f64) -> f64 {
 }
 
 fn absent_result(present: Vec<bool>, labels: Labels) -> Result<Val, QueryError> {
-    let values: Vec<Option<f64>> = present
+    let values: StepValues = present
         .into_iter()
         .map(|p| if p { None } else { Some(1.0) })
         .collect();
-    if values.iter().all(Option::is_none) {
+    if values.is_empty() {
         return Ok(Val::Vector(Vec::new()));
     }
     Ok(Val::Vector(vec![StepSeries { labels, values }]))

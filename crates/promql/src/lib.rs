@@ -16,6 +16,7 @@ mod binary;
 mod engine;
 mod functions;
 mod parse;
+mod steps;
 mod storage;
 mod value;
 

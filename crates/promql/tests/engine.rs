@@ -66,6 +66,43 @@ async fn too_many_samples_is_prometheus_error() {
     ));
 }
 
+/// `--query.max-samples` counts what a query holds at once, as Prometheus: both operands of a
+/// binary operator while it runs, and a scalar's value at every step.
+#[tokio::test]
+async fn operands_and_scalars_count_against_max_samples() {
+    let engine = Engine::new(EngineOptions {
+        max_samples: 700,
+        ..EngineOptions::default()
+    });
+    let data = storage(10, 100);
+    // 10 series x 50 steps = 500 values per operand: one fits, both at once do not.
+    let range = |query: &'static str| engine.range_query(&data, query, 0, 735_000, 15_000);
+    assert!(range("m").await.is_ok());
+    assert!(matches!(
+        range("m + m").await,
+        Err(QueryError::TooManySamples(_))
+    ));
+    // 500 steps of a scalar, twice: 1000 values held.
+    let engine = Engine::new(EngineOptions {
+        max_samples: 700,
+        ..EngineOptions::default()
+    });
+    let steps = |query: &'static str| engine.range_query(&data, query, 0, 499_000, 1_000);
+    assert!(steps("time()").await.is_ok());
+    assert!(matches!(
+        steps("time() + time()").await,
+        Err(QueryError::TooManySamples(_))
+    ));
+    // 10^8 steps of a scalar are refused before one is allocated.
+    let engine = Engine::new(EngineOptions::default());
+    assert!(matches!(
+        engine
+            .range_query(&data, "1", 0, 100_000_000_000, 1_000)
+            .await,
+        Err(QueryError::TooManySamples(_))
+    ));
+}
+
 async fn series_found(engine: &Engine, t: i64) -> usize {
     match engine.instant_query(&storage(1, 1), "m", t).await {
         Ok(Value::Vector(v)) => v.len(),
