@@ -754,3 +754,134 @@ fn a_store_answer_cut_short_is_an_error_not_a_shorter_answer() {
         assert_eq!(process.metric(&series), Some(0.0), "{series}");
     }
 }
+
+/// A month of 100k short-lived series (10 minutes each, as pods that come and go), one range
+/// query over the whole month at ~11k steps: Prometheus holds the points present, ≈ 4 per
+/// series, not one slot per series per step (100k × 11k × 16 bytes is 17 GB). The querier runs
+/// under a 6 GiB address-space limit, as in the bad-input battery, and answers in full.
+#[test]
+fn a_month_of_short_lived_series_costs_its_points_not_its_steps() {
+    use rthanos_chunkenc::{Encoding, xor};
+    use rthanos_tsdb::writer::{BlockWriter, ChunkToWrite};
+    const SERIES: i64 = 100_000;
+    const MONTH_MS: i64 = 30 * 86_400_000;
+    const SCRAPE_MS: i64 = 15_000;
+    const SAMPLES: i64 = 40;
+    const LOOKBACK_MS: i64 = 300_000;
+    let from = START * 1000;
+    // Series k starts at from + k × 25.92 s: a new pod about every half minute.
+    let first = |k: i64| from + k * (MONTH_MS / SERIES);
+    let last = |k: i64| first(k) + (SAMPLES - 1) * SCRAPE_MS;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).expect("bucket dir");
+    let objstore = dir.path().join("objstore.yml");
+    std::fs::write(&objstore, common::filesystem_yaml(&bucket_dir)).expect("objstore.yml");
+    let pods: Vec<String> = (0..SERIES).map(|k| format!("pod-{k:06}")).collect();
+    let mut symbols: std::collections::BTreeSet<String> = ["__name__", "pod", "short_lived"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    symbols.extend(pods.iter().cloned());
+    let mut writer = BlockWriter::create(&bucket_dir, &symbols).expect("writer");
+    for (k, pod) in (0..SERIES).zip(&pods) {
+        let points = (0..SAMPLES).map(|i| (first(k) + i * SCRAPE_MS, 1.0));
+        let data = xor::encode(points).expect("encode");
+        writer
+            .add_series(
+                &rthanos_model::Labels::from_pairs([
+                    ("__name__", "short_lived"),
+                    ("pod", pod.as_str()),
+                ]),
+                &[ChunkToWrite {
+                    min_time: first(k),
+                    max_time: last(k),
+                    encoding: Encoding::Xor,
+                    data: &data,
+                    samples: SAMPLES as u64,
+                }],
+            )
+            .expect("series");
+    }
+    writer
+        .finish(Some(rthanos_tsdb::meta::ThanosMeta {
+            labels: [("cluster".to_string(), "pods".to_string())].into(),
+            source: "compactor".into(),
+            ..Default::default()
+        }))
+        .expect("finish");
+
+    let store = start_store(&objstore, &dir.path().join("store-data"), &[]);
+    let mut query = common::Process::start_wrapped(
+        "prlimit --as=6442450944 --",
+        &[
+            "query".to_string(),
+            format!("--endpoint={}", store.grpc_addr()),
+        ],
+    );
+    query.wait_ready(Duration::from_secs(60));
+    query.wait_for(Duration::from_secs(30), "the store healthy", |q| {
+        common::http_get(q.http_port, "/api/v1/stores").is_some_and(|(_, b)| b.contains("pods"))
+    });
+
+    let step_ms = 236_000;
+    let steps: Vec<i64> = (0..)
+        .map(|i| from + i * step_ms)
+        .take_while(|&t| t <= from + MONTH_MS)
+        .collect();
+    assert!(steps.len() > 10_000);
+    // A series is present at the steps from its first sample to its last plus the lookback.
+    let present = |k: i64| {
+        steps
+            .iter()
+            .filter(|&&t| first(k) <= t && t <= last(k) + LOOKBACK_MS)
+            .count()
+    };
+    let range = |expr: &str| -> serde_json::Value {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step={}",
+            common::urlencode(expr),
+            from / 1000,
+            (from + MONTH_MS) / 1000,
+            step_ms / 1000
+        );
+        let answer = common::http_get_within(query.http_port, &path, Duration::from_secs(240));
+        let Some((200, body)) = answer else {
+            panic!("{expr}: {answer:?}\n{}", query.log());
+        };
+        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+        json["data"]["result"].clone()
+    };
+    let points = |result: &serde_json::Value| -> usize {
+        result
+            .as_array()
+            .expect("matrix")
+            .iter()
+            .map(|s| s["values"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+
+    let raw = range("short_lived");
+    let want: usize = (0..SERIES).map(present).sum();
+    assert_eq!(raw.as_array().map(Vec::len), Some(SERIES as usize));
+    assert_eq!(points(&raw), want, "every present point, no other");
+    drop(raw);
+    // Aggregated step by step: the pods alive at each step.
+    let alive = range("count(short_lived)");
+    let counts = alive[0]["values"].as_array().expect("values");
+    let total: f64 = counts
+        .iter()
+        .filter_map(|p| p[1].as_str().and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    assert_eq!(total as usize, want, "count() adds up to the points");
+    // A range function over the month: one window per present step.
+    let windows = range("count_over_time(short_lived[5m])");
+    assert_eq!(windows.as_array().map(Vec::len), Some(SERIES as usize));
+    assert_eq!(
+        query.http_status("/-/healthy"),
+        Some(200),
+        "{}",
+        query.log()
+    );
+}

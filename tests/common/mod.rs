@@ -177,9 +177,14 @@ impl Drop for Process {
 
 /// A plain HTTP/1.1 GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_get_within(port, path, Duration::from_secs(10))
+}
+
+/// As [`http_get`], waiting up to `limit` for each read (a slow query's answer).
+pub fn http_get_within(port: u16, path: &str, limit: Duration) -> Option<(u16, String)> {
     // HTTP/1.0: the answer comes whole, never chunked, and the connection closes after it.
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.set_read_timeout(Some(limit)).ok()?;
     write!(conn, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut answer = Vec::new();
     conn.read_to_end(&mut answer).ok()?;
