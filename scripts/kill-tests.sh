@@ -11,4 +11,4 @@ export RTHANOS_KILL_RUNS="${RUNS:-20}"
 export RTHANOS_KILL_SEED="${FIRST:-1}"
 echo "| seed | kills (component@delay) | result blocks | samples | run time |"
 echo "|---|---|---|---|---|"
-cargo test --locked --test kill -- --nocapture --test-threads=1 2>&1 | grep '^| [0-9]'
+cargo test --locked --test kill -- --nocapture --test-threads=1 2>&1 | grep -o '| [0-9][0-9]* | .*'

@@ -26,6 +26,57 @@ struct Acc {
     count: f64,
 }
 
+/// Adds `v` to a group's accumulator at one step, as Prometheus's aggregation does.
+fn accumulate(op: &str, slot: &mut Option<Acc>, v: f64) {
+    let Some(a) = slot else {
+        *slot = Some(Acc {
+            value: if op == "stddev" || op == "stdvar" {
+                0.0
+            } else {
+                v
+            },
+            mean: v,
+            count: 1.0,
+        });
+        return;
+    };
+    a.count += 1.0;
+    match op {
+        "sum" => a.value += v,
+        "max" if (a.value < v || a.value.is_nan()) => a.value = v,
+        "min" if (a.value > v || a.value.is_nan()) => a.value = v,
+        "avg" => {
+            if a.mean.is_infinite() {
+                if v.is_infinite() && (a.mean > 0.0) == (v > 0.0) {
+                    return;
+                }
+                if !v.is_infinite() && !v.is_nan() {
+                    return;
+                }
+            }
+            a.mean += v / a.count - a.mean / a.count;
+        }
+        "stddev" | "stdvar" => {
+            let delta = v - a.mean;
+            a.mean += delta / a.count;
+            a.value += delta * (v - a.mean);
+        }
+        _ => {}
+    }
+}
+
+/// A group's value at one step from its accumulator.
+fn finish(op: &str, a: &Acc) -> f64 {
+    match op {
+        "avg" => a.mean,
+        "count" => a.count,
+        "group" => 1.0,
+        "stdvar" => a.value / a.count,
+        "stddev" => (a.value / a.count).sqrt(),
+        _ => a.value,
+    }
+}
+
 /// Evaluates an aggregation.
 pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     let op = a.op.to_string();
@@ -190,76 +241,53 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
             ))
         }
         "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" => {
-            let mut out = vec![StepValues::new(); groups.len()];
-            let mut acc: Vec<Option<Acc>> = vec![None; groups.len()];
-            let mut touched: Vec<usize> = Vec::new();
-            let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
-            while let Some((step, present)) = walk.next_step() {
-                // Series order within a group, as Prometheus adds them.
-                for &(i, v) in present {
-                    let g = member[i];
-                    let slot = &mut acc[g];
-                    match slot {
-                        None => {
-                            touched.push(g);
-                            *slot = Some(Acc {
-                                value: if op == "stddev" || op == "stdvar" {
-                                    0.0
-                                } else {
-                                    v
-                                },
-                                mean: v,
-                                count: 1.0,
-                            });
-                        }
-                        Some(a) => {
-                            a.count += 1.0;
-                            match op.as_str() {
-                                "sum" => a.value += v,
-                                "max" if (a.value < v || a.value.is_nan()) => {
-                                    a.value = v;
-                                }
-                                "min" if (a.value > v || a.value.is_nan()) => {
-                                    a.value = v;
-                                }
-                                "avg" => {
-                                    if a.mean.is_infinite() {
-                                        if v.is_infinite() && (a.mean > 0.0) == (v > 0.0) {
-                                            continue;
-                                        }
-                                        if !v.is_infinite() && !v.is_nan() {
-                                            continue;
-                                        }
-                                    }
-                                    a.mean += v / a.count - a.mean / a.count;
-                                }
-                                "stddev" | "stdvar" => {
-                                    let delta = v - a.mean;
-                                    a.mean += delta / a.count;
-                                    a.value += delta * (v - a.mean);
-                                }
-                                _ => {}
+            let present: usize = input.iter().map(|s| s.values.len()).sum();
+            let out = if groups.len().saturating_mul(n) <= present {
+                // Few groups: an accumulator per group and step costs no more than the input
+                // holds, and series by series is the fastest walk.
+                let mut acc: Vec<Option<Acc>> = vec![None; groups.len() * n];
+                for (i, s) in input.iter().enumerate() {
+                    let row = &mut acc[member[i] * n..(member[i] + 1) * n];
+                    for (step, v) in s.values.iter() {
+                        accumulate(&op, &mut row[step], v);
+                    }
+                }
+                acc.chunks(n.max(1))
+                    .map(|row| {
+                        let mut values = StepValues::new();
+                        for (step, a) in row.iter().enumerate() {
+                            if let Some(a) = a {
+                                values.push(step, finish(&op, a));
                             }
                         }
+                        values
+                    })
+                    .collect()
+            } else {
+                // Many groups (`sum by (pod)` over short-lived pods): step by step, holding
+                // the accumulators of one step.
+                let mut out = vec![StepValues::new(); groups.len()];
+                let mut acc: Vec<Option<Acc>> = vec![None; groups.len()];
+                let mut touched: Vec<usize> = Vec::new();
+                let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
+                while let Some((step, present)) = walk.next_step() {
+                    // Series order within a group, as Prometheus adds them.
+                    for &(i, v) in present {
+                        let g = member[i];
+                        if acc[g].is_none() {
+                            touched.push(g);
+                        }
+                        accumulate(&op, &mut acc[g], v);
                     }
-                }
-                for &g in &touched {
-                    if let Some(a) = acc[g].take() {
-                        out[g].push(
-                            step,
-                            match op.as_str() {
-                                "avg" => a.mean,
-                                "count" => a.count,
-                                "group" => 1.0,
-                                "stdvar" => a.value / a.count,
-                                "stddev" => (a.value / a.count).sqrt(),
-                                _ => a.value,
-                            },
-                        );
+                    for &g in &touched {
+                        if let Some(a) = acc[g].take() {
+                            out[g].push(step, finish(&op, &a));
+                        }
                     }
+                    touched.clear();
                 }
-                touched.clear();
-            }
+                out
+            };
             Ok(Val::Vector(
                 groups
                     .into_iter()

@@ -858,7 +858,8 @@ fn window_bounds(
     range: i64,
 ) -> Vec<(u32, u32, u32)> {
     let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
-    let mut out = Vec::new();
+    // At most one window per step; the bounds live while one series is evaluated.
+    let mut out = Vec::with_capacity(steps.len());
     let (mut from, mut to) = (0usize, 0usize);
     let mut i = 0usize;
     while i < steps.len() {

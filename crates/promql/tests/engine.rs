@@ -525,3 +525,39 @@ async fn nesting_past_the_limit_is_a_parse_error() {
         .expect_err("too deep");
     assert!(matches!(err, QueryError::Parse(_)), "{err}");
 }
+
+/// Aggregations answer the same whether they accumulate per group and step (few groups) or
+/// step by step (more groups than the input has values): here each group is one series, so
+/// `sum by (i)` and `max by (i)` are the series themselves.
+#[tokio::test]
+async fn aggregations_with_many_groups_walk_step_by_step_to_the_same_answer() {
+    let engine = Engine::default();
+    let data = storage(10, 100);
+    // 201 steps, each series present at about 120 of them: 10 groups × 201 steps is more.
+    let range = |query: &'static str| engine.range_query(&data, query, 0, 3_000_000, 15_000);
+    let points = |v: Value| -> Vec<(String, Vec<(i64, f64)>)> {
+        let Value::Matrix(m) = v else {
+            panic!("matrix expected")
+        };
+        m.into_iter()
+            .map(|s| {
+                let i = s.labels.get("i").unwrap_or_default().to_string();
+                (i, s.samples.iter().map(|p| (p.t, p.v)).collect())
+            })
+            .collect()
+    };
+    let series = points(range("m").await.expect("m"));
+    assert_eq!(series.len(), 10);
+    for query in ["sum by (i) (m)", "max by (i) (m)", "avg by (i) (m)"] {
+        assert_eq!(points(range(query).await.expect(query)), series, "{query}");
+    }
+    // Few groups: one accumulator per step.
+    let Value::Matrix(total) = range("count(m)").await.expect("count") else {
+        panic!("matrix expected")
+    };
+    let want: usize = series.iter().map(|(_, p)| p.len()).sum();
+    assert_eq!(
+        total[0].samples.iter().map(|p| p.v).sum::<f64>() as usize,
+        want
+    );
+}
