@@ -61,21 +61,6 @@ fn marked(bucket: &Bucket, id: &str) -> bool {
         .is_some()
 }
 
-/// Downloads the raw blocks of the bucket into a TSDB directory.
-fn download_raw(bucket: &Bucket, metas: &BTreeMap<String, BlockMeta>, dir: &Path) {
-    let rt = runtime();
-    for (id, meta) in metas {
-        if meta.resolution() == 0 {
-            rt.block_on(rthanos_block::download_block(
-                bucket,
-                id.parse().expect("ulid"),
-                dir,
-            ))
-            .expect("download");
-        }
-    }
-}
-
 /// Runs `rthanos compact` once (no --wait) to its end; returns its exit code and log.
 fn compact_once(objstore: &Path, data_dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
     let mut args = vec![
@@ -151,7 +136,7 @@ fn compacts_downsamples_and_keeps_every_sample(objstore_yaml: &str) {
 
     // promtool reads every sample of the sources, once.
     let local = tempfile::tempdir().expect("tmp");
-    download_raw(&bucket, &after, local.path());
+    common::download_raw(&bucket, &after, local.path());
     let sorted = |text: String| -> Vec<String> {
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines.sort();
@@ -385,7 +370,7 @@ fn replicas_halt_without_vertical_compaction_and_dedup_offline_with_it() {
         "{after:#?}"
     );
     let local = tempfile::tempdir().expect("tmp");
-    download_raw(&bucket, &after, local.path());
+    common::download_raw(&bucket, &after, local.path());
     // promtool dump lines are `{labels} value timestamp`; a sample is (labels, timestamp).
     let key = |line: &str| -> (String, String) {
         let mut words = line.rsplitn(3, ' ');
@@ -621,7 +606,7 @@ fn killed_at_any_point_the_compactor_loses_and_doubles_nothing() {
         let five = after.values().filter(|m| m.resolution() == 300_000).count();
         assert_eq!(five, 1, "run {run}: one 5m block");
         let local = tempfile::tempdir().expect("tmp");
-        download_raw(&bucket, &after, local.path());
+        common::download_raw(&bucket, &after, local.path());
         let mut lines: Vec<String> = promtool_dump(local.path())
             .lines()
             .map(str::to_string)

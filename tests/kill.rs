@@ -259,17 +259,7 @@ fn one_run(moto: &Moto, sources: &PromtoolBlocks, expected: &[String], seed: u64
     let raw: Vec<&BlockMeta> = live.values().filter(|m| m.resolution() == 0).collect();
     common::assert_sources_once(&raw, &source_ids, &format!("seed {seed} ({kills:?})"));
     let local = tempfile::tempdir().expect("tmp");
-    let rt = runtime();
-    for (id, meta) in &live {
-        if meta.resolution() == 0 {
-            rt.block_on(rthanos_block::download_block(
-                &bucket,
-                id.parse().expect("ulid"),
-                local.path(),
-            ))
-            .expect("download");
-        }
-    }
+    common::download_raw(&bucket, &live, local.path());
     let got = sorted_lines(&promtool_dump(local.path()));
     assert!(
         got == expected,

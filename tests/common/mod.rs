@@ -534,3 +534,22 @@ pub fn shipped_record(tsdb: &std::path::Path) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Downloads the raw blocks of the bucket into a TSDB directory.
+pub fn download_raw(
+    bucket: &rthanos_objstore::Bucket,
+    metas: &std::collections::BTreeMap<String, rthanos_tsdb::BlockMeta>,
+    dir: &std::path::Path,
+) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for (id, meta) in metas {
+        if meta.resolution() == 0 {
+            rt.block_on(rthanos_block::download_block(
+                bucket,
+                id.parse().expect("ulid"),
+                dir,
+            ))
+            .expect("download");
+        }
+    }
+}

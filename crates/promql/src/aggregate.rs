@@ -77,6 +77,47 @@ fn finish(op: &str, a: &Acc) -> f64 {
     }
 }
 
+/// Step by step, each group's values at the step (in series order) turned into the group's
+/// value by `f`: memory for one step's values, whatever the number of groups and steps.
+fn per_group_and_step(
+    input: &[StepSeries],
+    member: &[usize],
+    groups: usize,
+    steps: usize,
+    mut f: impl FnMut(usize, &mut [f64]) -> f64,
+) -> Vec<StepValues> {
+    let mut out = vec![StepValues::new(); groups];
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups];
+    let mut touched: Vec<usize> = Vec::new();
+    let mut walk = Gather::new(input.iter().map(|s| &s.values), steps);
+    while let Some((step, present)) = walk.next_step() {
+        for &(i, v) in present {
+            let g = member[i];
+            if values[g].is_empty() {
+                touched.push(g);
+            }
+            values[g].push(v);
+        }
+        for &g in &touched {
+            out[g].push(step, f(step, &mut values[g]));
+            values[g].clear();
+        }
+        touched.clear();
+    }
+    out
+}
+
+/// The groups with their values over the steps.
+fn grouped(groups: Vec<Labels>, values: Vec<StepValues>) -> Val {
+    Val::Vector(
+        groups
+            .into_iter()
+            .zip(values)
+            .map(|(labels, values)| StepSeries { labels, values })
+            .collect(),
+    )
+}
+
 /// Evaluates an aggregation.
 pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     let op = a.op.to_string();
@@ -214,31 +255,10 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
         }
         "quantile" => {
             let q = scalar_param("quantile")?;
-            let mut out = vec![StepValues::new(); groups.len()];
-            let mut values: Vec<Vec<f64>> = vec![Vec::new(); groups.len()];
-            let mut touched: Vec<usize> = Vec::new();
-            let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
-            while let Some((step, present)) = walk.next_step() {
-                for &(i, v) in present {
-                    let g = member[i];
-                    if values[g].is_empty() {
-                        touched.push(g);
-                    }
-                    values[g].push(v);
-                }
-                for &g in &touched {
-                    out[g].push(step, quantile(q[step], &mut values[g]));
-                    values[g].clear();
-                }
-                touched.clear();
-            }
-            Ok(Val::Vector(
-                groups
-                    .into_iter()
-                    .zip(out)
-                    .map(|(labels, values)| StepSeries { labels, values })
-                    .collect(),
-            ))
+            let out = per_group_and_step(&input, &member, groups.len(), n, |step, values| {
+                quantile(q[step], values)
+            });
+            Ok(grouped(groups, out))
         }
         "sum" | "avg" | "count" | "min" | "max" | "group" | "stddev" | "stdvar" => {
             let present: usize = input.iter().map(|s| s.values.len()).sum();
@@ -265,36 +285,16 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
                     .collect()
             } else {
                 // Many groups (`sum by (pod)` over short-lived pods): step by step, holding
-                // the accumulators of one step.
-                let mut out = vec![StepValues::new(); groups.len()];
-                let mut acc: Vec<Option<Acc>> = vec![None; groups.len()];
-                let mut touched: Vec<usize> = Vec::new();
-                let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
-                while let Some((step, present)) = walk.next_step() {
-                    // Series order within a group, as Prometheus adds them.
-                    for &(i, v) in present {
-                        let g = member[i];
-                        if acc[g].is_none() {
-                            touched.push(g);
-                        }
-                        accumulate(&op, &mut acc[g], v);
+                // the values of one step.
+                per_group_and_step(&input, &member, groups.len(), n, |_, values| {
+                    let mut acc = None;
+                    for &v in values.iter() {
+                        accumulate(&op, &mut acc, v);
                     }
-                    for &g in &touched {
-                        if let Some(a) = acc[g].take() {
-                            out[g].push(step, finish(&op, &a));
-                        }
-                    }
-                    touched.clear();
-                }
-                out
+                    acc.map_or(f64::NAN, |a| finish(&op, &a))
+                })
             };
-            Ok(Val::Vector(
-                groups
-                    .into_iter()
-                    .zip(out)
-                    .map(|(labels, values)| StepSeries { labels, values })
-                    .collect(),
-            ))
+            Ok(grouped(groups, out))
         }
         other => exec_err(format!("unknown aggregation {other}")),
     }
