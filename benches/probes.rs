@@ -30,8 +30,25 @@ const QUERIES: &[&str] = &[
     "histogram_quantile(0.9, sum by (le, job) (rate(request_duration_seconds_bucket[5m])))",
 ];
 
-/// Milliseconds of each probe kind, asked every 50ms for `period`.
-fn probe(http_port: u16, grpc: &str, period: Duration) -> [Vec<f64>; 3] {
+/// One round's latencies in milliseconds: the loaded querier's `/-/healthy`, `/-/ready` and
+/// gRPC health, then the idle control querier's `/-/healthy`.
+type Round = [f64; 4];
+
+const PROBES: [&str; 4] = [
+    "/-/healthy",
+    "/-/ready",
+    "gRPC health",
+    "control /-/healthy",
+];
+
+/// Rounds of probes, one every 50ms for `period`, each with its start (seconds since `t0`).
+fn probe(
+    http_port: u16,
+    grpc: &str,
+    control_port: u16,
+    t0: Instant,
+    period: Duration,
+) -> Vec<(f64, Round)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -44,25 +61,41 @@ fn probe(http_port: u16, grpc: &str, period: Duration) -> [Vec<f64>; 3] {
         )
         .expect("gRPC connection");
     let mut health = HealthClient::new(channel);
-    let mut out = [Vec::new(), Vec::new(), Vec::new()];
+    let mut rounds = Vec::new();
     let until = Instant::now() + period;
+    let http = |port: u16, path: &str| {
+        let started = Instant::now();
+        let answer = common::http_get(port, path);
+        assert!(matches!(answer, Some((200, _))), "{path}: {answer:?}");
+        started.elapsed().as_secs_f64() * 1000.0
+    };
     while Instant::now() < until {
-        for (i, path) in ["/-/healthy", "/-/ready"].into_iter().enumerate() {
-            let started = Instant::now();
-            let answer = common::http_get(http_port, path);
-            out[i].push(started.elapsed().as_secs_f64() * 1000.0);
-            assert!(matches!(answer, Some((200, _))), "{path}: {answer:?}");
-        }
+        let at = t0.elapsed().as_secs_f64();
+        let healthy = http(http_port, "/-/healthy");
+        let ready = http(http_port, "/-/ready");
         let started = Instant::now();
         runtime
             .block_on(health.check(HealthCheckRequest {
                 service: String::new(),
             }))
             .expect("gRPC health");
-        out[2].push(started.elapsed().as_secs_f64() * 1000.0);
+        let grpc = started.elapsed().as_secs_f64() * 1000.0;
+        let control = http(control_port, "/-/healthy");
+        rounds.push((at, [healthy, ready, grpc, control]));
         std::thread::sleep(Duration::from_millis(50));
     }
-    out
+    rounds
+}
+
+/// The machine's CPU time stolen by the hypervisor so far, in clock ticks (/proc/stat).
+fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let cpu = stat.lines().next()?.to_string();
+            cpu.split_whitespace().nth(8)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 fn quantile(values: &[f64], q: f64) -> f64 {
@@ -71,15 +104,23 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn report(label: &str, probes: &[Vec<f64>; 3]) {
-    for (name, values) in ["/-/healthy", "/-/ready", "gRPC health"].iter().zip(probes) {
+fn report(label: &str, rounds: &[(f64, Round)]) {
+    for (i, name) in PROBES.iter().enumerate() {
+        let values: Vec<f64> = rounds.iter().map(|(_, r)| r[i]).collect();
         println!(
             "| {label} | {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
             values.len(),
-            quantile(values, 0.5),
-            quantile(values, 0.99),
-            quantile(values, 1.0)
+            quantile(&values, 0.5),
+            quantile(&values, 0.99),
+            quantile(&values, 1.0)
         );
+    }
+    // Every slow round whole: a stall of the control too is the machine's, not the querier's.
+    for (at, round) in rounds
+        .iter()
+        .filter(|(_, r)| r.iter().any(|&ms| ms > 100.0))
+    {
+        println!("slow round at {at:.2}s: {round:.1?}");
     }
 }
 
@@ -87,10 +128,24 @@ fn main() {
     let stack = Stack::start(&[format!("--query.max-concurrent={CLIENTS}")]);
     let query = &stack.query;
     let (http_port, grpc) = (query.http_port, query.grpc_addr());
+    // The same binary with no endpoints and no load: what the machine alone costs a probe.
+    let mut control =
+        common::Process::start(&["query".to_string(), "--log.level=warn".to_string()]);
+    control.wait_ready(Duration::from_secs(60));
+    let t0 = Instant::now();
 
     println!("| load | probe | probes | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|");
-    report("none", &probe(http_port, &grpc, Duration::from_secs(10)));
+    report(
+        "none",
+        &probe(
+            http_port,
+            &grpc,
+            control.http_port,
+            t0,
+            Duration::from_secs(10),
+        ),
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -114,7 +169,9 @@ fn main() {
         .collect();
     // Let every client's first query reach evaluation.
     std::thread::sleep(Duration::from_secs(2));
-    let loaded = probe(http_port, &grpc, LOADED_FOR);
+    let steal_before = steal_ticks();
+    let loaded = probe(http_port, &grpc, control.http_port, t0, LOADED_FOR);
+    let stolen = steal_ticks() - steal_before;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.join().expect("client");
@@ -124,4 +181,5 @@ fn main() {
         "heavy range queries answered meanwhile: {}",
         answered.load(Ordering::Relaxed)
     );
+    println!("CPU time stolen by the hypervisor meanwhile: {stolen} ticks");
 }
