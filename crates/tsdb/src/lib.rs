@@ -16,6 +16,7 @@ pub mod index_header;
 pub mod meta;
 pub mod postings;
 pub mod tombstones;
+pub mod wal;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

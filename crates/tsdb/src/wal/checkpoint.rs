@@ -1,0 +1,218 @@
+//! Checkpoints, as Prometheus 2.42 makes them (`tsdb/wlog/checkpoint.go`): the records of
+//! segments `from..=to` (and of the previous checkpoint) that are still needed, written as a
+//! log of their own in `checkpoint.NNNNNNNN` (`to`'s number), so those segments can be
+//! deleted. Series still in the head are kept, samples and tombstones at or after the head's
+//! new start; the rest is dropped. The checkpoint is written under a `.tmp` name, synced, and
+//! renamed into place, so a crash leaves the previous one in force.
+
+use std::path::{Path, PathBuf};
+
+use super::record::{self, Record};
+use super::{SegmentRange, Wal, WalError, read_records};
+
+const PREFIX: &str = "checkpoint.";
+
+/// What a checkpoint kept and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// Series records' series read.
+    pub series: usize,
+    /// Of them, dropped.
+    pub dropped_series: usize,
+    /// Samples read.
+    pub samples: usize,
+    /// Of them, dropped.
+    pub dropped_samples: usize,
+    /// Tombstones read.
+    pub tombstones: usize,
+    /// Of them, dropped.
+    pub dropped_tombstones: usize,
+}
+
+/// The directory of checkpoint `index` in the log's directory.
+pub fn checkpoint_dir(wal_dir: &Path, index: u32) -> PathBuf {
+    wal_dir.join(format!("{PREFIX}{index:08}"))
+}
+
+/// The checkpoints in `wal_dir`, oldest first (a `.tmp` one, left by a crash, is not one).
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn checkpoints(wal_dir: &Path) -> Result<Vec<(u32, PathBuf)>, WalError> {
+    let entries = std::fs::read_dir(wal_dir).map_err(|e| WalError::io(wal_dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| WalError::io(wal_dir, e))?;
+        let name = entry.file_name();
+        let Some(number) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(index) = number.parse::<u32>() {
+            out.push((index, entry.path()));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The newest checkpoint, if any.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn last_checkpoint(wal_dir: &Path) -> Result<Option<(u32, PathBuf)>, WalError> {
+    Ok(checkpoints(wal_dir)?.pop())
+}
+
+/// Deletes the checkpoints older than `index`.
+///
+/// # Errors
+/// Listing or deleting failed.
+pub fn delete_checkpoints(wal_dir: &Path, index: u32) -> Result<(), WalError> {
+    for (i, dir) in checkpoints(wal_dir)? {
+        if i >= index {
+            break;
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| WalError::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes checkpoint `to` from the previous checkpoint and segments `from..=to` of `wal`,
+/// keeping the series for which `keep` holds and the samples and tombstones from `min_time`
+/// on.
+///
+/// # Errors
+/// Reading (a corrupt segment) or writing failed; the previous checkpoint stays in force.
+pub fn checkpoint(
+    wal: &Wal,
+    from: u32,
+    to: u32,
+    keep: impl Fn(u64) -> bool,
+    min_time: i64,
+) -> Result<CheckpointStats, WalError> {
+    let dir = wal.dir();
+    let mut ranges = Vec::new();
+    let mut from = from;
+    if let Some((last, path)) = last_checkpoint(dir)? {
+        if from > last + 1 {
+            return Err(WalError::Corrupt {
+                segment: from,
+                offset: 0,
+                detail: format!("gap to the last checkpoint {last}: segment {from} requested"),
+            });
+        }
+        from = last + 1;
+        ranges.push(SegmentRange::all(&path));
+    }
+    ranges.push(SegmentRange {
+        dir: dir.to_path_buf(),
+        first: from,
+        last: to,
+    });
+    let final_dir = checkpoint_dir(dir, to);
+    let mut staging = final_dir.clone().into_os_string();
+    staging.push(".tmp");
+    let staging = PathBuf::from(staging);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| WalError::io(&staging, e))?;
+    }
+    let result = write(&ranges, &staging, wal.compressed(), &keep, min_time);
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| WalError::io(&final_dir, e))?;
+    }
+    rthanos_durable::rename(&staging, &final_dir).map_err(|e| WalError::io(&e.path, e.source))?;
+    Ok(stats)
+}
+
+fn write(
+    ranges: &[SegmentRange],
+    staging: &Path,
+    compress: bool,
+    keep: &impl Fn(u64) -> bool,
+    min_time: i64,
+) -> Result<CheckpointStats, WalError> {
+    let mut out = Wal::open(staging, compress)?;
+    let mut stats = CheckpointStats::default();
+    // Records are gathered into one buffer and logged about every MiB, as Prometheus does.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut failed: Option<WalError> = None;
+    let flush = |out: &mut Wal, buf: &mut Vec<u8>, ends: &mut Vec<usize>| {
+        let mut start = 0;
+        let records: Vec<&[u8]> = ends
+            .iter()
+            .map(|&end| {
+                let r = &buf[start..end];
+                start = end;
+                r
+            })
+            .collect();
+        let logged = out.log(&records);
+        buf.clear();
+        ends.clear();
+        logged
+    };
+    read_records(ranges, |_, bytes| {
+        let before = buf.len();
+        match record::decode(bytes)? {
+            Record::Series(series) => {
+                stats.series += series.len();
+                let n = series.len();
+                let kept: Vec<_> = series.into_iter().filter(|s| keep(s.reference)).collect();
+                stats.dropped_series += n - kept.len();
+                if !kept.is_empty() {
+                    record::encode_series(&kept, &mut buf);
+                }
+            }
+            Record::Samples(samples) => {
+                stats.samples += samples.len();
+                let n = samples.len();
+                let kept: Vec<_> = samples.into_iter().filter(|s| s.t >= min_time).collect();
+                stats.dropped_samples += n - kept.len();
+                if !kept.is_empty() {
+                    record::encode_samples(&kept, &mut buf);
+                }
+            }
+            Record::Tombstones(stones) => {
+                stats.tombstones += stones.len();
+                let n = stones.len();
+                let kept: Vec<_> = stones
+                    .into_iter()
+                    .filter(|s| s.max_time >= min_time)
+                    .collect();
+                stats.dropped_tombstones += n - kept.len();
+                if !kept.is_empty() {
+                    record::encode_tombstones(&kept, &mut buf);
+                }
+            }
+            // Prometheus's checkpoint keeps exemplars and metadata; this log writes none.
+            Record::Other(_) => {}
+        }
+        if buf.len() > before {
+            ends.push(buf.len());
+        }
+        if buf.len() > 1 << 20
+            && let Err(e) = flush(&mut out, &mut buf, &mut ends)
+        {
+            let detail = e.to_string();
+            failed = Some(e);
+            return Err(detail);
+        }
+        Ok(())
+    })
+    .map_err(|e| failed.take().unwrap_or(e))?;
+    flush(&mut out, &mut buf, &mut ends)?;
+    out.close()?;
+    rthanos_durable::sync_dir(staging).map_err(|e| WalError::io(&e.path, e.source))?;
+    Ok(stats)
+}
