@@ -9,8 +9,10 @@
 mod block;
 pub mod check;
 pub mod chunks;
+pub mod db;
 pub mod dump;
 mod encoding;
+pub mod head;
 pub mod index;
 pub mod index_header;
 pub mod meta;

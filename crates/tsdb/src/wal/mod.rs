@@ -48,7 +48,7 @@ pub enum WalError {
     /// A segment's bytes are not a valid log from `offset` on.
     #[error("WAL segment {segment} at offset {offset}: {detail}")]
     Corrupt {
-        /// The segment's number; [`u32::MAX`] when not known.
+        /// The segment's number; [`u32::MAX`] when the log as a whole is wrong (a gap).
         segment: u32,
         /// Where the record that failed begins.
         offset: u64,
@@ -92,8 +92,9 @@ pub fn segments(dir: &Path) -> Result<Vec<u32>, WalError> {
     }
     out.sort_unstable();
     if let Some(gap) = out.windows(2).find(|w| w[1] != w[0] + 1) {
+        // Not a corruption at a record: nothing to cut, the log cannot be read.
         return Err(WalError::Corrupt {
-            segment: gap[1],
+            segment: u32::MAX,
             offset: 0,
             detail: format!(
                 "segments are not consecutive: {} follows {}",
