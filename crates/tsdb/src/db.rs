@@ -330,6 +330,21 @@ impl DbAppender<'_> {
         self.inner.append(labels, t, v)
     }
 
+    /// Adds a sample of the series an earlier append returned `reference` for; see
+    /// [`Appender::append_ref`].
+    ///
+    /// # Errors
+    /// The sample is refused, with Prometheus's reason.
+    pub fn append_ref(
+        &mut self,
+        reference: u64,
+        labels: &rthanos_model::Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<u64, AppendError> {
+        self.inner.append_ref(reference, labels, t, v)
+    }
+
     /// Logs and adds the samples; when this returns they survive the process being killed.
     ///
     /// # Errors

@@ -69,6 +69,9 @@ pub(crate) struct MemSeries {
     pub(crate) logged: bool,
     /// Appenders holding samples of it: it is not removed while any does.
     appenders: usize,
+    /// The newest sample an appender holds for it, not committed yet: (appender, its slot
+    /// for this series, t, v). Checks within one appender use it.
+    pending: Option<(u64, u32, i64, f64)>,
 }
 
 impl MemSeries {
@@ -82,6 +85,7 @@ impl MemSeries {
             last_value: 0.0,
             logged: false,
             appenders: 0,
+            pending: None,
         }
     }
 
@@ -234,10 +238,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Default)]
 struct SeriesIndex {
-    by_labels: HashMap<Labels, Arc<Mutex<MemSeries>>>,
-    by_ref: HashMap<u64, Arc<Mutex<MemSeries>>>,
+    by_labels: HashMap<Labels, Arc<Mutex<MemSeries>>, Hasher>,
+    by_ref: HashMap<u64, Arc<Mutex<MemSeries>>, Hasher>,
 }
 
 /// What a commit did.
@@ -261,6 +267,7 @@ pub struct Head {
     /// No sample before this is accepted (the newest block's end).
     min_valid_time: AtomicI64,
     last_ref: AtomicU64,
+    last_appender: AtomicU64,
     /// Series removed from memory while their records may still be in WAL segments that a
     /// checkpoint will read: reference → the segment current when they were removed.
     deleted: Mutex<HashMap<u64, u32>>,
@@ -277,6 +284,7 @@ impl Head {
             max_time: AtomicI64::new(i64::MIN),
             min_valid_time: AtomicI64::new(min_valid_time),
             last_ref: AtomicU64::new(0),
+            last_appender: AtomicU64::new(0),
             deleted: Mutex::new(HashMap::new()),
         }
     }
@@ -391,11 +399,11 @@ impl Head {
     pub fn appender(&self) -> Appender<'_> {
         Appender {
             head: self,
+            id: self.last_appender.fetch_add(1, Ordering::Relaxed) + 1,
             min_valid_time: None,
             samples: Vec::new(),
             created: 0,
             touched: Vec::new(),
-            pending: HashMap::new(),
         }
     }
 
@@ -474,76 +482,122 @@ impl Head {
 /// [`Appender::commit`], or dropped by [`Appender::rollback`] (or by dropping it).
 pub struct Appender<'h> {
     head: &'h Head,
+    id: u64,
     /// Fixed at the first sample, as Prometheus's appender fixes it when made.
     min_valid_time: Option<i64>,
-    samples: Vec<(Arc<Mutex<MemSeries>>, RefSample)>,
+    /// The samples, each with its series' slot in `touched`.
+    samples: Vec<(u32, RefSample)>,
     /// Series this appender created.
     created: usize,
-    /// Series it holds samples of (each once).
+    /// Series it holds samples of (each once, unless another appender's samples of the
+    /// same series came in between).
     touched: Vec<Arc<Mutex<MemSeries>>>,
-    /// Each series' newest (t, v) in this appender, for its checks.
-    pending: HashMap<u64, (i64, f64)>,
 }
 
 impl Appender<'_> {
     /// Adds a sample of the series `labels` (labels with empty values are dropped, as
-    /// Prometheus drops them). Returns the series reference.
+    /// Prometheus drops them). Returns the series reference, for [`Appender::append_ref`].
     ///
     /// # Errors
     /// The sample is out of bounds, out of order, a different value at the newest timestamp,
     /// or its series has no labels.
     pub fn append(&mut self, labels: &Labels, t: i64, v: f64) -> Result<u64, AppendError> {
-        let labels = if labels.iter().any(|l| l.value.is_empty()) {
-            Labels::from_sorted(
+        let min_valid_time = self.min_valid_time(t);
+        if t < min_valid_time {
+            return Err(AppendError::OutOfBounds);
+        }
+        let series = if labels.iter().any(|l| l.value.is_empty()) {
+            let labels = Labels::from_sorted(
                 labels
                     .iter()
                     .filter(|l| !l.value.is_empty())
                     .cloned()
                     .collect(),
-            )
+            );
+            if labels.is_empty() {
+                return Err(AppendError::EmptyLabels);
+            }
+            self.head.get_or_create(&labels)
         } else {
-            labels.clone()
+            if labels.is_empty() {
+                return Err(AppendError::EmptyLabels);
+            }
+            self.head.get_or_create(labels)
         };
-        if labels.is_empty() {
-            return Err(AppendError::EmptyLabels);
+        let (series, created) = series;
+        if created {
+            self.created += 1;
         }
+        self.add(&series, t, v, min_valid_time)
+    }
+
+    /// As [`Appender::append`], for a series known by the reference an earlier append
+    /// returned; `labels` are used when the reference is no longer in the head.
+    ///
+    /// # Errors
+    /// As [`Appender::append`].
+    pub fn append_ref(
+        &mut self,
+        reference: u64,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<u64, AppendError> {
+        let known = self.head.read().by_ref.get(&reference).cloned();
+        match known {
+            Some(series) => {
+                let min_valid_time = self.min_valid_time(t);
+                if t < min_valid_time {
+                    return Err(AppendError::OutOfBounds);
+                }
+                self.add(&series, t, v, min_valid_time)
+            }
+            None => self.append(labels, t, v),
+        }
+    }
+
+    fn min_valid_time(&mut self, t: i64) -> i64 {
         let head = self.head;
-        let min_valid_time = *self.min_valid_time.get_or_insert_with(|| {
+        *self.min_valid_time.get_or_insert_with(|| {
             if head.min_time() == i64::MAX {
                 // The first sample of an empty head starts its time range (initAppender).
                 head.update_times(t, t);
             }
             head.appendable_min_valid_time()
-        });
-        if t < min_valid_time {
-            return Err(AppendError::OutOfBounds);
-        }
-        let (series, created) = head.get_or_create(&labels);
-        let reference = {
-            let mut s = lock(&series);
-            match self.pending.get(&s.reference) {
-                Some(&(last_t, last_v)) => {
-                    if t < last_t {
-                        return Err(AppendError::OutOfOrder);
-                    }
-                    if t == last_t && v.to_bits() != last_v.to_bits() {
-                        return Err(AppendError::DuplicateSampleForTimestamp);
-                    }
+        })
+    }
+
+    fn add(
+        &mut self,
+        series: &Arc<Mutex<MemSeries>>,
+        t: i64,
+        v: f64,
+        min_valid_time: i64,
+    ) -> Result<u64, AppendError> {
+        let mut s = lock(series);
+        let slot = match s.pending {
+            Some((owner, slot, last_t, last_v)) if owner == self.id => {
+                if t < last_t {
+                    return Err(AppendError::OutOfOrder);
                 }
-                None => {
-                    s.appendable(t, v, min_valid_time)?;
-                    // First sample of the series here: hold it until commit or rollback.
-                    s.appenders += 1;
-                    self.touched.push(Arc::clone(&series));
+                if t == last_t && v.to_bits() != last_v.to_bits() {
+                    return Err(AppendError::DuplicateSampleForTimestamp);
                 }
+                slot
             }
-            s.reference
+            _ => {
+                s.appendable(t, v, min_valid_time)?;
+                // Hold the series until commit or rollback.
+                s.appenders += 1;
+                let slot = self.touched.len() as u32;
+                self.touched.push(Arc::clone(series));
+                slot
+            }
         };
-        if created {
-            self.created += 1;
-        }
-        self.pending.insert(reference, (t, v));
-        self.samples.push((series, RefSample { reference, t, v }));
+        s.pending = Some((self.id, slot, t, v));
+        let reference = s.reference;
+        drop(s);
+        self.samples.push((slot, RefSample { reference, t, v }));
         Ok(reference)
     }
 
@@ -558,20 +612,17 @@ impl Appender<'_> {
             return Ok(committed);
         }
         if let Some(wal) = wal {
+            let mut buf = Vec::with_capacity(self.samples.len() * 12 + 32);
             let mut wal = lock(wal);
             // Series not in the WAL yet, whichever appender made them, go first.
             let mut new_series = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for (series, sample) in &self.samples {
-                if seen.insert(sample.reference) {
-                    let s = lock(series);
-                    if !s.logged {
-                        new_series.push((Arc::clone(series), s.reference, s.labels.clone()));
-                    }
+            for series in &self.touched {
+                let s = lock(series);
+                if !s.logged {
+                    new_series.push((Arc::clone(series), s.reference, s.labels.clone()));
                 }
             }
-            let mut buf = Vec::new();
-            let mut ends = Vec::new();
+            let mut series_end = 0;
             if !new_series.is_empty() {
                 let refs: Vec<RefSeries> = new_series
                     .iter()
@@ -581,28 +632,29 @@ impl Appender<'_> {
                     })
                     .collect();
                 record::encode_series(&refs, &mut buf);
-                ends.push(buf.len());
+                series_end = buf.len();
             }
             let samples: Vec<RefSample> = self.samples.iter().map(|(_, s)| *s).collect();
             record::encode_samples(&samples, &mut buf);
-            ends.push(buf.len());
-            let records: Vec<&[u8]> = match ends.as_slice() {
-                [one] => vec![&buf[..*one]],
-                [series_end, end] => vec![&buf[..*series_end], &buf[*series_end..*end]],
-                _ => Vec::new(),
-            };
-            wal.log(&records)?;
+            if series_end > 0 {
+                wal.log(&[&buf[..series_end], &buf[series_end..]])?;
+            } else {
+                wal.log(&[&buf])?;
+            }
             for (series, _, _) in &new_series {
                 lock(series).logged = true;
             }
         } else {
-            for (series, _) in &self.samples {
+            for series in &self.touched {
                 lock(series).logged = true;
             }
         }
         let (mut min, mut max) = (i64::MAX, i64::MIN);
-        for (series, sample) in &self.samples {
-            if lock(series).append(sample.t, sample.v, self.head.chunk_range) {
+        for (slot, sample) in &self.samples {
+            let added = self.touched.get(*slot as usize).is_some_and(|series| {
+                lock(series).append(sample.t, sample.v, self.head.chunk_range)
+            });
+            if added {
                 committed.samples += 1;
                 min = min.min(sample.t);
                 max = max.max(sample.t);
@@ -626,6 +678,9 @@ impl Drop for Appender<'_> {
         for series in &self.touched {
             let mut s = lock(series);
             s.appenders = s.appenders.saturating_sub(1);
+            if s.pending.is_some_and(|(owner, ..)| owner == self.id) {
+                s.pending = None;
+            }
         }
     }
 }
