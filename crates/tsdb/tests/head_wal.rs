@@ -354,3 +354,54 @@ fn a_writer_killed_with_sigkill_loses_no_committed_sample() {
             .sum::<u64>();
     assert_eq!(total as usize, lines.len(), "no sample stored twice");
 }
+
+#[test]
+fn a_wal_written_by_prometheus_replays_to_what_promtool_reads() {
+    // Prometheus scraping itself four times a second; killed (SIGKILL on drop) mid-stream.
+    let data = tempfile::tempdir().expect("tmp");
+    let port = rthanos_testkit::free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 250ms\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    );
+    let prometheus = rthanos_testkit::Prometheus::start_with_flags(
+        data.path(),
+        &config,
+        port,
+        &["--storage.tsdb.wal-compression"],
+    );
+    // Until a few scrapes are in its WAL (scraping starts a while after ready).
+    let first = rthanos_tsdb::wal::segment_path(&data.path().join("wal"), 0);
+    let deadline = rthanos_testkit::time::deadline_after(std::time::Duration::from_secs(60));
+    while std::fs::metadata(&first).map_or(0, |m| m.len()) < 40_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus wrote no WAL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(prometheus);
+
+    let segment = std::fs::read(rthanos_tsdb::wal::segment_path(&data.path().join("wal"), 0))
+        .expect("Prometheus's first segment");
+    // Walk the fragments of the first page: some are snappy-compressed (asked for:
+    // the flag's default differs between builds), so the reader's decompression is tried on Prometheus's bytes.
+    let mut pos = 0;
+    let mut compressed = 0;
+    while pos + 7 <= segment.len().min(rthanos_tsdb::wal::PAGE_SIZE) && segment[pos] != 0 {
+        compressed += usize::from(segment[pos] & 0x08 != 0);
+        pos += 7 + usize::from(u16::from_be_bytes([segment[pos + 1], segment[pos + 2]]));
+    }
+    assert!(
+        compressed > 0,
+        "no compressed record in Prometheus's first page"
+    );
+    let ours = tempfile::tempdir().expect("tmp");
+    rthanos_testkit::copy_dir(data.path(), ours.path());
+    let (db, replayed) = Db::open(ours.path(), DbOptions::default()).expect("open");
+    // A torn last record is possible (the kill), nothing more.
+    let lines = our_lines(&db);
+    let want = promtool_lines(data.path());
+    assert!(replayed.series > 100, "{replayed:?}");
+    assert!(want.len() > 1000, "{} samples", want.len());
+    assert_eq!(lines, want);
+}
