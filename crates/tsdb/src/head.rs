@@ -409,7 +409,30 @@ impl Head {
 
     /// Every series overlapping `[min_time, max_time]` with its chunks there, in label order.
     pub fn series_in(&self, min_time: i64, max_time: i64) -> Vec<(Labels, Vec<HeadChunk>)> {
-        let all: Vec<Arc<Mutex<MemSeries>>> = self.read().by_labels.values().cloned().collect();
+        self.select(&[], min_time, max_time)
+    }
+
+    /// The series matching every one of `matchers` (an absent label matches as the empty
+    /// value) that have chunks overlapping `[min_time, max_time]`, with those chunks, in label
+    /// order. Series are matched one by one: the head of a ruler holds its recorded series,
+    /// thousands, not millions (an inverted index comes with a receiver's head).
+    pub fn select(
+        &self,
+        matchers: &[rthanos_model::Matcher],
+        min_time: i64,
+        max_time: i64,
+    ) -> Vec<(Labels, Vec<HeadChunk>)> {
+        let all: Vec<Arc<Mutex<MemSeries>>> = self
+            .read()
+            .by_labels
+            .iter()
+            .filter(|(labels, _)| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+            })
+            .map(|(_, s)| Arc::clone(s))
+            .collect();
         let mut out: Vec<(Labels, Vec<HeadChunk>)> = all
             .iter()
             .filter_map(|s| {
@@ -806,6 +829,29 @@ mod tests {
             app.append(&labels("new"), 2 * HOUR - 1, 1.0),
             Err(AppendError::OutOfBounds)
         );
+    }
+
+    #[test]
+    fn select_matches_labels_and_time() {
+        use rthanos_model::{MatchType, Matcher};
+        let head = Head::new(2 * HOUR, i64::MIN);
+        let mut app = head.appender();
+        for (job, t) in [("a", HOUR), ("b", HOUR + 10), ("c", HOUR + 20)] {
+            app.append(&labels(job), t, 1.0).expect("append");
+        }
+        app.commit(None).expect("commit");
+        let jobs = |matchers: &[Matcher], min: i64, max: i64| -> Vec<String> {
+            head.select(matchers, min, max)
+                .iter()
+                .map(|(l, _)| l.get("job").unwrap_or("").to_string())
+                .collect()
+        };
+        let re = Matcher::new(MatchType::Regex, "job", "a|c").expect("regex");
+        assert_eq!(jobs(&[re], i64::MIN, i64::MAX), ["a", "c"]);
+        let absent = Matcher::new(MatchType::Equal, "env", "").expect("matcher");
+        assert_eq!(jobs(&[absent], HOUR + 5, HOUR + 15), ["b"]);
+        let not = Matcher::new(MatchType::NotEqual, "job", "a").expect("matcher");
+        assert_eq!(jobs(&[not], i64::MIN, HOUR + 10), ["b"]);
     }
 
     #[test]
