@@ -170,3 +170,28 @@ fn taken_port_is_reported() {
         stderr(&out)
     );
 }
+
+#[test]
+fn rules_check_names_file_group_rule_and_cause() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/rule/tests/rulefmt");
+    let good = format!("--rules={fixtures}/good.yml");
+    let out = rthanos(&["tools", "rules-check", &good]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 2 rules found"));
+
+    let bad = format!("--rules={fixtures}/badrecord.yml");
+    let out = rthanos(&["tools", "rules-check", &good, &bad]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "badrecord.yml: group \"a\", rule 1, \"bad name\": invalid recording rule name: bad name"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stderr(&out).contains("1 of 2 rule files are invalid"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,5 +1,6 @@
-//! `rthanos tools`: operator utilities. `tools tsdb dump` prints a TSDB's samples as
-//! `promtool tsdb dump` does; `tools bucket` (in `bucket.rs`) works on a bucket's blocks.
+//! `rthanos tools`: operator utilities. `tools rules-check` checks rule files as the ruler
+//! does; `tools tsdb dump` prints a TSDB's samples as `promtool tsdb dump` does; `tools
+//! bucket` (in `bucket.rs`) works on a bucket's blocks.
 
 use std::path::PathBuf;
 
@@ -19,6 +20,16 @@ enum ToolsCommand {
     Bucket(super::bucket::BucketArgs),
     /// TSDB utility commands.
     Tsdb(TsdbArgs),
+    /// Check that rule files are valid (Prometheus's format with Thanos's
+    /// partial_response_strategy), as the ruler checks them at start-up.
+    RulesCheck(RulesCheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct RulesCheckArgs {
+    /// The rule files to check (repeatable).
+    #[arg(id = "rules", long = "rules", value_name = "PATH", required = true)]
+    rules: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +69,7 @@ struct DumpArgs {
 pub(crate) async fn run(args: ToolsArgs) -> anyhow::Result<()> {
     match args.command {
         ToolsCommand::Bucket(bucket) => super::bucket::run(bucket).await,
+        ToolsCommand::RulesCheck(check) => rules_check(&check.rules),
         ToolsCommand::Tsdb(TsdbArgs {
             command: TsdbCommand::Dump(dump),
         }) => {
@@ -79,4 +91,33 @@ pub(crate) async fn run(args: ToolsArgs) -> anyhow::Result<()> {
             .context("dump task")?
         }
     }
+}
+
+/// Checks each rule file, printing what it found; fails when any file is invalid.
+fn rules_check(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for path in files {
+        println!("Checking {}", path.display());
+        match rthanos_rule::rulefmt::read_file(path) {
+            Ok(file) => println!("  SUCCESS: {} rules found", file.rules()),
+            Err(e) => {
+                failed += 1;
+                println!("  FAILED:");
+                match e {
+                    rthanos_rule::rulefmt::RuleFileError::Invalid { path, problems } => {
+                        for problem in problems {
+                            println!("{path}: {problem}");
+                        }
+                    }
+                    other => println!("{other}"),
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} rule files are invalid",
+        files.len()
+    );
+    Ok(())
 }

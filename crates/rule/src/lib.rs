@@ -1,0 +1,7 @@
+//! The ruler (`rthanos rule`): recording and alerting rules evaluated over the querier's
+//! global view, their results kept in a TSDB of its own (`rthanos-tsdb`'s head and WAL).
+//! This crate holds the rule files' format, read and checked as Prometheus 2.42's `rulefmt`
+//! reads and checks them, with Thanos's per-group `partial_response_strategy`; the
+//! evaluation loop and alert delivery build on it.
+
+pub mod rulefmt;
