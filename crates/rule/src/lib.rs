@@ -5,3 +5,4 @@
 //! evaluation loop and alert delivery build on it.
 
 pub mod rulefmt;
+pub mod schedule;
