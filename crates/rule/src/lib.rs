@@ -1,8 +1,10 @@
 //! The ruler (`rthanos rule`): recording and alerting rules evaluated over the querier's
 //! global view, their results kept in a TSDB of its own (`rthanos-tsdb`'s head and WAL).
 //! This crate holds the rule files' format, read and checked as Prometheus 2.42's `rulefmt`
-//! reads and checks them, with Thanos's per-group `partial_response_strategy`; the
-//! evaluation loop and alert delivery build on it.
+//! reads and checks them, with Thanos's per-group `partial_response_strategy` (`rulefmt`);
+//! the groups' evaluation slots (`schedule`); and an alerting rule's states (`alerting`).
+//! The evaluation loop and alert delivery build on them.
 
+pub mod alerting;
 pub mod rulefmt;
 pub mod schedule;
