@@ -2,9 +2,11 @@
 //! global view, their results kept in a TSDB of its own (`rthanos-tsdb`'s head and WAL).
 //! This crate holds the rule files' format, read and checked as Prometheus 2.42's `rulefmt`
 //! reads and checks them, with Thanos's per-group `partial_response_strategy` (`rulefmt`);
-//! the groups' evaluation slots (`schedule`); and an alerting rule's states (`alerting`).
+//! the groups' evaluation slots (`schedule`); a recording rule's results and staleness
+//! (`recording`); and an alerting rule's states (`alerting`).
 //! The evaluation loop and alert delivery build on them.
 
 pub mod alerting;
+pub mod recording;
 pub mod rulefmt;
 pub mod schedule;
