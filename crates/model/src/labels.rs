@@ -13,6 +13,26 @@ pub struct Label {
     pub value: String,
 }
 
+/// Whether `name` is a valid label name (Prometheus 2.42's `model.LabelNameRE`,
+/// `[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `name` is a valid metric name (`model.IsValidMetricName`,
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`).
+pub fn is_valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 /// A label set, sorted by name, names unique.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Labels(Vec<Label>);

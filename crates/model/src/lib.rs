@@ -10,7 +10,7 @@ mod matcher;
 pub mod relabel;
 mod timestamp;
 
-pub use labels::{Label, Labels, write_go_quoted};
+pub use labels::{Label, Labels, is_valid_label_name, is_valid_metric_name, write_go_quoted};
 pub use matcher::{MatchType, Matcher, MatcherError, go_regex, go_regex_refused, selector};
 pub use timestamp::{TimeOrDuration, days_from_civil};
 

@@ -190,7 +190,7 @@ impl Rule {
                     captures.expand(&self.target_label, &mut target);
                     let mut value = String::new();
                     captures.expand(&self.replacement, &mut value);
-                    if is_label_name(&target) {
+                    if crate::is_valid_label_name(&target) {
                         if value.is_empty() {
                             labels.remove(&target);
                         } else {
@@ -253,15 +253,6 @@ fn set(labels: &mut BTreeMap<String, String>, name: &str, value: String) {
     } else {
         labels.insert(name.to_string(), value);
     }
-}
-
-/// Prometheus's label name syntax.
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -414,12 +414,6 @@ fn date_part(t_seconds: f64, part: &str) -> f64 {
     })
 }
 
-fn is_valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
     let mut pairs: Vec<(String, String)> = labels
         .iter()
@@ -622,7 +616,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                         "invalid regular expression in label_replace(): {pattern}: {e}"
                     ))
                 })?;
-            if !is_valid_label_name(&dst) {
+            if !rthanos_model::is_valid_label_name(&dst) {
                 return exec_err(format!(
                     "invalid destination label name in label_replace(): {dst}"
                 ));
@@ -655,13 +649,13 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             for i in 3..args.len() {
                 sources.push(string_arg(arg(i)?, ctx)?);
             }
-            if !is_valid_label_name(&dst) {
+            if !rthanos_model::is_valid_label_name(&dst) {
                 return exec_err(format!(
                     "invalid destination label name in label_join(): {dst}"
                 ));
             }
             for src in &sources {
-                if !is_valid_label_name(src) {
+                if !rthanos_model::is_valid_label_name(src) {
                     return exec_err(format!("invalid source label name in label_join(): {src}"));
                 }
             }

@@ -523,15 +523,6 @@ async fn labels(State(state): State<Arc<ApiState>>, all: AllParams) -> Result<Re
     run_list(state, all, None).await
 }
 
-/// Prometheus 2.42's label names (`model.LabelNameRE`).
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 async fn label_values(
     State(state): State<Arc<ApiState>>,
     name: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
@@ -546,7 +537,7 @@ async fn label_values(
     if name.contains('/') {
         return Ok(StatusCode::NOT_FOUND.into_response());
     }
-    if !valid_label_name(&name) {
+    if !rthanos_model::is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     run_list(state, all, Some(name)).await

@@ -167,24 +167,6 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// Prometheus's `model.IsValidMetricName`.
-fn valid_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Prometheus's `model.LabelName.IsValid`.
-fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Reads and checks the rule file at `path`.
 ///
 /// # Errors
@@ -292,17 +274,17 @@ fn check_rule(r: RawRule) -> Result<Rule, (String, Vec<String>)> {
         if r.keep_firing_for.is_some_and(|d| !d.is_zero()) {
             errors.push("invalid field 'keep_firing_for' in recording rule".into());
         }
-        if !valid_metric_name(record) {
+        if !rthanos_model::is_valid_metric_name(record) {
             errors.push(format!("invalid recording rule name: {record}"));
         }
     }
     for name in r.labels.keys() {
-        if !valid_label_name(name) || name == "__name__" {
+        if !rthanos_model::is_valid_label_name(name) || name == "__name__" {
             errors.push(format!("invalid label name: {name}"));
         }
     }
     for name in r.annotations.keys() {
-        if !valid_label_name(name) {
+        if !rthanos_model::is_valid_label_name(name) {
             errors.push(format!("invalid annotation name: {name}"));
         }
     }
