@@ -461,6 +461,10 @@ impl Head {
             }
             s.truncate_before(min_time);
             if s.appenders > 0 {
+                // Held by an appender: kept, empty or not, and its chunks count.
+                if let Some(t) = s.min_time().filter(|_| !s.is_empty()) {
+                    actual_min = actual_min.min(t);
+                }
                 continue;
             }
             match s.min_time() {
