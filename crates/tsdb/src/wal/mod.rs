@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use reader::{SegmentRange, read_records};
+pub use reader::{SegmentRange, read_records, read_segment_bytes};
 
 /// Bytes of a page: fragments never cross one.
 pub const PAGE_SIZE: usize = 32 * 1024;

@@ -64,6 +64,25 @@ pub fn read_records(
     Ok(())
 }
 
+/// Calls `each` with every record of one segment's `bytes` (segment 0 in errors): the
+/// reader of [`read_records`] without the files, for checks of untrusted bytes.
+///
+/// # Errors
+/// The bytes are corrupt from some record on, or `each` refused a record.
+pub fn read_segment_bytes(
+    bytes: &[u8],
+    each: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<(), WalError> {
+    let mut decoder = snap::raw::Decoder::new();
+    read_segment(bytes, &mut Scratch::default(), &mut decoder, each).map_err(|(offset, detail)| {
+        WalError::Corrupt {
+            segment: 0,
+            offset: offset as u64,
+            detail,
+        }
+    })
+}
+
 #[derive(Default)]
 struct Scratch {
     record: Vec<u8>,
