@@ -262,11 +262,6 @@ impl AlertingRule {
     }
 }
 
-/// Labels from pairs, for callers and tests.
-pub fn labels_of(pairs: &[(&str, &str)]) -> Labels {
-    Labels::from_pairs(pairs.iter().copied())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +270,7 @@ mod tests {
 
     fn up(instance: &str) -> (Labels, f64) {
         (
-            labels_of(&[("__name__", "up"), ("instance", instance), ("job", "api")]),
+            Labels::from_pairs([("__name__", "up"), ("instance", instance), ("job", "api")]),
             0.0,
         )
     }
@@ -308,7 +303,7 @@ mod tests {
         let mut r = rule(5 * MIN, 0);
         let out = r.eval(0, &[up("a")], copy, 0).expect("eval");
         assert_eq!(states(&r), [("a".into(), AlertState::Pending)]);
-        let alerts = labels_of(&[
+        let alerts = Labels::from_pairs([
             ("__name__", "ALERTS"),
             ("alertname", "InstanceDown"),
             ("alertstate", "pending"),
@@ -374,8 +369,8 @@ mod tests {
     fn duplicates_and_limits_are_errors() {
         let mut r = rule(0, 0);
         let twice = [
-            (labels_of(&[("__name__", "a"), ("x", "1")]), 1.0),
-            (labels_of(&[("__name__", "b"), ("x", "1")]), 1.0),
+            (Labels::from_pairs([("__name__", "a"), ("x", "1")]), 1.0),
+            (Labels::from_pairs([("__name__", "b"), ("x", "1")]), 1.0),
         ];
         assert_eq!(r.eval(0, &twice, copy, 0), Err(AlertError::DuplicateLabels));
         assert_eq!(

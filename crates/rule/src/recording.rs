@@ -86,16 +86,15 @@ impl Staleness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerting::labels_of;
 
     #[test]
     fn results_are_renamed_and_relabelled() {
         let result = [
             (
-                labels_of(&[("__name__", "up"), ("job", "a"), ("env", "x")]),
+                Labels::from_pairs([("__name__", "up"), ("job", "a"), ("env", "x")]),
                 1.0,
             ),
-            (labels_of(&[("job", "b"), ("env", "y")]), 0.0),
+            (Labels::from_pairs([("job", "b"), ("env", "y")]), 0.0),
         ];
         let labels = BTreeMap::from([
             ("team".to_string(), "db".to_string()),
@@ -104,7 +103,7 @@ mod tests {
         let out = record("job:up:sum", &labels, &result, 0).expect("record");
         assert_eq!(
             out[0].0,
-            labels_of(&[("__name__", "job:up:sum"), ("job", "a"), ("team", "db")])
+            Labels::from_pairs([("__name__", "job:up:sum"), ("job", "a"), ("team", "db")])
         );
         assert_eq!(out[1].0.get("job"), Some("b"));
         assert_eq!(
@@ -114,8 +113,8 @@ mod tests {
         );
         // Removing env makes two series alike.
         let alike = [
-            (labels_of(&[("job", "a"), ("env", "x")]), 1.0),
-            (labels_of(&[("job", "a"), ("env", "y")]), 1.0),
+            (Labels::from_pairs([("job", "a"), ("env", "x")]), 1.0),
+            (Labels::from_pairs([("job", "a"), ("env", "y")]), 1.0),
         ];
         assert_eq!(
             record("r", &labels, &alike, 0),
@@ -133,8 +132,8 @@ mod tests {
     #[test]
     fn series_gone_since_the_last_evaluation_are_stale() {
         let mut staleness = Staleness::default();
-        let a = (labels_of(&[("__name__", "r"), ("job", "a")]), 1.0);
-        let b = (labels_of(&[("__name__", "r"), ("job", "b")]), 1.0);
+        let a = (Labels::from_pairs([("__name__", "r"), ("job", "a")]), 1.0);
+        let b = (Labels::from_pairs([("__name__", "r"), ("job", "b")]), 1.0);
         assert!(staleness.next(&[a.clone(), b.clone()]).is_empty());
         assert_eq!(staleness.next(std::slice::from_ref(&a)), vec![b.0]);
         assert!(staleness.next(std::slice::from_ref(&a)).is_empty());

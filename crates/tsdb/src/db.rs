@@ -83,10 +83,6 @@ pub struct Db {
     last_wal_truncation: AtomicI64,
 }
 
-fn io(path: &Path, e: std::io::Error) -> TsdbError {
-    TsdbError::io(path, e)
-}
-
 impl Db {
     /// Opens (or makes) the database in `dir`: its blocks, then the WAL replayed into the
     /// head. A corrupt or torn WAL tail is cut off (reported in [`Replayed::repaired`]).
@@ -95,12 +91,12 @@ impl Db {
     /// The directory cannot be read or made, a checkpoint is corrupt, or the WAL cannot be
     /// opened for writing.
     pub fn open(dir: &Path, options: DbOptions) -> Result<(Db, Replayed), DbError> {
-        rthanos_durable::create_dir_all(dir).map_err(|e| io(&e.path, e.source))?;
+        rthanos_durable::create_dir_all(dir).map_err(TsdbError::from)?;
         let blocks = load_blocks(dir)?;
         let min_valid_time = blocks.last().map_or(i64::MIN, |b| b.max_time);
         let head = Head::new(options.block_range, min_valid_time);
         let wal_dir = dir.join("wal");
-        rthanos_durable::create_dir_all(&wal_dir).map_err(|e| io(&e.path, e.source))?;
+        rthanos_durable::create_dir_all(&wal_dir).map_err(TsdbError::from)?;
         let replayed = replay(&head, &wal_dir)?;
         let wal = Wal::open_sized(&wal_dir, options.wal_segment_size, options.wal_compression)?;
         Ok((
@@ -215,7 +211,7 @@ impl Db {
                     min_time: c.min_time,
                     max_time: c.max_time,
                     encoding: Encoding::Xor,
-                    data: &c.data,
+                    data: &c.data[..],
                     samples: c.samples as u64,
                 })
                 .collect();
@@ -361,12 +357,12 @@ impl DbAppender<'_> {
 /// a crash while a block was written or deleted are removed.
 fn load_blocks(dir: &Path) -> Result<Vec<BlockMeta>, TsdbError> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
-        let entry = entry.map_err(|e| io(dir, e))?;
+    for entry in std::fs::read_dir(dir).map_err(|e| TsdbError::io(dir, e))? {
+        let entry = entry.map_err(|e| TsdbError::io(dir, e))?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
         if name.ends_with(".tmp-for-creation") || name.ends_with(".tmp-for-deletion") {
-            std::fs::remove_dir_all(&path).map_err(|e| io(&path, e))?;
+            std::fs::remove_dir_all(&path).map_err(|e| TsdbError::io(&path, e))?;
             continue;
         }
         if ulid::Ulid::from_string(&name).is_err() || !path.is_dir() {
@@ -387,8 +383,8 @@ fn load_blocks(dir: &Path) -> Result<Vec<BlockMeta>, TsdbError> {
 fn delete_block(dir: &Path, ulid: &str) -> Result<(), TsdbError> {
     let from = dir.join(ulid);
     let aside = dir.join(format!("{ulid}.tmp-for-deletion"));
-    rthanos_durable::rename(&from, &aside).map_err(|e| io(&e.path, e.source))?;
-    std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))
+    rthanos_durable::rename(&from, &aside).map_err(TsdbError::from)?;
+    std::fs::remove_dir_all(&aside).map_err(|e| TsdbError::io(&aside, e))
 }
 
 /// Reads the last checkpoint and the segments after it into `head`; cuts the WAL at a
@@ -434,7 +430,7 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<Replayed, DbError> {
             segment,
             offset,
             detail,
-        }) if segment != u32::MAX => {
+        }) => {
             repair(wal_dir, segment, offset)?;
             replayed.repaired = Some(format!(
                 "WAL segment {segment} at offset {offset}: {detail}"

@@ -45,8 +45,8 @@ pub struct HeadChunk {
     pub max_time: i64,
     /// Samples in it.
     pub samples: usize,
-    /// The XOR chunk's bytes.
-    pub data: Vec<u8>,
+    /// The XOR chunk's bytes (shared: a finished chunk is read without a copy).
+    pub data: Arc<[u8]>,
 }
 
 struct OpenChunk {
@@ -162,7 +162,7 @@ impl MemSeries {
                 min_time: open.min_time,
                 max_time: open.max_time,
                 samples,
-                data: open.encoder.finish(),
+                data: open.encoder.finish().into(),
             });
         }
         self.open = Some(OpenChunk {
@@ -190,7 +190,7 @@ impl MemSeries {
                 min_time: open.min_time,
                 max_time: open.max_time,
                 samples: open.encoder.len(),
-                data: open.encoder.bytes(),
+                data: open.encoder.bytes().into(),
             });
         }
         out
@@ -533,24 +533,23 @@ impl Appender<'_> {
         if t < min_valid_time {
             return Err(AppendError::OutOfBounds);
         }
-        let series = if labels.iter().any(|l| l.value.is_empty()) {
-            let labels = Labels::from_sorted(
+        let owned;
+        let labels = if labels.iter().any(|l| l.value.is_empty()) {
+            owned = Labels::from_sorted(
                 labels
                     .iter()
                     .filter(|l| !l.value.is_empty())
                     .cloned()
                     .collect(),
             );
-            if labels.is_empty() {
-                return Err(AppendError::EmptyLabels);
-            }
-            self.head.get_or_create(&labels)
+            &owned
         } else {
-            if labels.is_empty() {
-                return Err(AppendError::EmptyLabels);
-            }
-            self.head.get_or_create(labels)
+            labels
         };
+        if labels.is_empty() {
+            return Err(AppendError::EmptyLabels);
+        }
+        let series = self.head.get_or_create(labels);
         let (series, created) = series;
         if created {
             self.created += 1;
@@ -643,22 +642,20 @@ impl Appender<'_> {
             let mut wal = lock(wal);
             // Series not in the WAL yet, whichever appender made them, go first.
             let mut new_series = Vec::new();
+            let mut unlogged = Vec::new();
             for series in &self.touched {
                 let s = lock(series);
                 if !s.logged {
-                    new_series.push((Arc::clone(series), s.reference, s.labels.clone()));
+                    new_series.push(RefSeries {
+                        reference: s.reference,
+                        labels: s.labels.clone(),
+                    });
+                    unlogged.push(series);
                 }
             }
             let mut series_end = 0;
             if !new_series.is_empty() {
-                let refs: Vec<RefSeries> = new_series
-                    .iter()
-                    .map(|(_, reference, labels)| RefSeries {
-                        reference: *reference,
-                        labels: labels.clone(),
-                    })
-                    .collect();
-                record::encode_series(&refs, &mut buf);
+                record::encode_series(&new_series, &mut buf);
                 series_end = buf.len();
             }
             let samples: Vec<RefSample> = self.samples.iter().map(|(_, s)| *s).collect();
@@ -668,7 +665,7 @@ impl Appender<'_> {
             } else {
                 wal.log(&[&buf])?;
             }
-            for (series, _, _) in &new_series {
+            for series in unlogged {
                 lock(series).logged = true;
             }
         } else {

@@ -50,6 +50,15 @@ pub enum TsdbError {
     Meta(String),
 }
 
+impl From<rthanos_durable::DurableError> for TsdbError {
+    fn from(e: rthanos_durable::DurableError) -> Self {
+        TsdbError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl TsdbError {
     pub(crate) fn corrupt(what: &'static str, detail: &str) -> Self {
         TsdbError::Corrupt {

@@ -75,10 +75,6 @@ fn create(path: &Path) -> Result<Counted<BufWriter<File>>, TsdbError> {
     })
 }
 
-fn durable_error(e: rthanos_durable::DurableError) -> TsdbError {
-    TsdbError::io(&e.path, e.source)
-}
-
 fn finish_file(w: Counted<BufWriter<File>>) -> Result<(), TsdbError> {
     let path = w.path;
     let file = w
@@ -136,7 +132,7 @@ impl BlockWriter {
         let ulid = ulid::Ulid::new();
         let final_dir = parent.join(ulid.to_string());
         let tmp_dir = parent.join(format!("{ulid}.tmp-for-creation"));
-        rthanos_durable::create_dir_all(&tmp_dir.join("chunks")).map_err(durable_error)?;
+        rthanos_durable::create_dir_all(&tmp_dir.join("chunks"))?;
         let mut index = create(&tmp_dir.join("index"))?;
         index.write(&INDEX_MAGIC.to_be_bytes())?;
         index.write(&[INDEX_VERSION_2])?;
@@ -442,11 +438,10 @@ impl BlockWriter {
         };
         // Every file on disk, then the names in the block's directories, then the block's
         // name: after a crash the block is whole under its name, or not there.
-        rthanos_durable::write_synced(&self.tmp_dir.join("meta.json"), &meta.to_json()?)
-            .map_err(durable_error)?;
-        rthanos_durable::sync_dir(&self.tmp_dir.join("chunks")).map_err(durable_error)?;
-        rthanos_durable::sync_dir(&self.tmp_dir).map_err(durable_error)?;
-        rthanos_durable::rename(&self.tmp_dir, &self.final_dir).map_err(durable_error)?;
+        rthanos_durable::write_synced(&self.tmp_dir.join("meta.json"), &meta.to_json()?)?;
+        rthanos_durable::sync_dir(&self.tmp_dir.join("chunks"))?;
+        rthanos_durable::sync_dir(&self.tmp_dir)?;
+        rthanos_durable::rename(&self.tmp_dir, &self.final_dir)?;
         Ok(meta)
     }
 }

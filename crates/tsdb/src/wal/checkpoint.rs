@@ -98,10 +98,9 @@ pub fn checkpoint(
     let mut from = from;
     if let Some((last, path)) = last_checkpoint(dir)? {
         if from > last + 1 {
-            return Err(WalError::Corrupt {
-                segment: from,
-                offset: 0,
-                detail: format!("gap to the last checkpoint {last}: segment {from} requested"),
+            return Err(WalError::Gap {
+                before: last,
+                after: from,
             });
         }
         from = last + 1;
@@ -143,76 +142,87 @@ fn write(
 ) -> Result<CheckpointStats, WalError> {
     let mut out = Wal::open(staging, compress)?;
     let mut stats = CheckpointStats::default();
-    // Records are gathered into one buffer and logged about every MiB, as Prometheus does.
-    let mut buf: Vec<u8> = Vec::new();
-    let mut ends: Vec<usize> = Vec::new();
+    // Records are gathered and logged about every MiB, as Prometheus does.
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    let mut pending = 0usize;
     let mut failed: Option<WalError> = None;
-    let flush = |out: &mut Wal, buf: &mut Vec<u8>, ends: &mut Vec<usize>| {
-        let mut start = 0;
-        let records: Vec<&[u8]> = ends
-            .iter()
-            .map(|&end| {
-                let r = &buf[start..end];
-                start = end;
-                r
-            })
-            .collect();
-        let logged = out.log(&records);
-        buf.clear();
-        ends.clear();
-        logged
-    };
     read_records(ranges, |_, bytes| {
-        let before = buf.len();
+        let mut record = Vec::new();
         match record::decode(bytes)? {
             Record::Series(series) => {
-                stats.series += series.len();
-                let n = series.len();
-                let kept: Vec<_> = series.into_iter().filter(|s| keep(s.reference)).collect();
-                stats.dropped_series += n - kept.len();
+                let kept = kept(
+                    series,
+                    |s| keep(s.reference),
+                    &mut stats.series,
+                    &mut stats.dropped_series,
+                );
                 if !kept.is_empty() {
-                    record::encode_series(&kept, &mut buf);
+                    record::encode_series(&kept, &mut record);
                 }
             }
             Record::Samples(samples) => {
-                stats.samples += samples.len();
-                let n = samples.len();
-                let kept: Vec<_> = samples.into_iter().filter(|s| s.t >= min_time).collect();
-                stats.dropped_samples += n - kept.len();
+                let kept = kept(
+                    samples,
+                    |s| s.t >= min_time,
+                    &mut stats.samples,
+                    &mut stats.dropped_samples,
+                );
                 if !kept.is_empty() {
-                    record::encode_samples(&kept, &mut buf);
+                    record::encode_samples(&kept, &mut record);
                 }
             }
             Record::Tombstones(stones) => {
-                stats.tombstones += stones.len();
-                let n = stones.len();
-                let kept: Vec<_> = stones
-                    .into_iter()
-                    .filter(|s| s.max_time >= min_time)
-                    .collect();
-                stats.dropped_tombstones += n - kept.len();
+                let kept = kept(
+                    stones,
+                    |s| s.max_time >= min_time,
+                    &mut stats.tombstones,
+                    &mut stats.dropped_tombstones,
+                );
                 if !kept.is_empty() {
-                    record::encode_tombstones(&kept, &mut buf);
+                    record::encode_tombstones(&kept, &mut record);
                 }
             }
             // Prometheus's checkpoint keeps exemplars and metadata; this log writes none.
             Record::Other(_) => {}
         }
-        if buf.len() > before {
-            ends.push(buf.len());
+        if !record.is_empty() {
+            pending += record.len();
+            records.push(record);
         }
-        if buf.len() > 1 << 20
-            && let Err(e) = flush(&mut out, &mut buf, &mut ends)
-        {
-            let detail = e.to_string();
-            failed = Some(e);
-            return Err(detail);
+        if pending > 1 << 20 {
+            pending = 0;
+            if let Err(e) = log_all(&mut out, &mut records) {
+                let detail = e.to_string();
+                failed = Some(e);
+                return Err(detail);
+            }
         }
         Ok(())
     })
     .map_err(|e| failed.take().unwrap_or(e))?;
-    flush(&mut out, &mut buf, &mut ends)?;
+    log_all(&mut out, &mut records)?;
     out.close()?;
     rthanos_durable::sync_dir(staging).map_err(|e| WalError::io(&e.path, e.source))?;
     Ok(stats)
+}
+
+/// The items `keep` holds for, counting what was read and what dropped.
+fn kept<T>(
+    items: Vec<T>,
+    keep: impl Fn(&T) -> bool,
+    read: &mut usize,
+    dropped: &mut usize,
+) -> Vec<T> {
+    let n = items.len();
+    let kept: Vec<T> = items.into_iter().filter(|i| keep(i)).collect();
+    *read += n;
+    *dropped += n - kept.len();
+    kept
+}
+
+fn log_all(out: &mut Wal, records: &mut Vec<Vec<u8>>) -> Result<(), WalError> {
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let logged = out.log(&refs);
+    records.clear();
+    logged
 }

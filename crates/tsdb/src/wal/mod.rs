@@ -48,12 +48,21 @@ pub enum WalError {
     /// A segment's bytes are not a valid log from `offset` on.
     #[error("WAL segment {segment} at offset {offset}: {detail}")]
     Corrupt {
-        /// The segment's number; [`u32::MAX`] when the log as a whole is wrong (a gap).
+        /// The segment's number.
         segment: u32,
         /// Where the record that failed begins.
         offset: u64,
         /// What is wrong.
         detail: String,
+    },
+    /// Segments are missing between two present ones: nothing to cut, the log cannot be
+    /// read (Prometheus refuses it too).
+    #[error("WAL segments are not consecutive: {after} follows {before}")]
+    Gap {
+        /// The segment before the gap.
+        before: u32,
+        /// The segment after it.
+        after: u32,
     },
 }
 
@@ -92,14 +101,9 @@ pub fn segments(dir: &Path) -> Result<Vec<u32>, WalError> {
     }
     out.sort_unstable();
     if let Some(gap) = out.windows(2).find(|w| w[1] != w[0] + 1) {
-        // Not a corruption at a record: nothing to cut, the log cannot be read.
-        return Err(WalError::Corrupt {
-            segment: u32::MAX,
-            offset: 0,
-            detail: format!(
-                "segments are not consecutive: {} follows {}",
-                gap[1], gap[0]
-            ),
+        return Err(WalError::Gap {
+            before: gap[0],
+            after: gap[1],
         });
     }
     Ok(out)
@@ -553,7 +557,13 @@ mod tests {
         ] {
             std::fs::write(tmp.path().join(name), b"").expect("write");
         }
-        assert!(segments(tmp.path()).is_err());
+        assert!(matches!(
+            segments(tmp.path()),
+            Err(WalError::Gap {
+                before: 1,
+                after: 3
+            })
+        ));
         std::fs::remove_file(tmp.path().join("00000003")).expect("rm");
         assert_eq!(segments(tmp.path()).expect("segments"), vec![0, 1]);
     }
