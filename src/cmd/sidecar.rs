@@ -195,7 +195,7 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
         args.prometheus_http_client.as_deref(),
     )?
     .unwrap_or_default();
-    let http_client = HttpClientConfig::parse(&http_client)?;
+    let http_client = HttpClientConfig::parse("--prometheus.http-client", &http_client)?;
     let objstore = args.objstore.content()?;
     let limits = args.limits.clone();
     prepared

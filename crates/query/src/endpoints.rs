@@ -69,7 +69,7 @@ impl EndpointSet {
         )?;
         registry.register(Box::new(connections.clone()))?;
         Ok(Self {
-            dns: DnsProvider::new(registry)?,
+            dns: DnsProvider::new(registry, "thanos_query_endpoints")?,
             connections,
             config,
             resolved: tokio::sync::Mutex::new(Resolved::default()),

@@ -6,7 +6,8 @@
 
 pub mod api;
 pub mod dedup;
-pub mod discovery;
+/// Endpoint discovery (the `rthanos-discovery` crate).
+pub use rthanos_discovery as discovery;
 pub mod downsampled;
 pub mod endpoints;
 pub mod metadata;

@@ -5,7 +5,6 @@
 //! them fresh (the heartbeat that drives readiness and `thanos_sidecar_prometheus_up`) and
 //! syncs the shipper.
 
-mod http_client;
 mod metadata;
 pub mod prometheus;
 pub mod shipper;
@@ -21,9 +20,9 @@ use rthanos_objstore::Bucket;
 use rthanos_runtime::{Prober, Supervisor};
 use tokio_util::sync::CancellationToken;
 
-pub use http_client::HttpClientConfig;
 pub use metadata::Metadata;
 pub use prometheus::PrometheusClient;
+pub use rthanos_httpclient::HttpClientConfig;
 pub use shipper::Shipper;
 pub use store::PrometheusStore;
 

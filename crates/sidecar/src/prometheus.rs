@@ -16,7 +16,7 @@ use rthanos_storeapi::prometheus::{ChunkedReadResponse, Query, ReadRequest, read
 use serde::Deserialize;
 
 use crate::SidecarError;
-use crate::http_client::HttpClientConfig;
+use rthanos_httpclient::HttpClientConfig;
 
 /// Largest remote-read frame accepted: Prometheus cuts frames at 1 MiB of chunks, one series'
 /// chunks included, so anything far beyond is a broken stream.
@@ -27,7 +27,7 @@ const MAX_FRAME_BYTES: usize = 64 << 20;
 pub struct PrometheusClient {
     base: reqwest::Url,
     http: reqwest::Client,
-    auth: crate::http_client::Auth,
+    auth: rthanos_httpclient::Auth,
 }
 
 impl PrometheusClient {
@@ -40,7 +40,9 @@ impl PrometheusClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let (http, auth) = config.build()?;
+        let (http, auth) = config
+            .build("--prometheus.http-client")
+            .map_err(|e| SidecarError::Config(e.to_string()))?;
         Ok(Self { base, http, auth })
     }
 

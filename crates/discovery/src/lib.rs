@@ -1,5 +1,6 @@
-//! Where the querier's endpoints come from, as in Thanos: addresses given on the command line,
-//! which may ask for DNS discovery by prefix, and Prometheus file-SD files.
+//! Where a component's peers come from, as in Thanos: addresses given on the command line,
+//! which may ask for DNS discovery by prefix, and Prometheus file-SD files. The querier finds
+//! its endpoints so, the ruler its queriers and Alertmanagers.
 //!
 //! - `host:port` is used as it is.
 //! - `dns+host:port`: the host's A/AAAA records, each with the port.
@@ -116,10 +117,14 @@ pub struct DnsProvider {
 }
 
 impl DnsProvider {
-    /// A provider with the system's resolver configuration, its metrics registered in
-    /// `registry`. A system without a usable configuration is logged: every DNS address then
-    /// fails to resolve (and is retried).
-    pub fn new(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+    /// A provider with the system's resolver configuration, its metrics
+    /// (`<metric_prefix>_dns_lookups_total`, `<metric_prefix>_dns_failures_total`; the querier's
+    /// prefix is `thanos_query_endpoints`) registered in `registry`. A system without a usable
+    /// configuration is logged: every DNS address then fails to resolve (and is retried).
+    pub fn new(
+        registry: &prometheus::Registry,
+        metric_prefix: &str,
+    ) -> Result<Self, prometheus::Error> {
         let resolver = match TokioResolver::builder_tokio() {
             Ok(mut builder) => {
                 // Re-resolution at each interval must see changes: answers are not cached.
@@ -144,11 +149,11 @@ impl DnsProvider {
             resolver,
             last: Mutex::new(HashMap::new()),
             lookups: counter(
-                "thanos_query_endpoints_dns_lookups_total",
+                &format!("{metric_prefix}_dns_lookups_total"),
                 "The number of DNS lookups resolutions attempts",
             )?,
             failures: counter(
-                "thanos_query_endpoints_dns_failures_total",
+                &format!("{metric_prefix}_dns_failures_total"),
                 "The number of DNS lookup failures",
             )?,
         })
@@ -416,7 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn ip_addresses_need_no_lookup() {
-        let Ok(provider) = DnsProvider::new(&prometheus::Registry::new()) else {
+        let Ok(provider) = DnsProvider::new(&prometheus::Registry::new(), "test") else {
             panic!("metrics")
         };
         let specs = [
