@@ -55,6 +55,11 @@ pub struct Alert {
     pub resolved_at: Option<i64>,
     /// Since when `keep_firing_for` holds it firing (ms).
     pub keep_firing_since: Option<i64>,
+    /// When it was last handed to the notifier (ms).
+    pub last_sent_at: Option<i64>,
+    /// Until when Alertmanager should hold it firing without hearing again (ms): the
+    /// `endsAt` of a firing alert.
+    pub valid_until: i64,
 }
 
 /// Why an evaluation failed.
@@ -135,6 +140,72 @@ impl AlertingRule {
         out
     }
 
+    /// How long an alert is pending before it fires (`for`, ms).
+    pub fn hold_ms(&self) -> i64 {
+        self.hold_ms
+    }
+
+    /// How long a firing alert is held after its condition ends (`keep_firing_for`, ms).
+    pub fn keep_firing_for_ms(&self) -> i64 {
+        self.keep_firing_for_ms
+    }
+
+    /// The label templates.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// The annotation templates.
+    pub fn annotations(&self) -> &BTreeMap<String, String> {
+        &self.annotations
+    }
+
+    /// Whether `for` state has been restored (or needed no restoring).
+    pub fn restored(&self) -> bool {
+        self.restored
+    }
+
+    /// Takes over the alerts of the same rule from before a reload, as Prometheus's
+    /// `copyState` does.
+    pub fn take_state(&mut self, old: &mut AlertingRule) {
+        self.active = std::mem::take(&mut old.active);
+        self.restored = old.restored;
+    }
+
+    /// The alerts to hand to the notifier after the evaluation at `ts`, as Prometheus's
+    /// `sendAlerts`: every firing or resolved alert not sent within `resend_delay_ms`, or
+    /// resolved since it was last sent. Each is valid for four evaluation intervals or
+    /// resend delays, whichever is longer (two failed evaluations or sends are tolerated).
+    pub fn alerts_to_send(
+        &mut self,
+        ts: i64,
+        resend_delay_ms: i64,
+        interval_ms: i64,
+    ) -> Vec<Alert> {
+        let delta = resend_delay_ms.max(interval_ms);
+        let mut out = Vec::new();
+        for alert in self.active.values_mut() {
+            if alert.state == AlertState::Pending {
+                continue;
+            }
+            let resolved_since_sent = match (alert.resolved_at, alert.last_sent_at) {
+                (Some(resolved), Some(sent)) => resolved > sent,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            let due = alert
+                .last_sent_at
+                .is_none_or(|sent| sent.saturating_add(resend_delay_ms) < ts);
+            if resolved_since_sent || due {
+                alert.last_sent_at = Some(ts);
+                alert.valid_until = ts.saturating_add(delta.saturating_mul(4));
+                out.push(alert.clone());
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
     /// Restores an alert's active-since time from `ALERTS_FOR_STATE` after a restart.
     pub fn restore_active_at(&mut self, labels: &Labels, active_at: i64) {
         if let Some(alert) = self.active.get_mut(labels) {
@@ -166,8 +237,19 @@ impl AlertingRule {
                 pairs.push((name.clone(), expand(template, series, *value)));
             }
             pairs.push(("alertname".to_string(), self.name.clone()));
-            // Later pairs win: the rule's labels over the series', alertname over both.
+            // Later pairs win: the rule's labels over the series', alertname over both. A
+            // label whose template expands to "" is removed, as Prometheus's builder does.
             let labels = Labels::from_pairs(pairs);
+            let labels = if labels.iter().any(|l| l.value.is_empty()) {
+                Labels::from_pairs(
+                    labels
+                        .iter()
+                        .filter(|l| !l.value.is_empty())
+                        .map(|l| (l.name.clone(), l.value.clone())),
+                )
+            } else {
+                labels
+            };
             let annotations = self
                 .annotations
                 .iter()
@@ -187,6 +269,8 @@ impl AlertingRule {
                     fired_at: None,
                     resolved_at: None,
                     keep_firing_since: None,
+                    last_sent_at: None,
+                    valid_until: 0,
                 },
             );
         }

@@ -7,6 +7,10 @@
 //! The evaluation loop and alert delivery build on them.
 
 pub mod alerting;
+pub mod group;
+pub mod manager;
+pub mod querier;
 pub mod recording;
 pub mod rulefmt;
 pub mod schedule;
+pub mod storage;

@@ -131,6 +131,60 @@ impl Db {
             .clone()
     }
 
+    /// The series matching every one of `matchers` with chunks overlapping
+    /// `[min_time, max_time]` (ms), in label order, each with those chunks (XOR bytes) in time
+    /// order: the local blocks' then the head's. For the ruler's StoreAPI and its `for`-state
+    /// restore; a block is opened (its index mmapped) for the call.
+    ///
+    /// # Errors
+    /// A block's index or chunks cannot be read.
+    pub fn select(
+        &self,
+        matchers: &[rthanos_model::Matcher],
+        min_time: i64,
+        max_time: i64,
+    ) -> Result<Vec<(rthanos_model::Labels, Vec<SelectedChunk>)>, TsdbError> {
+        let mut series: std::collections::BTreeMap<rthanos_model::Labels, Vec<SelectedChunk>> =
+            std::collections::BTreeMap::new();
+        for meta in self.blocks() {
+            if meta.max_time <= min_time || meta.min_time > max_time {
+                continue;
+            }
+            let block = crate::Block::open(&self.dir.join(&meta.ulid))?;
+            for id in block.index().select(matchers)? {
+                let entry = block.index().series(id)?;
+                let mut chunks = Vec::new();
+                for c in &entry.chunks {
+                    if c.max_time < min_time || c.min_time > max_time {
+                        continue;
+                    }
+                    let chunk = block.chunks().chunk(c.reference)?;
+                    chunks.push(SelectedChunk {
+                        min_time: c.min_time,
+                        max_time: c.max_time,
+                        encoding: chunk.encoding,
+                        data: chunk.data.into(),
+                    });
+                }
+                if !chunks.is_empty() {
+                    series.entry(entry.labels).or_default().extend(chunks);
+                }
+            }
+        }
+        for (labels, chunks) in self.head.select(matchers, min_time, max_time) {
+            series
+                .entry(labels)
+                .or_default()
+                .extend(chunks.into_iter().map(|c| SelectedChunk {
+                    min_time: c.min_time,
+                    max_time: c.max_time,
+                    encoding: Encoding::Xor,
+                    data: c.data,
+                }));
+        }
+        Ok(series.into_iter().collect())
+    }
+
     /// An appender whose commit goes to the WAL, then the head.
     pub fn appender(&self) -> DbAppender<'_> {
         DbAppender {
@@ -303,6 +357,19 @@ impl Db {
             .unwrap_or_else(PoisonError::into_inner)
             .close()?)
     }
+}
+
+/// A chunk of [`Db::select`]'s answer.
+#[derive(Clone, Debug)]
+pub struct SelectedChunk {
+    /// First sample's timestamp.
+    pub min_time: i64,
+    /// Last sample's timestamp.
+    pub max_time: i64,
+    /// How `data` is encoded.
+    pub encoding: Encoding,
+    /// The chunk's bytes.
+    pub data: std::sync::Arc<[u8]>,
 }
 
 /// Samples added together; [`DbAppender::commit`] logs them to the WAL and adds them to the

@@ -157,6 +157,31 @@ fn a_database_written_here_is_read_alike_by_promtool_prometheus_and_a_replay() {
     );
 
     assert_eq!(our_lines(&db), expected, "what was written");
+    // One series selected over blocks and head: every sample, in time order.
+    let selected = db
+        .select(
+            &[rthanos_model::Matcher::equal("instance", "host-3")],
+            BASE + HOUR,
+            BASE + 7 * HOUR,
+        )
+        .expect("select");
+    assert_eq!(selected.len(), 1);
+    assert_eq!(selected[0].0, series_labels(3));
+    let mut samples = Vec::new();
+    for c in &selected[0].1 {
+        let chunk = rthanos_chunkenc::Chunk::new(c.encoding, &c.data);
+        for s in chunk.xor_samples().expect("xor") {
+            samples.push(s.expect("sample"));
+        }
+    }
+    assert!(samples.windows(2).all(|w| w[0].0 < w[1].0), "in time order");
+    assert!(samples[0].0 <= BASE + HOUR && samples.last().expect("some").0 >= BASE + 7 * HOUR);
+    // Whole 30-minute chunks: from 1h to the end of the one starting at 7h.
+    assert_eq!(
+        samples.len(),
+        13 * 120,
+        "chunks overlapping the range, whole"
+    );
     // promtool reads blocks and replays the WAL (checkpoint, then segments) into its head.
     assert_eq!(promtool_lines(&dir), expected, "promtool tsdb dump");
 
