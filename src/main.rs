@@ -45,6 +45,9 @@ pub(crate) struct Cli {
 enum Command {
     /// Sidecar for Prometheus server.
     Sidecar(Box<cmd::sidecar::SidecarArgs>),
+    /// Ruler evaluating Prometheus rules against given Query nodes, exposing Store API and
+    /// storing old blocks in bucket.
+    Rule(Box<cmd::rule::RuleArgs>),
     /// Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.
     Query(Box<cmd::query::QueryArgs>),
     /// Store node giving access to blocks in a bucket provider. Now supported GCS, S3, Azure,
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sidecar(args) => cmd::sidecar::run(*args).await,
+            Command::Rule(args) => cmd::rule::run(*args).await,
             Command::Query(args) => cmd::query::run(*args).await,
             Command::Store(args) => cmd::store::run(*args).await,
             Command::Compact(args) => cmd::compact::run(*args).await,

@@ -4,6 +4,7 @@
 pub(crate) mod bucket;
 pub(crate) mod compact;
 pub(crate) mod query;
+pub(crate) mod rule;
 pub(crate) mod sidecar;
 pub(crate) mod store;
 pub(crate) mod tools;

@@ -141,6 +141,15 @@ pub trait GroupObserver: Send + Sync {
     fn query_warnings(&self, group: &GroupKey, strategy: PartialResponseStrategy);
 }
 
+/// Counts nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl GroupObserver for NoObserver {
+    fn rule_evaluated(&self, _: &GroupKey, _: Duration, _: bool) {}
+    fn query_warnings(&self, _: &GroupKey, _: PartialResponseStrategy) {}
+}
+
 /// What a group's evaluation uses outside the group.
 #[derive(Clone)]
 pub struct EvalEnv {

@@ -461,6 +461,16 @@ impl Manager {
         let strategy = group.strategy();
         let labels = RuleMetrics::group_labels(group.key(), strategy);
         let labels_ref = [labels[0].as_str(), labels[1].as_str()];
+        // Every series of the group exists from its start, as in Prometheus (a failure rate
+        // is 0, not absent).
+        for counter in [
+            &self.metrics.evaluations,
+            &self.metrics.failures,
+            &self.metrics.iterations,
+            &self.metrics.missed,
+        ] {
+            counter.with_label_values(&labels_ref);
+        }
         self.metrics
             .interval
             .with_label_values(&labels_ref)

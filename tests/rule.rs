@@ -1,0 +1,223 @@
+//! `rthanos rule` over the global view: a real Prometheus 2.42 scraping itself, its sidecar,
+//! `rthanos query`, and the ruler querying that querier. Every recorded sample equals
+//! Prometheus's own answer to the rule's expression at the sample's time, at the evaluation
+//! slots Prometheus would choose; the ruler's data directory is a TSDB promtool reads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const RULES: &str = "groups:
+- name: global
+  interval: 1s
+  rules:
+  - record: job:up:sum
+    expr: sum by (job) (up)
+  - record: rule:time
+    expr: time()
+  - record: job:head_series:max
+    expr: max by (job) (prometheus_tsdb_head_series offset 3s)
+  - record: version:build:count
+    expr: count by (version) (prometheus_build_info)
+  - alert: AlwaysFiring
+    expr: vector(1)
+    labels:
+      severity: none
+";
+
+/// The samples of a `promtool tsdb dump` line set: `{labels} value timestamp`.
+fn dumped(data_dir: &std::path::Path) -> Vec<(String, f64, i64)> {
+    let copy = tempfile::tempdir().expect("tmp");
+    rthanos_testkit::copy_dir(data_dir, copy.path());
+    let text = rthanos_testkit::promtool_dump(copy.path());
+    text.lines()
+        .filter_map(|line| {
+            let (labels, rest) = line.rsplit_once('}')?;
+            let mut fields = rest.split_whitespace();
+            let value = fields.next()?.parse().ok()?;
+            let ts = fields.next()?.parse().ok()?;
+            Some((format!("{labels}}}"), value, ts))
+        })
+        .collect()
+}
+
+#[test]
+fn recorded_samples_are_prometheus_answers_at_aligned_slots() {
+    let port = rthanos_testkit::free_port();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eu1\n    replica: a\nscrape_configs:\n- job_name: prometheus\n  static_configs:\n  - targets: ['127.0.0.1:{port}']\n"
+    );
+    let data = tempfile::tempdir().expect("tmp");
+    let prometheus = rthanos_testkit::Prometheus::start_with_flags(data.path(), &config, port, &[]);
+    let mut sidecar = common::Process::start(&[
+        "sidecar".to_string(),
+        format!("--prometheus.url={}", prometheus.url()),
+        format!("--tsdb.path={}", data.path().display()),
+    ]);
+    sidecar.wait_ready(Duration::from_secs(60));
+    let query = common::start_query([&sidecar], &[]);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).expect("rules");
+    let ruler_data = dir.path().join("data");
+    let mut ruler = common::Process::start(&[
+        "rule".to_string(),
+        format!("--rule-file={}", rules.display()),
+        format!("--data-dir={}", ruler_data.display()),
+        format!("--query=127.0.0.1:{}", query.http_port),
+        "--label=ruler_cluster=\"eu1\"".to_string(),
+    ]);
+    ruler.wait_ready(Duration::from_secs(30));
+    // Thanos's group key: the rewritten file under the data directory, and the name.
+    let key_file = rthanos_rule::manager::thanos_group_file(
+        &ruler_data,
+        rthanos_rule::rulefmt::PartialResponseStrategy::Abort,
+        &rules.display().to_string(),
+    );
+    let key = format!("{key_file};global");
+    let evaluations =
+        format!("prometheus_rule_evaluations_total{{rule_group=\"{key}\",strategy=\"abort\"}}");
+    // Once every rule has results (the querier sees the first scrapes; ALERTS are written
+    // from the second evaluation on), seven more evaluations of the five rules.
+    let returned = format!(
+        "prometheus_rule_group_last_evaluation_samples{{rule_group=\"{key}\",strategy=\"abort\"}}"
+    );
+    ruler.wait_for(Duration::from_secs(60), "every rule with results", |r| {
+        r.metric(&returned).is_some_and(|n| n >= 6.0)
+    });
+    let so_far = ruler.metric(&evaluations).unwrap_or(0.0);
+    ruler.wait_for(Duration::from_secs(60), "7 more evaluations", |r| {
+        r.metric(&evaluations).is_some_and(|n| n >= so_far + 35.0)
+    });
+    let failures = format!(
+        "prometheus_rule_evaluation_failures_total{{rule_group=\"{key}\",strategy=\"abort\"}}"
+    );
+    assert_eq!(ruler.metric(&failures), Some(0.0), "{}", ruler.log());
+    stop(&mut ruler);
+
+    let samples = dumped(&ruler_data);
+    let mut by_series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for (labels, value, ts) in &samples {
+        by_series
+            .entry(labels.clone())
+            .or_default()
+            .push((*ts, *value));
+    }
+    let series: Vec<&String> = by_series.keys().collect();
+    assert!(
+        series
+            .iter()
+            .any(|s| s.starts_with("{__name__=\"job:up:sum\"")),
+        "{series:?}"
+    );
+
+    // Every sample at one of the group's slots: Thanos's key decides the offset.
+    let interval = Duration::from_secs(1);
+    let offset_ms = rthanos_rule::schedule::offset_nanos("global", &key_file, interval) / 1_000_000;
+    for (labels, _, ts) in &samples {
+        assert_eq!(
+            (ts - offset_ms).rem_euclid(1000),
+            0,
+            "{labels} at {ts}: not at the slot offset {offset_ms}ms"
+        );
+    }
+
+    // Each recorded sample is what Prometheus answers for the expression at that time.
+    let prometheus_port = port;
+    let mut compared = 0;
+    for (name, expr) in [
+        ("job:up:sum", "sum by (job) (up)"),
+        ("rule:time", "time()"),
+        (
+            "job:head_series:max",
+            "max by (job) (prometheus_tsdb_head_series offset 3s)",
+        ),
+        (
+            "version:build:count",
+            "count by (version) (prometheus_build_info)",
+        ),
+    ] {
+        let recorded: Vec<&(String, f64, i64)> = samples
+            .iter()
+            .filter(|(l, _, _)| l.starts_with(&format!("{{__name__=\"{name}\"")))
+            .collect();
+        assert!(recorded.len() >= 6, "{name}: {recorded:?}");
+        for (labels, value, ts) in recorded {
+            let path = format!(
+                "/api/v1/query?query={}&time={}.{:03}",
+                common::urlencode(expr),
+                ts.div_euclid(1000),
+                ts.rem_euclid(1000)
+            );
+            let data = common::api_data(prometheus_port, &path);
+            let answer: Vec<(String, f64)> = match data["resultType"].as_str() {
+                Some("scalar") => vec![(
+                    String::new(),
+                    data["result"][1]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN),
+                )],
+                _ => data["result"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|s| {
+                        let labels: Vec<String> = s["metric"]
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or("")))
+                            .collect();
+                        (
+                            labels.join(", "),
+                            s["value"][1]
+                                .as_str()
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(f64::NAN),
+                        )
+                    })
+                    .collect(),
+            };
+            let own = labels
+                .trim_start_matches(&format!("{{__name__=\"{name}\""))
+                .trim_start_matches(", ")
+                .trim_end_matches('}')
+                .to_string();
+            let expected = answer.iter().find(|(l, _)| *l == own);
+            assert!(
+                expected.is_some_and(|(_, v)| common::close(*v, *value)),
+                "{name} {labels} at {ts}: recorded {value}, Prometheus answers {answer:?}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 24, "{compared}");
+
+    // The alert fires at once (`for: 0s`) and is written once its state is restored.
+    let alerts: Vec<&String> = series
+        .iter()
+        .copied()
+        .filter(|s| s.starts_with("{__name__=\"ALERTS\""))
+        .collect();
+    assert_eq!(
+        alerts,
+        [&"{__name__=\"ALERTS\", alertname=\"AlwaysFiring\", alertstate=\"firing\", severity=\"none\"}".to_string()]
+    );
+}
+
+/// SIGTERM, and wait for the ruler to close its TSDB.
+fn stop(process: &mut common::Process) {
+    let pid = process.pid();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert_eq!(
+        process.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        process.log()
+    );
+}
