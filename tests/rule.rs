@@ -1,7 +1,8 @@
 //! `rthanos rule` over the global view: a real Prometheus 2.42 scraping itself, its sidecar,
 //! `rthanos query`, and the ruler querying that querier. Every recorded sample equals
 //! Prometheus's own answer to the rule's expression at the sample's time, at the evaluation
-//! slots Prometheus would choose; the ruler's data directory is a TSDB promtool reads.
+//! slots Prometheus would choose; a querier over the ruler's StoreAPI returns them; the
+//! ruler's data directory is a TSDB promtool reads.
 
 mod common;
 
@@ -91,6 +92,35 @@ fn recorded_samples_are_prometheus_answers_at_aligned_slots() {
     ruler.wait_for(Duration::from_secs(60), "7 more evaluations", |r| {
         r.metric(&evaluations).is_some_and(|n| n >= so_far + 35.0)
     });
+    // A querier with the ruler among its endpoints returns the recorded series and ALERTS,
+    // with the ruler's `--label`.
+    let global = common::start_query([&ruler], &[]);
+    let recorded = common::api_data(
+        global.http_port,
+        &format!("/api/v1/query?query={}", common::urlencode("job:up:sum")),
+    );
+    assert_eq!(
+        recorded["result"][0]["metric"],
+        serde_json::json!({"__name__": "job:up:sum", "job": "prometheus", "ruler_cluster": "eu1"}),
+        "{recorded}"
+    );
+    assert_eq!(recorded["result"][0]["value"][1], "1");
+    let alerts = common::api_data(
+        global.http_port,
+        &format!("/api/v1/query?query={}", common::urlencode("ALERTS")),
+    );
+    assert_eq!(
+        alerts["result"][0]["metric"]["alertstate"], "firing",
+        "{alerts}"
+    );
+    let labels = common::api_data(global.http_port, "/api/v1/label/__name__/values");
+    assert!(
+        labels
+            .as_array()
+            .is_some_and(|names| names.iter().any(|n| n == "ALERTS_FOR_STATE")),
+        "{labels}"
+    );
+    drop(global);
     let failures = format!(
         "prometheus_rule_evaluation_failures_total{{rule_group=\"{key}\",strategy=\"abort\"}}"
     );

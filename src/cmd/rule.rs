@@ -20,7 +20,7 @@ use rthanos_runtime::flags::{
 };
 use rthanos_tsdb::db::{Db, DbOptions};
 
-use super::{RequestLoggingFlags, TracingFlags, reject_unsupported};
+use super::{RequestLoggingFlags, StoreLimitFlags, TracingFlags, reject_unsupported};
 
 /// Flags of `rthanos rule`.
 #[derive(Args, Debug)]
@@ -37,6 +37,8 @@ pub(crate) struct RuleArgs {
     pub(crate) objstore: ObjstoreFlags,
     #[command(flatten)]
     pub(crate) request_logging: RequestLoggingFlags,
+    #[command(flatten)]
+    pub(crate) limits: StoreLimitFlags,
 
     /// Labels to be applied to all generated metrics (repeated). Similar to external labels
     /// for Prometheus, used to identify ruler and its blocks as unique source.
@@ -439,7 +441,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
         wal_compression: args.tsdb_wal_compression,
         ..DbOptions::default()
     };
-    let _ = external_labels;
+    let limits = args.limits.series_limits();
     prepared
         .serve("rule", move |runtime| {
             let registry = runtime.registry().clone();
@@ -451,6 +453,11 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 "WAL replayed"
             );
             let db = Arc::new(db);
+            let grpc = rthanos_storeapi::StoreServer::new(Arc::new(
+                rthanos_rule::store::TsdbStore::new(Arc::clone(&db), external_labels.clone()),
+            ))
+            .with_limits(limits)
+            .routes();
             let querier = Arc::new(HttpQuerier::new(
                 endpoints,
                 &QuerierOptions {
@@ -541,26 +548,14 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 }
                 manager.stop().await;
                 drop(manager);
-                // Tasks marking a removed group's series stale end on shutdown; wait for them
-                // to let go of the TSDB.
-                let mut db = db;
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-                let db = loop {
-                    match Arc::try_unwrap(db) {
-                        Ok(db) => break db,
-                        Err(shared) if tokio::time::Instant::now() < deadline => {
-                            db = shared;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        Err(_) => return Err("the TSDB is still in use at shutdown".to_string()),
-                    }
-                };
-                db.close().map_err(|e| format!("closing the TSDB: {e}"))?;
+                // The StoreAPI still serves until the servers stop: the WAL is synced, not
+                // closed (every commit is already written out).
+                db.sync().map_err(|e| format!("syncing the TSDB: {e}"))?;
                 Ok::<(), String>(())
             };
             Ok(super::Component {
                 http: Some(http),
-                grpc: None,
+                grpc: Some(grpc),
                 work: Box::pin(async move { work.await.map_err(Into::into) }),
             })
         })

@@ -14,3 +14,4 @@ pub mod recording;
 pub mod rulefmt;
 pub mod schedule;
 pub mod storage;
+pub mod store;

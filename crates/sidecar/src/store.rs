@@ -16,9 +16,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use rthanos_model::{Labels, Matcher};
+use rthanos_model::Labels;
 use rthanos_runtime::Supervisor;
-use rthanos_storeapi::convert::matchers_from_thanos;
+use rthanos_storeapi::external::{final_labels, split_matchers};
 use rthanos_storeapi::reorder::Reorder;
 use rthanos_storeapi::thanos::{
     self, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -59,49 +59,6 @@ impl PrometheusStore {
             .external_labels()
             .ok_or_else(|| Status::unavailable("external labels of Prometheus are not known yet"))
     }
-}
-
-/// The request's matchers less those on external labels; `None` when one of those does not
-/// match the external label's value (no series of this Prometheus can match).
-fn split_matchers(
-    matchers: &[thanos::LabelMatcher],
-    external: &Labels,
-) -> Result<Option<Vec<Matcher>>, Status> {
-    let matchers =
-        matchers_from_thanos(matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let mut rest = Vec::with_capacity(matchers.len());
-    for m in matchers {
-        match external.get(&m.name) {
-            Some(value) if !m.matches(value) => return Ok(None),
-            Some(_) => {}
-            None => rest.push(m),
-        }
-    }
-    Ok(Some(rest))
-}
-
-/// Final labels of a series: its own, the external ones set over them, `strip` removed.
-fn final_labels(
-    own: impl IntoIterator<Item = (String, String)>,
-    external: &Labels,
-    strip: &HashSet<String>,
-) -> Vec<thanos::Label> {
-    let mut labels: Vec<thanos::Label> = own
-        .into_iter()
-        .filter(|(name, _)| external.get(name).is_none() && !strip.contains(name))
-        .map(|(name, value)| thanos::Label { name, value })
-        .collect();
-    labels.extend(
-        external
-            .iter()
-            .filter(|l| !strip.contains(&l.name))
-            .map(|l| thanos::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            }),
-    );
-    labels.sort_by(|a, b| a.name.cmp(&b.name));
-    labels
 }
 
 /// Prometheus's chunk encoding number as Thanos's (they differ: XOR is 1 in remote read, 0 in

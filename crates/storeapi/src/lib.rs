@@ -7,6 +7,7 @@
 pub mod client;
 mod codec;
 pub mod convert;
+pub mod external;
 pub mod limits;
 pub mod merge;
 pub mod metadata;
