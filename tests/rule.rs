@@ -121,6 +121,89 @@ fn recorded_samples_are_prometheus_answers_at_aligned_slots() {
         "{labels}"
     );
     drop(global);
+
+    // The rules API answers as Prometheus's does for the same file: a Prometheus 2.42 that
+    // loads it is asked too.
+    let reference_data = tempfile::tempdir().expect("tmp");
+    let reference_port = rthanos_testkit::free_port();
+    let reference = rthanos_testkit::Prometheus::start_with_flags(
+        reference_data.path(),
+        &format!(
+            "global:\n  evaluation_interval: 1s\nrule_files:\n- {}\n",
+            rules.display()
+        ),
+        reference_port,
+        &[],
+    );
+    let deadline = rthanos_testkit::time::deadline_after(Duration::from_secs(30));
+    let theirs = loop {
+        let alerts = common::api_data(reference_port, "/api/v1/alerts");
+        if alerts["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            break common::api_data(reference_port, "/api/v1/rules");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus evaluates no rules"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ours = common::api_data(ruler.http_port, "/api/v1/rules");
+    let summary = |groups: &serde_json::Value| -> Vec<serde_json::Value> {
+        groups["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|g| {
+                let rules: Vec<serde_json::Value> = g["rules"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        // Prometheus leaves out a recording rule's empty labels; Thanos's
+                        // rulespb (and so rthanos) writes `{}`.
+                        let labels = if r["labels"].is_null() {
+                            serde_json::json!({})
+                        } else {
+                            r["labels"].clone()
+                        };
+                        serde_json::json!([
+                            r["type"],
+                            r["name"],
+                            r["query"],
+                            labels,
+                            r["annotations"],
+                            r["duration"],
+                            r["health"],
+                            r["state"],
+                            r["alerts"].as_array().map(|a| a
+                                .iter()
+                                .map(|a| serde_json::json!([
+                                    a["labels"],
+                                    a["annotations"],
+                                    a["state"],
+                                    a["value"]
+                                ]))
+                                .collect::<Vec<_>>())
+                        ])
+                    })
+                    .collect();
+                serde_json::json!([g["name"], g["file"], g["interval"], g["limit"], rules])
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&ours),
+        summary(&theirs),
+        "ours: {ours}\ntheirs: {theirs}"
+    );
+    assert_eq!(ours["groups"][0]["partialResponseStrategy"], "ABORT");
+    let alerts = common::api_data(ruler.http_port, "/api/v1/alerts");
+    assert_eq!(
+        alerts["alerts"][0]["labels"]["alertname"], "AlwaysFiring",
+        "{alerts}"
+    );
+    assert_eq!(alerts["alerts"][0]["value"], "1e+00");
+    drop(reference);
     let failures = format!(
         "prometheus_rule_evaluation_failures_total{{rule_group=\"{key}\",strategy=\"abort\"}}"
     );

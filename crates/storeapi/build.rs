@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "thanos/info.proto",
         "thanos/metadata.proto",
         "thanos/exemplars.proto",
+        "thanos/rules.proto",
         "prometheus/remote.proto",
     ];
     for file in &files {

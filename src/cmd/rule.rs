@@ -453,11 +453,6 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 "WAL replayed"
             );
             let db = Arc::new(db);
-            let grpc = rthanos_storeapi::StoreServer::new(Arc::new(
-                rthanos_rule::store::TsdbStore::new(Arc::clone(&db), external_labels.clone()),
-            ))
-            .with_limits(limits)
-            .routes();
             let querier = Arc::new(HttpQuerier::new(
                 endpoints,
                 &QuerierOptions {
@@ -490,16 +485,24 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 storage,
                 metrics,
             ));
+            let grpc = rthanos_storeapi::StoreServer::new(Arc::new(
+                rthanos_rule::store::TsdbStore::new(Arc::clone(&db), external_labels.clone()),
+            ))
+            .with_limits(limits)
+            .routes()
+            .add_service(rthanos_rule::api::RulesService::new(Arc::clone(&manager)).server());
             let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<
                 tokio::sync::oneshot::Sender<Result<(), String>>,
             >(1);
-            let http = axum::Router::new().route(
-                "/-/reload",
-                axum::routing::post(move || {
-                    let reload_tx = reload_tx.clone();
-                    async move { reload_handler(reload_tx).await }
-                }),
-            );
+            let http = axum::Router::new()
+                .route(
+                    "/-/reload",
+                    axum::routing::post(move || {
+                        let reload_tx = reload_tx.clone();
+                        async move { reload_handler(reload_tx).await }
+                    }),
+                )
+                .merge(rthanos_rule::api::routes(Arc::clone(&manager)));
             let shutdown = runtime.shutdown_token();
             let prober = runtime.prober().clone();
             let dns_interval = args.query_sd_dns_interval.as_std();

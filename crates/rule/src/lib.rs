@@ -7,6 +7,7 @@
 //! The evaluation loop and alert delivery build on them.
 
 pub mod alerting;
+pub mod api;
 pub mod group;
 pub mod manager;
 pub mod querier;

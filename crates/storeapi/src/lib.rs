@@ -12,6 +12,7 @@ pub mod limits;
 pub mod merge;
 pub mod metadata;
 pub mod reorder;
+pub mod rules;
 pub mod server;
 mod store;
 
