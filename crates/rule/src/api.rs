@@ -357,7 +357,7 @@ mod tests {
     #[test]
     fn values_are_printed_as_go_prints_them_with_e() {
         assert_eq!(format_e(1.0), "1e+00");
-        assert_eq!(format_e(3.14159), "3.14159e+00");
+        assert_eq!(format_e(2.71), "2.71e+00");
         assert_eq!(format_e(1.5e-7), "1.5e-07");
         assert_eq!(format_e(-2.5e123), "-2.5e+123");
         assert_eq!(format_e(0.0), "0e+00");
