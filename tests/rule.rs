@@ -334,3 +334,103 @@ fn stop(process: &mut common::Process) {
         process.log()
     );
 }
+
+/// Alertmanager's alerts (`GET /api/v2/alerts`, active only).
+fn alertmanager_alerts(port: u16) -> Vec<serde_json::Value> {
+    let (status, body) = common::http_get(port, "/api/v2/alerts").expect("alertmanager answers");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Vec<serde_json::Value>>(&body).expect("json")
+}
+
+#[test]
+fn alerts_reach_a_real_alertmanager_firing_then_resolved() {
+    let alertmanager = rthanos_testkit::Alertmanager::start();
+    // A querier without stores still answers `vector(1)` and `time()`.
+    let query = common::start_query(std::iter::empty::<&common::Process>(), &[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    // The alert holds for a few seconds, then its condition ends: the ruler evaluates at
+    // its slots on the system clock, so the end is on that clock too.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 8;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "groups:\n- name: alerts\n  interval: 1s\n  rules:\n  - alert: ShortLived\n    expr: vector(1) and on() (vector(time()) < {until})\n    labels:\n      severity: page\n    annotations:\n      summary: the rule fired\n"
+        ),
+    )
+    .expect("rules");
+    let mut ruler = common::Process::start(&[
+        "rule".to_string(),
+        format!("--rule-file={}", rules.display()),
+        format!("--data-dir={}", dir.path().join("data").display()),
+        format!("--query=127.0.0.1:{}", query.http_port),
+        format!("--alertmanagers.url={}", alertmanager.url()),
+        "--label=ruler_cluster=\"eu1\"".to_string(),
+        "--label=replica=\"r1\"".to_string(),
+        "--alert.label-drop=replica".to_string(),
+        "--alert.query-url=http://thanos.example".to_string(),
+    ]);
+    ruler.wait_ready(Duration::from_secs(30));
+
+    let deadline = rthanos_testkit::time::deadline_after(Duration::from_secs(30));
+    let alert = loop {
+        if let Some(a) = alertmanager_alerts(alertmanager.port).into_iter().next() {
+            break a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert reached Alertmanager:\n{}",
+            ruler.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        alert["labels"],
+        serde_json::json!({"alertname": "ShortLived", "severity": "page", "ruler_cluster": "eu1"}),
+        "external labels added, --alert.label-drop removed: {alert}"
+    );
+    assert_eq!(alert["annotations"]["summary"], "the rule fired");
+    assert_eq!(alert["status"]["state"], "active");
+    let url = alert["generatorURL"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with(
+            "http://thanos.example/graph?g0.expr=vector%281%29+and+on%28%29+%28vector%28time%28%29%29+%3C+"
+        ) && url.ends_with("%29&g0.tab=1"),
+        "{url}"
+    );
+    // Firing alerts are valid for four resend delays (1m > the 1s interval).
+    let starts =
+        chrono::DateTime::parse_from_rfc3339(alert["startsAt"].as_str().unwrap_or_default())
+            .expect("startsAt");
+    let ends = chrono::DateTime::parse_from_rfc3339(alert["endsAt"].as_str().unwrap_or_default())
+        .expect("endsAt");
+    assert!((ends - starts).num_seconds() >= 235, "{alert}");
+
+    // The condition ends: the resolution is sent at once with endsAt now, so Alertmanager
+    // stops listing the alert long before the four minutes.
+    let deadline = rthanos_testkit::time::deadline_after(Duration::from_secs(40));
+    while !alertmanager_alerts(alertmanager.port).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alert was not resolved:\n{}",
+            ruler.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let sent = format!(
+        "thanos_alert_sender_alerts_sent_total{{alertmanager=\"127.0.0.1:{}\"}}",
+        alertmanager.port
+    );
+    assert!(
+        ruler.metric(&sent).is_some_and(|n| n >= 2.0),
+        "{:?}",
+        ruler.metric(&sent)
+    );
+    assert_eq!(
+        ruler.metric("thanos_alert_sender_alerts_dropped_total"),
+        Some(0.0)
+    );
+}

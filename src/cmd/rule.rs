@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rthanos_model::{Labels, PromDuration};
-use rthanos_rule::group::{EvalEnv, NoNotifier, VerbatimTemplates};
+use rthanos_rule::group::{EvalEnv, VerbatimTemplates};
 use rthanos_rule::manager::{Manager, ManagerOptions, RuleMetrics, system_clock};
 use rthanos_rule::querier::{
     HttpQuerier, QuerierOptions, QueryEndpointsConfig, parse_query_config,
@@ -202,14 +202,23 @@ pub(crate) struct RuleArgs {
     )]
     pub(crate) query_only_prometheus_params: bool,
 
-    /// Alertmanager replica URLs to push firing alerts (not yet supported by rthanos).
+    /// Alertmanager replica URLs to push firing alerts. Ruler claims success if push to at
+    /// least one alertmanager from discovered succeeds. The scheme should not be empty e.g
+    /// `http` might be used. The scheme may be prefixed with 'dns+' or 'dnssrv+' to detect
+    /// Alertmanager IPs through respective DNS lookups. The port defaults to 9093 or the SRV
+    /// record's value. The URL path is used as a prefix for the regular Alertmanager API path.
     #[arg(id = "alertmanagers.url", long = "alertmanagers.url")]
     pub(crate) alertmanagers_url: Vec<String>,
-    /// Path to YAML file that contains alerting configuration (not yet supported by rthanos).
+    /// Path to YAML file that contains alerting configuration. If defined, it takes
+    /// precedence over the '--alertmanagers.url' and '--alertmanagers.send-timeout' flags.
     #[arg(id = "alertmanagers.config-file", long = "alertmanagers.config-file")]
     pub(crate) alertmanagers_config_file: Option<PathBuf>,
-    /// Alternative to 'alertmanagers.config-file' flag (not yet supported by rthanos).
-    #[arg(id = "alertmanagers.config", long = "alertmanagers.config")]
+    /// Alternative to 'alertmanagers.config-file' flag (mutually exclusive).
+    #[arg(
+        id = "alertmanagers.config",
+        long = "alertmanagers.config",
+        conflicts_with = "alertmanagers.config-file"
+    )]
     pub(crate) alertmanagers_config: Option<String>,
     /// Timeout for sending alerts to Alertmanager
     #[arg(
@@ -228,14 +237,19 @@ pub(crate) struct RuleArgs {
     /// The external Thanos Query URL that would be set in all alerts 'Source' field
     #[arg(id = "alert.query-url", long = "alert.query-url", default_value = "")]
     pub(crate) alert_query_url: String,
-    /// Labels by name to drop before sending to alertmanager (not yet supported by rthanos).
+    /// Labels by name to drop before sending to alertmanager. This allows alert to be
+    /// deduplicated on replica label (repeated). Similar Prometheus alert relabelling
     #[arg(id = "alert.label-drop", long = "alert.label-drop")]
     pub(crate) alert_label_drop: Vec<String>,
-    /// Path to YAML file that contains alert relabelling configuration (not yet supported).
+    /// Path to YAML file that contains alert relabelling configuration.
     #[arg(id = "alert.relabel-config-file", long = "alert.relabel-config-file")]
     pub(crate) alert_relabel_config_file: Option<PathBuf>,
-    /// Alternative to 'alert.relabel-config-file' flag (not yet supported by rthanos).
-    #[arg(id = "alert.relabel-config", long = "alert.relabel-config")]
+    /// Alternative to 'alert.relabel-config-file' flag (mutually exclusive).
+    #[arg(
+        id = "alert.relabel-config",
+        long = "alert.relabel-config",
+        conflicts_with = "alert.relabel-config-file"
+    )]
     pub(crate) alert_relabel_config: Option<String>,
     /// Template to use in alerts source field. Need only include {{.Expr}} parameter
     #[arg(
@@ -352,18 +366,6 @@ impl RuleArgs {
                 "enable-feature",
                 self.enable_feature.iter().any(|f| !f.is_empty()),
             ),
-            ("alertmanagers.url", !self.alertmanagers_url.is_empty()),
-            (
-                "alertmanagers.config-file",
-                self.alertmanagers_config_file.is_some(),
-            ),
-            ("alertmanagers.config", set(&self.alertmanagers_config)),
-            ("alert.label-drop", !self.alert_label_drop.is_empty()),
-            (
-                "alert.relabel-config-file",
-                self.alert_relabel_config_file.is_some(),
-            ),
-            ("alert.relabel-config", set(&self.alert_relabel_config)),
             (
                 "remote-write.config-file",
                 self.remote_write_config_file.is_some(),
@@ -371,6 +373,43 @@ impl RuleArgs {
             ("remote-write.config", set(&self.remote_write_config)),
             ("objstore.config-file", self.objstore.content()?.is_some()),
         ])
+    }
+
+    /// The Alertmanager sets, from `--alertmanagers.config` or `--alertmanagers.url`.
+    fn alertmanagers(&self) -> anyhow::Result<Vec<rthanos_rule::notifier::AlertmanagerConfig>> {
+        let config = path_or_content(
+            "alertmanagers.config",
+            self.alertmanagers_config_file.as_deref(),
+            self.alertmanagers_config.as_deref(),
+        )?
+        .unwrap_or_default();
+        if !config.trim().is_empty() {
+            if !self.alertmanagers_url.is_empty() {
+                anyhow::bail!(
+                    "--alertmanagers.url and --alertmanagers.config* parameters cannot be defined at the same time"
+                );
+            }
+            return Ok(rthanos_rule::notifier::parse_alerting_config(&config)?);
+        }
+        let mut out = Vec::with_capacity(self.alertmanagers_url.len());
+        for url in &self.alertmanagers_url {
+            out.push(rthanos_rule::notifier::alertmanager_from_url(
+                url,
+                self.alertmanagers_send_timeout.as_std(),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// `--alert.relabel-config(-file)`.
+    fn alert_relabel(&self) -> anyhow::Result<rthanos_model::relabel::Relabel> {
+        let text = path_or_content(
+            "alert.relabel-config",
+            self.alert_relabel_config_file.as_deref(),
+            self.alert_relabel_config.as_deref(),
+        )?
+        .unwrap_or_default();
+        rthanos_model::relabel::Relabel::from_yaml(&text).context("--alert.relabel-config")
     }
 
     /// The query API servers, from `--query.config` or from `--query` and `--query.sd-files`.
@@ -442,6 +481,8 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
         ..DbOptions::default()
     };
     let limits = args.limits.series_limits();
+    let alertmanagers = args.alertmanagers()?;
+    let alert_relabel = args.alert_relabel()?;
     prepared
         .serve("rule", move |runtime| {
             let registry = runtime.registry().clone();
@@ -464,6 +505,23 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 &registry,
             )?);
             let storage = Arc::new(DbStorage::new(Arc::clone(&db)));
+            let queue = rthanos_rule::notifier::AlertQueue::new(
+                &registry,
+                &external_labels,
+                args.alert_label_drop.clone(),
+                alert_relabel,
+            )?;
+            let sender = Arc::new(rthanos_rule::notifier::Sender::new(
+                alertmanagers,
+                args.alertmanagers_send_timeout.as_std(),
+                Duration::from_secs(300),
+                &registry,
+            )?);
+            let notifier = Arc::new(rthanos_rule::notifier::RuleNotifier::new(
+                Arc::clone(&queue),
+                args.alert_query_url.clone(),
+                args.alert_query_template.clone(),
+            ));
             let metrics = Arc::new(RuleMetrics::new(&registry)?);
             let manager = Arc::new(Manager::new(
                 ManagerOptions {
@@ -477,7 +535,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                     querier: Arc::clone(&querier) as _,
                     sink: Arc::clone(&storage) as _,
                     templater: Arc::new(VerbatimTemplates),
-                    notifier: Arc::new(NoNotifier),
+                    notifier,
                     observer: Arc::new(rthanos_rule::group::NoObserver),
                     resend_delay_ms: i64::try_from(args.resend_delay.as_std().as_millis())
                         .unwrap_or(i64::MAX),
@@ -506,9 +564,15 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
             let shutdown = runtime.shutdown_token();
             let prober = runtime.prober().clone();
             let dns_interval = args.query_sd_dns_interval.as_std();
+            let am_dns_interval = args.alertmanagers_sd_dns_interval.as_std();
             let work = async move {
                 querier.resolve().await;
                 tokio::spawn(Arc::clone(&querier).run_discovery(dns_interval));
+                let sending = tokio::spawn(Arc::clone(&sender).run(
+                    queue,
+                    am_dns_interval,
+                    shutdown.child_token(),
+                ));
                 manager
                     .update(&rule_files)
                     .await
@@ -551,6 +615,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 }
                 manager.stop().await;
                 drop(manager);
+                let _ = sending.await;
                 // The StoreAPI still serves until the servers stop: the WAL is synced, not
                 // closed (every commit is already written out).
                 db.sync().map_err(|e| format!("syncing the TSDB: {e}"))?;

@@ -338,6 +338,58 @@ impl Prometheus {
     }
 }
 
+/// A real Alertmanager (Debian's `prometheus-alertmanager`, 0.25) on a free loopback port,
+/// clustering off, every alert routed to a receiver that sends nothing; killed when dropped.
+pub struct Alertmanager {
+    child: Child,
+    /// The HTTP port.
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager and waits until it is ready.
+    pub fn start() -> Alertmanager {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: none\n  group_wait: 0s\nreceivers:\n- name: none\n",
+        )
+        .expect("write config");
+        let port = free_port();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("prometheus-alertmanager could not be started ({e}); scripts/test.sh installs Debian's prometheus-alertmanager"));
+        let alertmanager = Alertmanager {
+            child,
+            port,
+            _dir: dir,
+        };
+        wait_for_port(port, "alertmanager", Duration::from_secs(60));
+        alertmanager
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
