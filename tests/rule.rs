@@ -358,7 +358,7 @@ fn alerts_reach_a_real_alertmanager_firing_then_resolved() {
     std::fs::write(
         &rules,
         format!(
-            "groups:\n- name: alerts\n  interval: 1s\n  rules:\n  - alert: ShortLived\n    expr: vector(1) and on() (vector(time()) < {until})\n    labels:\n      severity: page\n    annotations:\n      summary: the rule fired\n"
+            "groups:\n- name: alerts\n  interval: 1s\n  rules:\n  - alert: ShortLived\n    expr: vector(1) and on() (vector(time()) < {until})\n    labels:\n      severity: page\n    annotations:\n      summary: the rule fired\n      description: '{{{{ $externalLabels.ruler_cluster }}}}: value {{{{ $value }}}}, query {{{{ query \"vector(7)\" | first | value }}}}'\n"
         ),
     )
     .expect("rules");
@@ -393,6 +393,10 @@ fn alerts_reach_a_real_alertmanager_firing_then_resolved() {
         "external labels added, --alert.label-drop removed: {alert}"
     );
     assert_eq!(alert["annotations"]["summary"], "the rule fired");
+    assert_eq!(
+        alert["annotations"]["description"], "eu1: value 1, query 7",
+        "rendered with Prometheus's template language, `query` through the querier"
+    );
     assert_eq!(alert["status"]["state"], "active");
     let url = alert["generatorURL"].as_str().unwrap_or_default();
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rthanos_model::{Labels, PromDuration};
-use rthanos_rule::group::{EvalEnv, VerbatimTemplates};
+use rthanos_rule::group::EvalEnv;
 use rthanos_rule::manager::{Manager, ManagerOptions, RuleMetrics, system_clock};
 use rthanos_rule::querier::{
     HttpQuerier, QuerierOptions, QueryEndpointsConfig, parse_query_config,
@@ -534,7 +534,11 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 EvalEnv {
                     querier: Arc::clone(&querier) as _,
                     sink: Arc::clone(&storage) as _,
-                    templater: Arc::new(VerbatimTemplates),
+                    templater: Arc::new(rthanos_rule::expand::PrometheusTemplates::new(
+                        Arc::clone(&querier) as _,
+                        &external_labels,
+                        args.alert_query_url.clone(),
+                    )),
                     notifier,
                     observer: Arc::new(rthanos_rule::group::NoObserver),
                     resend_delay_ms: i64::try_from(args.resend_delay.as_std().as_millis())

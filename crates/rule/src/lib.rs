@@ -11,6 +11,7 @@
 
 pub mod alerting;
 pub mod api;
+pub mod expand;
 pub mod group;
 pub mod manager;
 pub mod notifier;

@@ -288,6 +288,17 @@ fn check_rule(r: RawRule) -> Result<Rule, (String, Vec<String>)> {
             errors.push(format!("invalid annotation name: {name}"));
         }
     }
+    // Templates are parsed as Prometheus's `testTemplateParsing` does: labels, then
+    // annotations (in name order; Prometheus's map order is random).
+    if let Some(alert) = &alert {
+        for (what, templates) in [("label", &r.labels), ("annotation", &r.annotations)] {
+            for (key, text) in templates {
+                if let Err(e) = crate::template::check_alert_template(alert, &text.0) {
+                    errors.push(format!("{what} {key:?}: {}", e.go_error()));
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err((name, errors));
     }
