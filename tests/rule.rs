@@ -438,3 +438,96 @@ fn alerts_reach_a_real_alertmanager_firing_then_resolved() {
         Some(0.0)
     );
 }
+
+/// The `activeAt` of the one alert the ruler lists, in ms.
+fn active_at_ms(ruler: &common::Process) -> Option<i64> {
+    let alerts = common::api_data(ruler.http_port, "/api/v1/alerts");
+    let at = alerts["alerts"][0]["activeAt"].as_str()?;
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+#[test]
+fn after_sigkill_nothing_committed_is_lost_and_for_state_is_restored() {
+    let query = common::start_query(std::iter::empty::<&common::Process>(), &[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - record: rule:time\n    expr: time()\n  - alert: Held\n    expr: vector(1)\n    for: 1m\n",
+    )
+    .expect("rules");
+    let data = dir.path().join("data");
+    let args = [
+        "rule".to_string(),
+        format!("--rule-file={}", rules.display()),
+        format!("--data-dir={}", data.display()),
+        format!("--query=127.0.0.1:{}", query.http_port),
+        // `for` state is restored only for alerts whose `for` exceeds the grace period.
+        "--for-grace-period=2s".to_string(),
+    ];
+    let mut ruler = common::Process::start(&args);
+    ruler.wait_ready(Duration::from_secs(30));
+    let key_file = rthanos_rule::manager::thanos_group_file(
+        &data,
+        rthanos_rule::rulefmt::PartialResponseStrategy::Abort,
+        &rules.display().to_string(),
+    );
+    let last_evaluation = format!(
+        "prometheus_rule_group_last_evaluation_timestamp_seconds{{rule_group=\"{key_file};g\",strategy=\"abort\"}}"
+    );
+    // Pending for a few seconds, ALERTS_FOR_STATE written (from the second evaluation on).
+    ruler.wait_for(Duration::from_secs(30), "6 evaluations", |r| {
+        r.metric(&format!(
+            "prometheus_rule_evaluations_total{{rule_group=\"{key_file};g\",strategy=\"abort\"}}"
+        ))
+        .is_some_and(|n| n >= 12.0)
+    });
+    let first_active = active_at_ms(&ruler).expect("a pending alert");
+    // Every evaluation up to this one was committed before the metric moved.
+    let committed = ruler.metric(&last_evaluation).expect("evaluated");
+    ruler.kill();
+    let restarted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut ruler = common::Process::start(&args);
+    ruler.wait_ready(Duration::from_secs(30));
+    // Restored after the second evaluation: active since before the restart, moved later by
+    // the outage (so `for` counts only the time the ruler was up).
+    ruler.wait_for(Duration::from_secs(30), "the alert restored", |r| {
+        active_at_ms(r).is_some_and(|at| at < restarted_at)
+    });
+    let restored = active_at_ms(&ruler).expect("alert");
+    assert!(
+        restored > first_active,
+        "moved by the outage: {first_active} → {restored}"
+    );
+    let mut stopping = ruler;
+    stop(&mut stopping);
+
+    // Every slot of the first run up to its last committed evaluation is in the TSDB.
+    let times: Vec<i64> = dumped(&data)
+        .into_iter()
+        .filter(|(labels, _, _)| labels == "{__name__=\"rule:time\"}")
+        .map(|(_, _, ts)| ts)
+        .collect();
+    let committed_ms = (committed * 1000.0).round() as i64;
+    let first = *times.first().expect("samples");
+    let before_kill: Vec<i64> = times
+        .iter()
+        .copied()
+        .filter(|t| *t <= committed_ms)
+        .collect();
+    assert_eq!(
+        before_kill.len() as i64,
+        (committed_ms - first) / 1000 + 1,
+        "one sample a second, none lost: {before_kill:?}"
+    );
+    assert!(
+        times.iter().any(|t| *t > restarted_at),
+        "the second run appended too"
+    );
+}
