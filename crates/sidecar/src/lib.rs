@@ -7,7 +7,6 @@
 
 mod metadata;
 pub mod prometheus;
-pub mod shipper;
 mod store;
 
 use std::path::PathBuf;
@@ -23,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use metadata::Metadata;
 pub use prometheus::PrometheusClient;
 pub use rthanos_httpclient::HttpClientConfig;
-pub use shipper::Shipper;
+pub use rthanos_shipper::{SHIPPER_STATE_FILE, Shipper};
 pub use store::PrometheusStore;
 
 /// How often the shipper looks for new blocks (Thanos's sidecar: 30s).
@@ -120,12 +119,16 @@ impl Sidecar {
             .register(Box::new(last_heartbeat.clone()))
             .map_err(metric_error)?;
         let shipper = match config.bucket.take() {
-            Some(bucket) => Some(Shipper::new(
-                &config.tsdb_path,
-                bucket,
-                config.upload_compacted,
-                registry,
-            )?),
+            Some(bucket) => Some(
+                Shipper::new(
+                    &config.tsdb_path,
+                    bucket,
+                    config.upload_compacted,
+                    "sidecar",
+                    registry,
+                )
+                .map_err(|e| SidecarError::Config(e.to_string()))?,
+            ),
             None => None,
         };
         Ok(Self {

@@ -1,4 +1,6 @@
-//! The shipper: uploads each new block Prometheus writes under `--tsdb.path` to the bucket.
+//! The shipper: uploads each new block of a TSDB directory to the bucket: the blocks
+//! Prometheus writes under the sidecar's `--tsdb.path`, and the ruler's own (each block's
+//! `thanos.source` says which).
 //!
 //! A block is shipped once complete (its directory is named by a ULID and holds meta.json:
 //! Prometheus writes blocks under a temporary name and renames them when done). Its files are
@@ -19,7 +21,16 @@ use rthanos_tsdb::meta::{BlockMeta, Downsample};
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
-use crate::SidecarError;
+/// Why shipping failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipperError {
+    /// The shipper cannot be set up.
+    #[error("{0}")]
+    Config(String),
+    /// A block could not be shipped (retried at the next sync).
+    #[error("{0}")]
+    Upload(String),
+}
 
 /// The state file Thanos's shipper keeps in the TSDB directory.
 pub const SHIPPER_STATE_FILE: &str = "thanos.shipper.json";
@@ -74,6 +85,7 @@ pub struct Shipper {
     dir: PathBuf,
     bucket: Bucket,
     upload_compacted: bool,
+    source: String,
     metrics: ShipperMetrics,
 }
 
@@ -88,24 +100,30 @@ pub struct SyncReport {
 
 impl Shipper {
     /// A shipper of the blocks under `dir`; only blocks of compaction level 1 unless
-    /// `upload_compacted` (`--shipper.upload-compacted`).
+    /// `upload_compacted` (`--shipper.upload-compacted`). `source` goes in each block's
+    /// `thanos.source` (Thanos's `sidecar`, `ruler`).
+    ///
+    /// # Errors
+    /// The metrics cannot be registered.
     pub fn new(
         dir: &Path,
         bucket: Bucket,
         upload_compacted: bool,
+        source: &str,
         registry: &Registry,
-    ) -> Result<Self, SidecarError> {
+    ) -> Result<Self, ShipperError> {
         Ok(Self {
             dir: dir.to_path_buf(),
             bucket,
             upload_compacted,
+            source: source.to_string(),
             metrics: ShipperMetrics::new(registry)
-                .map_err(|e| SidecarError::Config(format!("shipper metrics: {e}")))?,
+                .map_err(|e| ShipperError::Config(format!("shipper metrics: {e}")))?,
         })
     }
 
     /// Uploads every complete block not shipped yet, labelled with `external_labels`.
-    pub async fn sync(&self, external_labels: &Labels) -> Result<SyncReport, SidecarError> {
+    pub async fn sync(&self, external_labels: &Labels) -> Result<SyncReport, ShipperError> {
         let result = self.sync_blocks(external_labels).await;
         // As in Thanos: a sync is counted once done, a failed one in its own counter.
         match result {
@@ -115,12 +133,12 @@ impl Shipper {
         result
     }
 
-    async fn sync_blocks(&self, external_labels: &Labels) -> Result<SyncReport, SidecarError> {
+    async fn sync_blocks(&self, external_labels: &Labels) -> Result<SyncReport, ShipperError> {
         let shipped: BTreeSet<String> = self.read_state()?.uploaded.into_iter().collect();
         let dir = self.dir.clone();
         let local = tokio::task::spawn_blocking(move || local_blocks(&dir))
             .await
-            .map_err(|e| SidecarError::Upload(format!("listing blocks: {e}")))??;
+            .map_err(|e| ShipperError::Upload(format!("listing blocks: {e}")))??;
         let mut report = SyncReport::default();
         let mut still_local = Vec::new();
         for (id, meta) in local {
@@ -158,7 +176,7 @@ impl Shipper {
         if report.failed.is_empty() {
             Ok(report)
         } else {
-            Err(SidecarError::Upload(format!(
+            Err(ShipperError::Upload(format!(
                 "block {} failed to upload",
                 report.failed.join(", ")
             )))
@@ -171,8 +189,8 @@ impl Shipper {
         id: &str,
         mut meta: BlockMeta,
         external_labels: &Labels,
-    ) -> Result<bool, SidecarError> {
-        let upload_err = |e: rthanos_objstore::BucketError| SidecarError::Upload(e.to_string());
+    ) -> Result<bool, ShipperError> {
+        let upload_err = |e: rthanos_objstore::BucketError| ShipperError::Upload(e.to_string());
         if self
             .bucket
             .exists(&format!("{id}/meta.json"))
@@ -190,7 +208,7 @@ impl Shipper {
             let (block, staging) = (self.dir.join(id), staging.clone());
             tokio::task::spawn_blocking(move || stage(&block, &staging))
                 .await
-                .map_err(|e| SidecarError::Upload(format!("staging: {e}")))??
+                .map_err(|e| ShipperError::Upload(format!("staging: {e}")))??
         };
         tracing::info!(block = id, files = files.len(), "uploading block");
 
@@ -200,12 +218,12 @@ impl Shipper {
             .map(|l| (l.name.clone(), l.value.clone()))
             .collect();
         thanos.downsample = Downsample { resolution: 0 };
-        thanos.source = "sidecar".into();
+        thanos.source = self.source.clone();
         meta.thanos = Some(thanos);
         // Chunks, then the index, then meta.json (with Thanos's `files`), as Thanos uploads.
         rthanos_block::upload_block(&self.bucket, &staging, meta)
             .await
-            .map_err(|e| SidecarError::Upload(e.to_string()))?;
+            .map_err(|e| ShipperError::Upload(e.to_string()))?;
         if let Err(e) = std::fs::remove_dir_all(&staging) {
             tracing::warn!(dir = %staging.display(), err = %e, "cannot remove upload staging directory");
         }
@@ -213,12 +231,12 @@ impl Shipper {
         Ok(true)
     }
 
-    fn read_state(&self) -> Result<ShipperState, SidecarError> {
+    fn read_state(&self) -> Result<ShipperState, ShipperError> {
         let path = self.dir.join(SHIPPER_STATE_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<ShipperState>(&bytes) {
                 Ok(state) if state.version == 1 => Ok(state),
-                Ok(state) => Err(SidecarError::Upload(format!(
+                Ok(state) => Err(ShipperError::Upload(format!(
                     "{}: unsupported version {}",
                     path.display(),
                     state.version
@@ -236,7 +254,7 @@ impl Shipper {
 
     /// Writes the state file atomically and durably (a synced temporary file, renamed, its
     /// directory synced).
-    fn write_state(&self, uploaded: &[String]) -> Result<(), SidecarError> {
+    fn write_state(&self, uploaded: &[String]) -> Result<(), ShipperError> {
         let mut uploaded = uploaded.to_vec();
         uploaded.sort();
         uploaded.dedup();
@@ -245,7 +263,7 @@ impl Shipper {
             uploaded,
         };
         let json = serde_json::to_vec_pretty(&state)
-            .map_err(|e| SidecarError::Upload(format!("shipper state: {e}")))?;
+            .map_err(|e| ShipperError::Upload(format!("shipper state: {e}")))?;
         let path = self.dir.join(SHIPPER_STATE_FILE);
         rthanos_durable::write_file(&path, &json).map_err(|e| io_error(&e.path, e.source))
     }
@@ -262,7 +280,7 @@ impl Shipper {
 }
 
 /// Complete blocks in the directory, oldest first.
-fn local_blocks(dir: &Path) -> Result<BTreeMap<String, BlockMeta>, SidecarError> {
+fn local_blocks(dir: &Path) -> Result<BTreeMap<String, BlockMeta>, ShipperError> {
     let mut blocks = BTreeMap::new();
     let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
     for entry in entries {
@@ -292,7 +310,7 @@ fn local_blocks(dir: &Path) -> Result<BTreeMap<String, BlockMeta>, SidecarError>
 
 /// Hard-links (or copies, across file systems) the block's index and chunk segments into
 /// `staging`; returns their paths relative to the block, with sizes, in upload order.
-fn stage(block: &Path, staging: &Path) -> Result<Vec<(String, u64)>, SidecarError> {
+fn stage(block: &Path, staging: &Path) -> Result<Vec<(String, u64)>, ShipperError> {
     if staging.exists() {
         std::fs::remove_dir_all(staging).map_err(|e| io_error(staging, e))?;
     }
@@ -322,6 +340,6 @@ fn stage(block: &Path, staging: &Path) -> Result<Vec<(String, u64)>, SidecarErro
     Ok(staged)
 }
 
-fn io_error(path: &Path, e: impl std::fmt::Display) -> SidecarError {
-    SidecarError::Upload(format!("{}: {e}", path.display()))
+fn io_error(path: &Path, e: impl std::fmt::Display) -> ShipperError {
+    ShipperError::Upload(format!("{}: {e}", path.display()))
 }

@@ -3,7 +3,7 @@
 
 use rthanos_model::Labels;
 use rthanos_objstore::Bucket;
-use rthanos_sidecar::Shipper;
+use rthanos_shipper::Shipper;
 use rthanos_testkit::PromtoolBlocks;
 use rthanos_testkit::openmetrics::{Spec, generate};
 
@@ -55,7 +55,8 @@ async fn compacted_blocks_wait_for_the_flag_and_failures_are_retried() {
     // A file where the second block's directory must go: its upload fails.
     std::fs::write(store.path().join(&ids[1]), b"in the way").expect("write");
     let registry = prometheus::Registry::new();
-    let shipper = Shipper::new(&tsdb, bucket(store.path()), false, &registry).expect("shipper");
+    let shipper =
+        Shipper::new(&tsdb, bucket(store.path()), false, "sidecar", &registry).expect("shipper");
     let err = shipper.sync(&labels).await.expect_err("one block fails");
     assert!(err.to_string().contains(&ids[1]), "{err}");
     assert!(
@@ -87,6 +88,7 @@ async fn compacted_blocks_wait_for_the_flag_and_failures_are_retried() {
         &tsdb,
         bucket(store.path()),
         true,
+        "sidecar",
         &prometheus::Registry::new(),
     )
     .expect("shipper");
@@ -125,6 +127,7 @@ async fn a_block_being_written_is_not_shipped() {
         &tsdb,
         bucket(store.path()),
         false,
+        "sidecar",
         &prometheus::Registry::new(),
     )
     .expect("shipper");
