@@ -531,3 +531,67 @@ fn after_sigkill_nothing_committed_is_lost_and_for_state_is_restored() {
         "the second run appended too"
     );
 }
+
+#[test]
+fn cut_blocks_are_shipped_with_the_ruler_labels_and_pass_promtool() {
+    let query = common::start_query(std::iter::empty::<&common::Process>(), &[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - record: rule:time\n    expr: time()\n",
+    )
+    .expect("rules");
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).expect("bucket");
+    let mut ruler = common::Process::start(&[
+        "rule".to_string(),
+        format!("--rule-file={}", rules.display()),
+        format!("--data-dir={}", dir.path().join("data").display()),
+        format!("--query=127.0.0.1:{}", query.http_port),
+        "--label=ruler=\"r1\"".to_string(),
+        // Short blocks, so one is cut and shipped within seconds.
+        "--tsdb.block-duration=3s".to_string(),
+        format!("--objstore.config={}", common::filesystem_yaml(&bucket)),
+    ]);
+    ruler.wait_ready(Duration::from_secs(30));
+    let shipped = |bucket: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(bucket)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("meta.json").exists())
+            .collect()
+    };
+    ruler.wait_for(Duration::from_secs(40), "a block shipped", |_| {
+        !shipped(&bucket).is_empty()
+    });
+    let block = shipped(&bucket).remove(0);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(block.join("meta.json")).expect("meta.json"))
+            .expect("json");
+    assert_eq!(meta["thanos"]["source"], "ruler", "{meta}");
+    assert_eq!(meta["thanos"]["labels"], serde_json::json!({"ruler": "r1"}));
+    assert_eq!(meta["compaction"]["level"], 1);
+    let copy = tempfile::tempdir().expect("tmp");
+    let id = block.file_name().and_then(|n| n.to_str()).expect("ulid");
+    rthanos_testkit::copy_dir(&block, &copy.path().join(id));
+    let out = std::process::Command::new(rthanos_testkit::promtool())
+        .args(["tsdb", "analyze"])
+        .arg(copy.path())
+        .arg(id)
+        .output()
+        .expect("promtool tsdb analyze");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Series: 1\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -258,6 +258,14 @@ pub(crate) struct RuleArgs {
         default_value = "/graph?g0.expr={{.Expr}}&g0.tab=1"
     )]
     pub(crate) alert_query_template: String,
+    /// If true shipper will try to upload compacted blocks as well (the ruler writes level-1
+    /// blocks only).
+    #[arg(id = "shipper.upload-compacted", long = "shipper.upload-compacted")]
+    pub(crate) shipper_upload_compacted: bool,
+    /// Specify which hash function to use when calculating the hashes of produced files (not
+    /// supported by rthanos).
+    #[arg(id = "hash-func", long = "hash-func", default_value = "", value_parser = ["", "SHA256"])]
+    pub(crate) hash_func: String,
     /// Path to YAML config for the remote-write configurations (not yet supported by rthanos).
     #[arg(id = "remote-write.config-file", long = "remote-write.config-file")]
     pub(crate) remote_write_config_file: Option<PathBuf>,
@@ -371,7 +379,7 @@ impl RuleArgs {
                 self.remote_write_config_file.is_some(),
             ),
             ("remote-write.config", set(&self.remote_write_config)),
-            ("objstore.config-file", self.objstore.content()?.is_some()),
+            ("hash-func", !self.hash_func.is_empty()),
         ])
     }
 
@@ -447,8 +455,17 @@ impl RuleArgs {
     }
 }
 
-/// How often the head is checked for a block to cut and retention applied (Prometheus: 1m).
-const COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the head is checked for a block to cut and retention applied: every minute as
+/// Prometheus does, or every quarter block for blocks shorter than 4 minutes.
+fn compaction_interval(block_range: Duration) -> Duration {
+    (block_range / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// How often new blocks are shipped: every 30s as Thanos's ruler does, or every block for
+/// blocks shorter than that.
+fn shipping_interval(block_range: Duration) -> Duration {
+    block_range.clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
 
 /// Runs the ruler.
 pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
@@ -458,7 +475,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
         request_logging: Some(&args.request_logging),
         http: &args.http,
         grpc: Some(&args.grpc),
-        objstore: None,
+        objstore: Some(&args.objstore),
     })?;
     args.check_unsupported()?;
     let external_labels = parse_labels(&args.label)?;
@@ -481,6 +498,8 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
         ..DbOptions::default()
     };
     let limits = args.limits.series_limits();
+    let objstore = args.objstore.content()?;
+    let block_duration = args.tsdb_block_duration.as_std();
     let alertmanagers = args.alertmanagers()?;
     let alert_relabel = args.alert_relabel()?;
     prepared
@@ -494,6 +513,22 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 "WAL replayed"
             );
             let db = Arc::new(db);
+            let shipper = objstore
+                .map(|yaml| -> anyhow::Result<rthanos_shipper::Shipper> {
+                    let bucket = rthanos_objstore::Bucket::from_yaml(&yaml, &registry)
+                        .context("--objstore.config")?;
+                    Ok(rthanos_shipper::Shipper::new(
+                        &args.data_dir,
+                        bucket,
+                        args.shipper_upload_compacted,
+                        "ruler",
+                        &registry,
+                    )?)
+                })
+                .transpose()?;
+            if shipper.is_none() {
+                tracing::info!("no supported bucket was configured, uploads will be disabled");
+            }
             let querier = Arc::new(HttpQuerier::new(
                 endpoints,
                 &QuerierOptions {
@@ -585,7 +620,8 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 let mut hangup =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
                         .map_err(|e| format!("listening for SIGHUP: {e}"))?;
-                let mut compaction = tokio::time::interval(COMPACTION_INTERVAL);
+                let mut compaction = tokio::time::interval(compaction_interval(block_duration));
+                let mut shipping = tokio::time::interval(shipping_interval(block_duration));
                 loop {
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -600,6 +636,17 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                                 tracing::error!(err = %e, "reloading rules failed");
                             }
                             let _ = reply.send(result);
+                        }
+                        _ = shipping.tick(), if shipper.is_some() => {
+                            if let Some(shipper) = &shipper {
+                                match shipper.sync(&external_labels).await {
+                                    Ok(report) if !report.uploaded.is_empty() => {
+                                        tracing::info!(uploaded = report.uploaded.len(), "shipper sync done");
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::warn!(err = %e, "shipper sync failed"),
+                                }
+                            }
                         }
                         _ = compaction.tick() => {
                             let db = Arc::clone(&db);
