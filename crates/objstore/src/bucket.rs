@@ -398,7 +398,21 @@ impl Bucket {
                 }
             } else {
                 let result = self.store.list_with_delimiter(prefix.as_ref()).await?;
-                names.extend(result.common_prefixes.iter().map(|p| format!("{p}/")));
+                for p in &result.common_prefixes {
+                    // A FILESYSTEM bucket lists as S3 does: a directory that holds no object
+                    // (left by a deletion cut short, or with only a write in progress) is no
+                    // prefix. Readers would otherwise take it for a partial upload.
+                    if let Some(root) = &self.local_root {
+                        let path = root.join(p.as_ref());
+                        let holds = tokio::task::spawn_blocking(move || holds_objects(&path))
+                            .await
+                            .unwrap_or(true);
+                        if !holds {
+                            continue;
+                        }
+                    }
+                    names.push(format!("{p}/"));
+                }
                 names.extend(result.objects.iter().map(|o| o.location.to_string()));
             }
             names.sort();
@@ -406,6 +420,36 @@ impl Bucket {
         };
         self.observe(Operation::Iter, dir, list, |_| 0).await
     }
+}
+
+/// Whether a FILESYSTEM bucket directory holds an object: a file anywhere under it other than
+/// object_store's staging files (`<name>#<digits>`). An unreadable directory counts as holding
+/// one, so that nothing is hidden on an error.
+fn holds_objects(dir: &std::path::Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return dir.exists();
+    };
+    for entry in entries {
+        let Ok(entry) = entry else { return true };
+        let Ok(kind) = entry.file_type() else {
+            return true;
+        };
+        if kind.is_dir() {
+            if holds_objects(&entry.path()) {
+                return true;
+            }
+        } else {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let staging = name
+                .rsplit_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !staging {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Where a FILESYSTEM bucket object is written before it takes its name: `<name>#<digits>`,

@@ -230,6 +230,32 @@ async fn filesystem_bucket() {
     assert!(!root.join("01A").exists());
 }
 
+/// A directory without objects, as a deletion killed before its last step leaves it (or as
+/// an upload whose first file is still being written looks), is not listed, as S3 lists no
+/// empty prefix.
+#[tokio::test]
+async fn filesystem_directories_without_objects_are_not_listed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("bucket");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        root.display()
+    );
+    let bucket = Bucket::from_yaml(&yaml, &Registry::new()).expect("open");
+    std::fs::create_dir_all(root.join("01EMPTY/chunks")).expect("dirs");
+    std::fs::create_dir_all(root.join("01STAGING/chunks")).expect("dirs");
+    std::fs::write(root.join("01STAGING/chunks/000001#1234"), b"half").expect("staging");
+    bucket
+        .upload("01WHOLE/chunks/000001", bytes::Bytes::from_static(b"x"))
+        .await
+        .expect("upload");
+    assert_eq!(bucket.iter("", false).await.expect("iter"), ["01WHOLE/"]);
+    assert_eq!(
+        bucket.iter("", true).await.expect("iter"),
+        ["01WHOLE/chunks/000001"]
+    );
+}
+
 #[tokio::test]
 async fn filesystem_bucket_with_prefix() {
     let dir = tempfile::tempdir().expect("tmp");
