@@ -595,3 +595,68 @@ fn cut_blocks_are_shipped_with_the_ruler_labels_and_pass_promtool() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_querier_lists_the_rules_and_alerts_of_its_rulers_once_per_replica_set() {
+    let query = common::start_query(std::iter::empty::<&common::Process>(), &[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: g\n  interval: 1s\n  rules:\n  - record: rule:time\n    expr: time()\n  - alert: Always\n    expr: vector(1)\n    labels:\n      severity: none\n",
+    )
+    .expect("rules");
+    let rulers: Vec<common::Process> = ["a", "b"]
+        .iter()
+        .map(|replica| {
+            let mut ruler = common::Process::start(&[
+                "rule".to_string(),
+                format!("--rule-file={}", rules.display()),
+                format!("--data-dir={}", dir.path().join(replica).display()),
+                format!("--query=127.0.0.1:{}", query.http_port),
+                format!("--label=replica=\"{replica}\""),
+            ]);
+            ruler.wait_ready(Duration::from_secs(30));
+            ruler
+        })
+        .collect();
+    // `--query.replica-label=replica`: the two rulers are replicas of one.
+    let mut global = common::start_query(rulers.iter(), &[]);
+    global.wait_for(Duration::from_secs(30), "the rulers' alert listed", |g| {
+        common::http_get(g.http_port, "/api/v1/alerts")
+            .is_some_and(|(_, body)| body.contains("\"Always\""))
+    });
+    let listed = common::api_data(global.http_port, "/api/v1/rules");
+    let groups = listed["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{listed}");
+    assert_eq!(groups[0]["file"], rules.display().to_string());
+    let names: Vec<&str> = groups[0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["Always", "rule:time"],
+        "one of each, alerting rules first: {listed}"
+    );
+    let alerts = common::api_data(global.http_port, "/api/v1/alerts");
+    assert_eq!(
+        alerts["alerts"].as_array().map(Vec::len),
+        Some(1),
+        "{alerts}"
+    );
+    assert_eq!(alerts["alerts"][0]["labels"]["alertname"], "Always");
+    let only_recording = common::api_data(global.http_port, "/api/v1/rules?type=record");
+    assert_eq!(
+        only_recording["groups"][0]["rules"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{only_recording}"
+    );
+    let (status, body) =
+        common::http_get(global.http_port, "/api/v1/rules?type=nope").expect("answer");
+    assert_eq!(status, 400, "{body}");
+}

@@ -39,6 +39,8 @@ pub(crate) struct RuleArgs {
     pub(crate) request_logging: RequestLoggingFlags,
     #[command(flatten)]
     pub(crate) limits: StoreLimitFlags,
+    #[command(flatten)]
+    pub(crate) web: super::query::WebFlags,
 
     /// Labels to be applied to all generated metrics (repeated). Similar to external labels
     /// for Prometheus, used to identify ruler and its blocks as unique source.
@@ -498,6 +500,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
         ..DbOptions::default()
     };
     let limits = args.limits.series_limits();
+    let route_prefix = super::query::route_prefix(&args.web)?;
     let objstore = args.objstore.content()?;
     let block_duration = args.tsdb_block_duration.as_std();
     let alertmanagers = args.alertmanagers()?;
@@ -586,12 +589,13 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 rthanos_rule::store::TsdbStore::new(Arc::clone(&db), external_labels.clone()),
             ))
             .with_limits(limits)
+            .with_rules_announced()
             .routes()
             .add_service(rthanos_rule::api::RulesService::new(Arc::clone(&manager)).server());
             let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<
                 tokio::sync::oneshot::Sender<Result<(), String>>,
             >(1);
-            let http = axum::Router::new()
+            let routes = axum::Router::new()
                 .route(
                     "/-/reload",
                     axum::routing::post(move || {
@@ -600,6 +604,12 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                     }),
                 )
                 .merge(rthanos_rule::api::routes(Arc::clone(&manager)));
+            // Under --web.route-prefix, as Thanos serves its API and UI routes.
+            let http = if route_prefix.is_empty() {
+                routes
+            } else {
+                axum::Router::new().nest(&route_prefix, routes)
+            };
             let shutdown = runtime.shutdown_token();
             let prober = runtime.prober().clone();
             let dns_interval = args.query_sd_dns_interval.as_std();

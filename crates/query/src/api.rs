@@ -82,6 +82,8 @@ fn routes(state: Arc<ApiState>) -> Router {
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/stores", get(stores))
         .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
@@ -648,6 +650,95 @@ async fn metadata(
         .collect();
     Ok(with_warnings(
         json!({"status": "success", "data": data}),
+        warnings,
+    ))
+}
+
+/// The Rules API request of `/api/v1/rules` (`type`, `match[]`, `rule_name[]`,
+/// `rule_group[]`, `file[]`) and whether partial responses are on.
+fn rules_request(
+    state: &ApiState,
+    params: &Params,
+) -> Result<(rthanos_storeapi::thanos::RulesRequest, bool), ApiError> {
+    use rthanos_storeapi::thanos::{PartialResponseStrategy, RulesRequest, rules_request::Type};
+    let kind = match param(params, "type")
+        .unwrap_or_default()
+        .to_lowercase()
+        .as_str()
+    {
+        "" => Type::All,
+        "alert" => Type::Alert,
+        "record" => Type::Record,
+        other => {
+            return Err(ApiError::bad_data(format!(
+                "invalid rule type, must be one of 'alert' or 'record': {other}"
+            )));
+        }
+    };
+    let all = |name: &str| -> Vec<String> {
+        params
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let partial = proxy_flag(params, "partial_response", state.partial_response);
+    Ok((
+        RulesRequest {
+            r#type: kind as i32,
+            partial_response_strategy: if partial {
+                PartialResponseStrategy::Warn
+            } else {
+                PartialResponseStrategy::Abort
+            } as i32,
+            matcher_string: all("match[]"),
+            rule_name: all("rule_name[]"),
+            rule_group: all("rule_group[]"),
+            file: all("file[]"),
+        },
+        partial,
+    ))
+}
+
+/// `/api/v1/rules`: the rulers' groups, merged and deduplicated over the replica labels.
+async fn rules(
+    State(state): State<Arc<ApiState>>,
+    AllParams(params, _): AllParams,
+) -> Result<Response, ApiError> {
+    let (request, partial) = rules_request(&state, &params)?;
+    let (groups, warnings) = crate::rules::rule_groups(
+        &state.stores.metadata_apis(),
+        request,
+        &state.replica_labels,
+        partial,
+    )
+    .await
+    .map_err(|e| storage_error(rthanos_promql::StorageError(e)))?;
+    Ok(with_warnings(
+        json!({"status": "success", "data": rthanos_storeapi::rules::rule_groups_json(&groups)}),
+        warnings,
+    ))
+}
+
+/// `/api/v1/alerts`: the alerts of the rulers' alerting rules.
+async fn alerts(
+    State(state): State<Arc<ApiState>>,
+    AllParams(mut params, _): AllParams,
+) -> Result<Response, ApiError> {
+    params.retain(|(k, _)| k != "type");
+    params.push(("type".into(), "alert".into()));
+    let (request, partial) = rules_request(&state, &params)?;
+    let (groups, warnings) = crate::rules::rule_groups(
+        &state.stores.metadata_apis(),
+        request,
+        &state.replica_labels,
+        partial,
+    )
+    .await
+    .map_err(|e| storage_error(rthanos_promql::StorageError(e)))?;
+    let alerts = crate::rules::alerts(&groups);
+    Ok(with_warnings(
+        json!({"status": "success", "data": rthanos_storeapi::rules::alerts_json(&alerts)}),
         warnings,
     ))
 }

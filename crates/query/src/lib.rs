@@ -13,5 +13,6 @@ pub mod endpoints;
 pub mod metadata;
 pub mod params;
 pub mod proxy;
+pub mod rules;
 pub mod store;
 pub mod ui;

@@ -126,6 +126,7 @@ impl MetadataApi for PrometheusStore {
         MetadataSupport {
             metric_metadata: true,
             exemplars: Some((self.metadata.min_time(), i64::MAX)),
+            rules: false,
         }
     }
 

@@ -180,6 +180,7 @@ impl GrpcStore {
                             .exemplars
                             .as_ref()
                             .map(|e| (e.min_time, e.max_time)),
+                        rules: response.rules.is_some(),
                     };
                 }
                 info_from_response(response)
@@ -280,6 +281,27 @@ impl MetadataApi for GrpcStore {
             }
         }
         Ok((metadata, warnings))
+    }
+
+    async fn rules(
+        &self,
+        request: thanos::RulesRequest,
+    ) -> Result<(Vec<thanos::RuleGroup>, Vec<String>), Status> {
+        use thanos::rules_response::Result as Answer;
+        let mut stream = thanos::rules_client::RulesClient::new(self.channel.clone())
+            .max_decoding_message_size(i32::MAX as usize)
+            .rules(self.request(request))
+            .await?
+            .into_inner();
+        let (mut groups, mut warnings) = (Vec::new(), Vec::new());
+        while let Some(frame) = stream.message().await? {
+            match frame.result {
+                Some(Answer::Group(g)) => groups.push(g),
+                Some(Answer::Warning(w)) => warnings.push(w),
+                None => {}
+            }
+        }
+        Ok((groups, warnings))
     }
 
     async fn exemplars(

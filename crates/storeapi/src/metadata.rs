@@ -19,6 +19,8 @@ pub struct MetadataSupport {
     pub metric_metadata: bool,
     /// Serves exemplars over this time range (ms).
     pub exemplars: Option<(i64, i64)>,
+    /// Serves the Rules API (a ruler).
+    pub rules: bool,
 }
 
 /// The metadata and exemplars APIs of one component.
@@ -38,6 +40,14 @@ pub trait MetadataApi: Send + Sync + 'static {
         &self,
         request: ExemplarsRequest,
     ) -> Result<(Vec<ExemplarData>, Vec<String>), Status>;
+
+    /// Rule groups (Thanos's Rules API), and warnings; only where `support().rules`.
+    async fn rules(
+        &self,
+        _request: thanos::RulesRequest,
+    ) -> Result<(Vec<thanos::RuleGroup>, Vec<String>), Status> {
+        Err(Status::unimplemented("no Rules API here"))
+    }
 }
 
 type Stream<T> = futures::stream::BoxStream<'static, Result<T, Status>>;

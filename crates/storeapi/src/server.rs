@@ -33,6 +33,7 @@ pub struct StoreServer {
     max_frame_bytes: usize,
     limits: SeriesLimits,
     metadata: Option<Arc<dyn MetadataApi>>,
+    rules: bool,
 }
 
 impl StoreServer {
@@ -43,7 +44,15 @@ impl StoreServer {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             limits: SeriesLimits::default(),
             metadata: None,
+            rules: false,
         }
+    }
+
+    /// Announces the Rules API in Info (the caller serves `thanos.Rules` beside), so
+    /// queriers ask this endpoint for rules and alerts.
+    pub fn with_rules_announced(mut self) -> Self {
+        self.rules = true;
+        self
     }
 
     /// Also serves the metric metadata and exemplars APIs, announced in Info.
@@ -205,6 +214,9 @@ impl thanos::info::info_server::Info for StoreServer {
         _: Request<thanos::info::InfoRequest>,
     ) -> Result<Response<thanos::info::InfoResponse>, Status> {
         let mut response = info_response(&self.store.info());
+        if self.rules {
+            response.rules = Some(thanos::info::RulesInfo {});
+        }
         if let Some(api) = &self.metadata {
             let support = api.support();
             if support.metric_metadata {
