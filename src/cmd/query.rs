@@ -67,7 +67,7 @@ pub(crate) struct GrpcClientFlags {
     pub(crate) compression: String,
 }
 
-/// The querier's web UI flags.
+/// The web flags of the querier and the ruler.
 #[derive(Args, Debug)]
 pub(crate) struct WebFlags {
     #[command(flatten)]
@@ -495,7 +495,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
 
 /// `--web.route-prefix`, else the path of `--web.external-prefix`, as `/prefix` (no trailing
 /// slash), or empty for the root.
-fn route_prefix(web: &WebFlags) -> anyhow::Result<String> {
+pub(crate) fn route_prefix(web: &WebFlags) -> anyhow::Result<String> {
     let prefix = if web.route_prefix.is_empty() {
         let external = &web.prefix.external_prefix;
         match external.split_once("://") {
