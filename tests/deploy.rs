@@ -176,7 +176,7 @@ fn the_manifests_parse_and_refer_to_each_other() {
         assert!(!name(doc).is_empty(), "{file}: metadata.name");
     }
     let workloads = workloads(&docs);
-    assert_eq!(workloads.len(), 3, "query, store and compact");
+    assert_eq!(workloads.len(), 4, "query, store, compact and rule");
     let mut components = BTreeSet::new();
     for workload in &workloads {
         let wname = name(workload);
@@ -244,9 +244,31 @@ fn the_manifests_parse_and_refer_to_each_other() {
             }
         }
     }
+    // ConfigMap volumes name a ConfigMap of the manifests.
+    let config_maps: Vec<&str> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| kind(d) == "ConfigMap")
+        .map(|d| name(d))
+        .collect();
+    for workload in &workloads {
+        for volume in at(workload, &["spec", "template", "spec", "volumes"])
+            .as_sequence()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(map) = str_of(volume, &["configMap", "name"]) {
+                assert!(
+                    config_maps.contains(&map),
+                    "{}: no ConfigMap {map}",
+                    name(workload)
+                );
+            }
+        }
+    }
     assert_eq!(
         components,
-        ["compact", "query", "store"]
+        ["compact", "query", "rule", "store"]
             .into_iter()
             .map(String::from)
             .collect()
@@ -294,7 +316,7 @@ fn the_manifests_parse_and_refer_to_each_other() {
         .map(|(_, d)| d)
         .filter(|d| kind(d) == "ServiceMonitor")
         .collect();
-    assert_eq!(monitors.len(), 3);
+    assert_eq!(monitors.len(), 4);
     for monitor in monitors {
         let selector = labels(at(monitor, &["spec", "selector", "matchLabels"]));
         let service = services
@@ -330,6 +352,14 @@ fn the_manifests_parse_and_refer_to_each_other() {
         str_of(thanos, &["image"]).and_then(|i| i.split(':').next()),
         Some(image.as_str())
     );
+    // and, as the alternative to rule.yaml, its ThanosRuler.
+    let ruler = at(values, &["thanosRuler", "thanosRulerSpec"]);
+    assert_eq!(
+        str_of(ruler, &["image"]).and_then(|i| i.split(':').next()),
+        Some(image.as_str())
+    );
+    let ruler_secret = str_of(ruler, &["objectStorageConfig", "name"]).expect("ruler secret");
+    assert!(secrets.iter().any(|s| name(s) == ruler_secret));
     let secret = str_of(thanos, &["objectStorageConfig", "name"]).expect("secret name");
     let key = str_of(thanos, &["objectStorageConfig", "key"]).expect("secret key");
     assert!(
@@ -347,8 +377,13 @@ struct Started {
     _scratch: tempfile::TempDir,
 }
 
-fn start_component(args: &[String]) -> Started {
+fn start_component(args: &[String], rules: &BTreeMap<String, String>) -> Started {
     let scratch = tempfile::tempdir().expect("tmp");
+    let rules_dir = scratch.path().join("rules");
+    std::fs::create_dir_all(&rules_dir).expect("rules dir");
+    for (file, text) in rules {
+        std::fs::write(rules_dir.join(file), text).expect("rule file");
+    }
     let objstore = scratch.path().join("objstore.yml");
     std::fs::create_dir_all(scratch.path().join("bucket")).expect("bucket");
     let objstore_yaml = common::filesystem_yaml(&scratch.path().join("bucket"));
@@ -368,6 +403,10 @@ fn start_component(args: &[String]) -> Started {
                 // prometheus-operator's `--objstore.config=$(OBJSTORE_CONFIG)`, which
                 // Kubernetes expands from the Secret.
                 "--objstore.config" => format!("--objstore.config={objstore_yaml}"),
+                // The ConfigMap's files, mounted where the glob points.
+                "--rule-file" => format!("--rule-file={}/*.yaml", rules_dir.display()),
+                // Evaluated within a second, so the rule metrics exist at once.
+                "--eval-interval" => "--eval-interval=1s".to_string(),
                 _ => arg.clone(),
             }
         })
@@ -459,12 +498,37 @@ fn every_container_starts_with_its_arguments_and_exports_what_its_alerts_use() {
     .expect("the sidecar's job");
     jobs.insert(sidecar_job.to_string(), "sidecar".to_string());
 
+    // The ruler's rule files: the ConfigMap's.
+    let rules: BTreeMap<String, String> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| kind(d) == "ConfigMap" && name(d) == "thanos-rule-rules")
+        .flat_map(|d| {
+            at(d, &["data"])
+                .as_mapping()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!rules.is_empty(), "the ruler's ConfigMap");
     // Every rthanos container, started with its own arguments.
     let mut exposition: BTreeMap<String, String> = BTreeMap::new();
     for workload in &workloads {
         for container in containers(workload) {
             let args = args(container);
-            let started = start_component(&args);
+            let mut started = start_component(&args, &rules);
+            if args[0] == "rule" {
+                // A group's duration and time are there from its first evaluation on.
+                started
+                    .process
+                    .wait_for(Duration::from_secs(30), "a rule evaluation", |p| {
+                        common::http_get(p.http_port, "/metrics").is_some_and(|(_, m)| {
+                            exports(&m, "prometheus_rule_group_last_duration_seconds")
+                        })
+                    });
+            }
             let (_, metrics) =
                 common::http_get(started.process.http_port, "/metrics").expect("metrics");
             exposition.insert(args[0].clone(), metrics);
@@ -478,17 +542,20 @@ fn every_container_starts_with_its_arguments_and_exports_what_its_alerts_use() {
         tsdb.path(),
         "global:\n  external_labels:\n    cluster: production\n    replica: a\n",
     );
-    let sidecar = start_component(&[
-        "sidecar".to_string(),
-        format!("--prometheus.url={}", prometheus.url()),
-        "--grpc-address=:10901".to_string(),
-        "--http-address=:10902".to_string(),
-        format!("--tsdb.path={}", tsdb.path().display()),
-        "--objstore.config=$(OBJSTORE_CONFIG)".to_string(),
-        "--log.level=info".to_string(),
-        "--log.format=logfmt".to_string(),
-        r#"--prometheus.http-client={"tls_config": {"insecure_skip_verify":true}}"#.to_string(),
-    ]);
+    let sidecar = start_component(
+        &[
+            "sidecar".to_string(),
+            format!("--prometheus.url={}", prometheus.url()),
+            "--grpc-address=:10901".to_string(),
+            "--http-address=:10902".to_string(),
+            format!("--tsdb.path={}", tsdb.path().display()),
+            "--objstore.config=$(OBJSTORE_CONFIG)".to_string(),
+            "--log.level=info".to_string(),
+            "--log.format=logfmt".to_string(),
+            r#"--prometheus.http-client={"tls_config": {"insecure_skip_verify":true}}"#.to_string(),
+        ],
+        &BTreeMap::new(),
+    );
     let (_, metrics) = common::http_get(sidecar.process.http_port, "/metrics").expect("metrics");
     exposition.insert("sidecar".to_string(), metrics);
 
@@ -540,7 +607,12 @@ fn unit_command(unit: &str, env: &str) -> Vec<String> {
         if let Some((key, value)) = line.split_once('=')
             && key.starts_with("RTHANOS_")
         {
-            variables.insert(format!("${key}"), value.trim_matches('"').to_string());
+            // systemd's double quotes, with `\"` for a quote inside.
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            variables.insert(format!("${key}"), value.replace("\\\"", "\""));
         }
     }
     let exec = unit
@@ -562,7 +634,7 @@ fn the_systemd_units_verify_and_their_flags_start_each_component() {
     let units = repo().join("deploy/systemd");
     let scratch = tempfile::tempdir().expect("tmp");
     let mut copies = Vec::new();
-    for component in ["sidecar", "query", "store", "compact"] {
+    for component in ["sidecar", "query", "store", "compact", "rule"] {
         let unit = units.join(format!("rthanos-{component}.service"));
         let text = std::fs::read_to_string(&unit).expect("unit");
         assert!(
@@ -598,10 +670,14 @@ fn the_systemd_units_verify_and_their_flags_start_each_component() {
             std::fs::read_to_string(units.join(format!("rthanos-{component}.env"))).expect("env");
         unit_command(&unit, &env)
     };
-    for component in ["query", "store", "compact"] {
+    let rules = BTreeMap::from([(
+        "example.yaml".to_string(),
+        "groups:\n- name: g\n  rules:\n  - record: r\n    expr: vector(1)\n".to_string(),
+    )]);
+    for component in ["query", "store", "compact", "rule"] {
         let args = command(component);
         assert_eq!(args[0], component);
-        drop(start_component(&args));
+        drop(start_component(&args, &rules));
     }
     let tsdb = tempfile::tempdir().expect("tmp");
     let prometheus = // testkit's Prometheus cuts 2h blocks, as the sidecar requires for uploads.
@@ -621,5 +697,5 @@ fn the_systemd_units_verify_and_their_flags_start_each_component() {
         })
         .collect();
     assert_eq!(args[0], "sidecar");
-    drop(start_component(&args));
+    drop(start_component(&args, &BTreeMap::new()));
 }
