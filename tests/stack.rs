@@ -35,6 +35,8 @@ const STORE_GRPC: u16 = PORTS_FROM + 6;
 const STORE_HTTP: u16 = PORTS_FROM + 7;
 const QUERY_HTTP: u16 = PORTS_FROM + 9;
 const COMPACT_HTTP: u16 = PORTS_FROM + 10;
+const ALERTMANAGER_HTTP: u16 = PORTS_FROM + 11;
+const RULE_HTTP: u16 = PORTS_FROM + 13;
 
 const HOUR: i64 = 3600;
 /// The test's whole time: every wait ends by it, before nextest's limit for this test (600s,
@@ -367,7 +369,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
             == Some(metas.len() as f64)
     });
     stack.wait_for(Duration::from_secs(60), "every endpoint healthy", || {
-        healthy_endpoints() == 3
+        healthy_endpoints() == 4
     });
 
     // Each replica scrapes itself, the other and every rthanos component; the compactor
@@ -375,12 +377,55 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
     for port in PROMETHEUS {
         stack.wait_for(Duration::from_secs(30), "every target up", || {
             let up = instant_values(port, "/api/v1/query?query=up", &[]);
-            up.len() == 7 && up.values().all(|&v| v == 1.0)
+            up.len() == 8 && up.values().all(|&v| v == 1.0)
         });
     }
     assert_eq!(
         common::metric_on(COMPACT_HTTP, "thanos_compact_halted"),
         Some(0.0)
+    );
+
+    // The ruler evaluates the guide's alerts and a recording rule over the deduplicated view
+    // (the querier's one target counts once, not once per replica), and the querier lists its
+    // rules; Alertmanager, where its alerts go, runs.
+    stack.wait_for(
+        Duration::from_secs(60),
+        "the ruler's series in the querier",
+        || {
+            let recorded = instant_values(
+                QUERY_HTTP,
+                &format!(
+                    "/api/v1/query?query={}",
+                    urlencode("job:up:sum{job=\"thanos-query\"}")
+                ),
+                &[],
+            );
+            recorded.len() == 1 && recorded.values().all(|&v| v == 1.0)
+        },
+    );
+    let rules = common::api_data(QUERY_HTTP, "/api/v1/rules");
+    let names: Vec<&str> = rules["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for name in [
+        "ThanosSidecarDown",
+        "ThanosCompactorNotRunning",
+        "ThanosObjectStoreUploadFailures",
+        "job:up:sum",
+    ] {
+        assert!(names.contains(&name), "{name} not listed: {rules}");
+    }
+    assert_eq!(
+        common::metric_on(RULE_HTTP, "thanos_rule_config_last_reload_successful"),
+        Some(1.0)
+    );
+    assert_eq!(
+        common::http_get(ALERTMANAGER_HTTP, "/api/v2/status").map(|(s, _)| s),
+        Some(200)
     );
 
     // No block lost or doubled: the raw blocks of each replica hold every shipped block
@@ -524,7 +569,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
         common::http_get(SIDECAR_HTTP[0], "/-/ready").is_some_and(|(s, _)| s == 200)
     });
     stack.wait_for(Duration::from_secs(60), "every endpoint healthy", || {
-        healthy_endpoints() == 3
+        healthy_endpoints() == 4
     });
     // Let both replicas scrape a few times after the restart.
     std::thread::sleep(Duration::from_secs(5));
@@ -559,7 +604,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
     // every endpoint healthy again.
     stack.kill("sidecar-1");
     stack.wait_for(Duration::from_secs(60), "the dead sidecar reported", || {
-        healthy_endpoints() == 2
+        healthy_endpoints() == 3
     });
     let (status, body) = common::http_get(
         QUERY_HTTP,
@@ -572,7 +617,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
     stack.wait_for(
         Duration::from_secs(60),
         "every endpoint healthy again",
-        || healthy_endpoints() == 3,
+        || healthy_endpoints() == 4,
     );
 
     // Stopped and started again: nothing shipped twice, nothing lost.
@@ -580,7 +625,7 @@ fn the_local_stack_ships_compacts_downsamples_and_answers_as_one_complete_promet
     let before = bucket_blocks(&bucket).0;
     let mut again = Stack::start(&data);
     again.wait_for(Duration::from_secs(60), "every endpoint healthy", || {
-        healthy_endpoints() == 3
+        healthy_endpoints() == 4
     });
     // The sidecars' first sync runs at start; give them and the compactor a few rounds.
     std::thread::sleep(Duration::from_secs(10));

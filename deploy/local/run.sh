@@ -3,8 +3,10 @@
 #   - two Prometheus 2.42 replicas (Debian's package), external labels cluster=local and
 #     replica=0 / 1, 2h blocks (min = max block duration, as Thanos requires), each scraping
 #     itself, the other and every rthanos component;
-#   - two sidecars, a store gateway, a compactor (--wait) and a querier; see
-#     deploy/local/README.md.
+#   - two sidecars, a store gateway, a compactor (--wait) and a querier;
+#   - a ruler evaluating deploy/local/rules/*.yaml (the guide's Thanos alerts) through the
+#     querier, and an Alertmanager (Debian's prometheus-alertmanager, 0.25) it sends them to;
+#     see deploy/local/README.md.
 # Ctrl-C (or SIGTERM) stops everything; data is kept, and a second start continues where the
 # first stopped.
 #
@@ -13,7 +15,7 @@
 #   RTHANOS_BIN               an rthanos binary to run instead of building this checkout
 #   RTHANOS_LOCAL_PORTS_FROM  consecutive ports from this one instead of the usual ones
 #   RTHANOS_LOCAL_SCRAPE_INTERVAL                          (default 15s)
-#   RTHANOS_LOCAL_{PROMETHEUS,SIDECAR,STORE,COMPACT,QUERY}_ARGS  extra flags, space-separated
+#   RTHANOS_LOCAL_{PROMETHEUS,SIDECAR,STORE,COMPACT,QUERY,RULE}_ARGS  extra flags, space-separated
 #                             (the store's replace its default, --sync-block-duration=1m)
 #
 # Each process is started from a script of its own, $data/run/<name>.sh, which records its
@@ -22,7 +24,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 data="${RTHANOS_LOCAL_DATA:-$here/data}"
 data="$(mkdir -p "$data" && cd "$data" && pwd)"
-mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1" "$data/run"
+mkdir -p "$data/bucket" "$data/prometheus-0" "$data/prometheus-1" "$data/run" "$data/alertmanager"
 
 # One stack per data directory. The lock is inherited by every component, so it stays taken
 # while any of them survives this script (killed with SIGKILL, say).
@@ -38,14 +40,15 @@ fi
 # Pid files left by a stack that did not stop cleanly name processes that are gone.
 rm -f "$data"/run/*.pid
 
-if ! command -v prometheus >/dev/null; then
-  echo "installing Debian's prometheus package (2.42)…"
+if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then
+  echo "installing Debian's prometheus (2.42) and prometheus-alertmanager (0.25) packages…"
   as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
-  # Keep the packaged service from starting on 9090: this stack runs its own replicas.
+  # Keep the packaged services from starting on 9090 and 9093: this stack runs its own.
   printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
   as_root chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
   as_root rm -f /usr/sbin/policy-rc.d
 fi
 
@@ -69,6 +72,8 @@ if [ -n "${RTHANOS_LOCAL_PORTS_FROM:-}" ]; then
   store_grpc=$((p + 6)) store_http=$((p + 7))
   query_grpc=$((p + 8)) query_http=$((p + 9))
   compact_http=$((p + 10))
+  alertmanager_http=$((p + 11))
+  rule_grpc=$((p + 12)) rule_http=$((p + 13))
 else
   prom_port=(9090 9091)
   sidecar_grpc=(10901 10911)
@@ -76,6 +81,8 @@ else
   store_grpc=10905 store_http=10906
   query_grpc=10903 query_http=10904
   compact_http=10908
+  alertmanager_http=9093
+  rule_grpc=10909 rule_http=10910
 fi
 scrape_interval="${RTHANOS_LOCAL_SCRAPE_INTERVAL:-15s}"
 
@@ -154,6 +161,8 @@ store_args=(${RTHANOS_LOCAL_STORE_ARGS:---sync-block-duration=1m})
 compact_args=(${RTHANOS_LOCAL_COMPACT_ARGS:-})
 # shellcheck disable=SC2206
 query_args=(${RTHANOS_LOCAL_QUERY_ARGS:-})
+# shellcheck disable=SC2206
+rule_args=(${RTHANOS_LOCAL_RULE_ARGS:-})
 set +f
 
 for i in 0 1; do
@@ -180,6 +189,9 @@ scrape_configs:
   - job_name: thanos-query
     static_configs:
       - targets: ["127.0.0.1:$query_http"]
+  - job_name: thanos-rule
+    static_configs:
+      - targets: ["127.0.0.1:$rule_http"]
 YAML
   launch "prometheus-$i" "$data/prometheus-$i.log" prometheus \
     --config.file="$data/prometheus-$i.yml" \
@@ -228,12 +240,42 @@ launch query "$data/query.log" "$rthanos" query \
   --endpoint="127.0.0.1:${sidecar_grpc[0]}" \
   --endpoint="127.0.0.1:${sidecar_grpc[1]}" \
   --endpoint="127.0.0.1:$store_grpc" \
+  --endpoint="127.0.0.1:$rule_grpc" \
   --query.replica-label=replica \
   --grpc-address="127.0.0.1:$query_grpc" \
   --http-address="127.0.0.1:$query_http" \
   ${query_args[@]+"${query_args[@]}"}
 
-# The banner once the querier answers (it comes up last).
+# Alertmanager, clustering off, every alert to a receiver that sends nothing (see its UI).
+cat > "$data/alertmanager.yml" <<YAML
+route:
+  receiver: local
+  group_by: [alertname]
+receivers:
+  - name: local
+YAML
+launch alertmanager "$data/alertmanager.log" prometheus-alertmanager \
+  --config.file="$data/alertmanager.yml" \
+  --storage.path="$data/alertmanager" \
+  --web.listen-address="127.0.0.1:$alertmanager_http" \
+  --cluster.listen-address=
+
+# The ruler: the guide's alerts over the querier's deduplicated view, to Alertmanager; its
+# results served to the querier and shipped to the bucket.
+launch rule "$data/rule.log" "$rthanos" rule \
+  --rule-file="$here/rules/*.yaml" \
+  --data-dir="$data/rule" \
+  --query="127.0.0.1:$query_http" \
+  --alertmanagers.url="http://127.0.0.1:$alertmanager_http" \
+  --alert.query-url="http://127.0.0.1:$query_http" \
+  --label='ruler="local"' \
+  --eval-interval="$scrape_interval" \
+  --objstore.config-file="$data/objstore.yml" \
+  --grpc-address="127.0.0.1:$rule_grpc" \
+  --http-address="127.0.0.1:$rule_http" \
+  ${rule_args[@]+"${rule_args[@]}"}
+
+# The banner once the querier answers.
 for _ in $(seq 1 600); do
   (exec 3<>"/dev/tcp/127.0.0.1/$query_http") 2>/dev/null && break
   sleep 0.1
@@ -247,6 +289,8 @@ Store gateway:        gRPC 127.0.0.1:$store_grpc, http://127.0.0.1:$store_http  
 Compactor:            http://127.0.0.1:$compact_http/metrics  (log: $data/compact.log)
 Query UI:             http://127.0.0.1:$query_http/  (stores: http://127.0.0.1:$query_http/stores)
 Query (Prometheus API): http://127.0.0.1:$query_http/api/v1/query?query=up  (log: $data/query.log)
+Ruler:                gRPC 127.0.0.1:$rule_grpc, http://127.0.0.1:$rule_http/api/v1/rules  (log: $data/rule.log)
+Alertmanager:         http://127.0.0.1:$alertmanager_http/  (log: $data/alertmanager.log)
 Bucket (FILESYSTEM):  $data/bucket  (objstore.yml: $data/objstore.yml)
 Ctrl-C stops the stack; the next start continues from $data.
 EOF
