@@ -63,8 +63,26 @@ async fn the_ui_runs_queries_in_a_real_browser() -> Result<(), Box<dyn std::erro
         &blocks.data_dir(),
         "global:\n  external_labels:\n    cluster: ui\n    replica: a\n",
     );
-    let query = common::start_query([&replica.sidecar], &[]);
+    // A ruler over a querier of the sidecar, and the querier the UI is opened on, over the
+    // sidecar and the ruler.
+    let rules_dir = tempfile::tempdir().expect("tmp");
+    let rules = rules_dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: ui\n  interval: 1s\n  rules:\n  - record: job:up:count\n    expr: count(up)\n  - alert: AlwaysFiring\n    expr: vector(1)\n    labels:\n      severity: none\n    annotations:\n      summary: rendered for {{ $labels.severity }}\n  - alert: NeverFiring\n    expr: vector(1) == 2\n",
+    )
+    .expect("rules");
+    let inner = common::start_query([&replica.sidecar], &[]);
+    let mut ruler = common::Process::start(&[
+        "rule".to_string(),
+        format!("--rule-file={}", rules.display()),
+        format!("--data-dir={}", rules_dir.path().join("data").display()),
+        format!("--query=127.0.0.1:{}", inner.http_port),
+    ]);
+    ruler.wait_ready(Duration::from_secs(30));
+    let query = common::start_query([&replica.sidecar, &ruler], &[]);
     let base = format!("http://127.0.0.1:{}", query.http_port);
+    let ruler_base = format!("http://127.0.0.1:{}", ruler.http_port);
 
     let driver = ChromeDriver::start();
     // Several TLS providers are linked in; the WebDriver connection is plain HTTP anyway.
@@ -82,7 +100,13 @@ async fn the_ui_runs_queries_in_a_real_browser() -> Result<(), Box<dyn std::erro
         .capabilities(capabilities)
         .connect(&format!("http://127.0.0.1:{}", driver.1))
         .await?;
-    let result = run(&browser, &base).await;
+    let mut result = run(&browser, &base).await;
+    if result.is_ok() {
+        result = rules_pages(&browser, &base, "query").await;
+    }
+    if result.is_ok() {
+        result = rules_pages(&browser, &ruler_base, "rule").await;
+    }
     browser.close().await?;
     result
 }
@@ -203,5 +227,87 @@ async fn run(browser: &fantoccini::Client, base: &str) -> Result<(), Box<dyn std
     );
     let png = browser.screenshot().await?;
     artefact("query-ui-stores.png", &png);
+    Ok(())
+}
+
+/// The Alerts and Rules pages, on the querier (over its rulers) and on the ruler itself.
+async fn rules_pages(
+    browser: &fantoccini::Client,
+    base: &str,
+    component: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let wait = Duration::from_secs(30);
+    // The ruler's `/` leads to its alerts; it shows neither graph nor stores.
+    if component == "rule" {
+        browser.goto(&format!("{base}/")).await?;
+        browser
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Id("alerts"))
+            .await?;
+        assert!(browser.current_url().await?.path().ends_with("/alerts"));
+        assert!(
+            !browser
+                .find(Locator::Id("nav-graph"))
+                .await?
+                .is_displayed()
+                .await?
+        );
+        assert_eq!(
+            browser.find(Locator::Id("brand")).await?.text().await?,
+            "rthanos rule"
+        );
+    }
+    // Alerts: the firing rule with its alert, opened; the other inactive.
+    let deadline = std::time::Instant::now() + wait;
+    let page = loop {
+        browser.goto(&format!("{base}/alerts")).await?;
+        let row = browser
+            .wait()
+            .at_most(wait)
+            .for_element(Locator::Css("#alerts p"))
+            .await?;
+        let _ = row;
+        let text = browser.find(Locator::Id("alerts")).await?.text().await?;
+        if text.contains("FIRING") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        page.contains("firing (1)") && page.contains("inactive (1)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("AlwaysFiring") && page.contains("NeverFiring"),
+        "{page}"
+    );
+    assert!(
+        page.contains("FIRING") && page.contains("alertname=\"AlwaysFiring\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("summary: rendered for {{ $labels.severity }}"),
+        "{page}"
+    );
+    let png = browser.screenshot().await?;
+    artefact(&format!("{component}-ui-alerts.png"), &png);
+    // Rules: the group, each rule healthy.
+    browser.goto(&format!("{base}/rules")).await?;
+    let health = browser
+        .wait()
+        .at_most(wait)
+        .for_element(Locator::Css("table.rules td.up"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(health, "OK");
+    let page = browser.find(Locator::Id("rules")).await?.text().await?;
+    assert!(
+        page.contains("record: job:up:count") && page.contains("expr: count(up)"),
+        "{page}"
+    );
+    let png = browser.screenshot().await?;
+    artefact(&format!("{component}-ui-rules.png"), &png);
     Ok(())
 }

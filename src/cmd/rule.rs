@@ -603,7 +603,8 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                         async move { reload_handler(reload_tx).await }
                     }),
                 )
-                .merge(rthanos_rule::api::routes(Arc::clone(&manager)));
+                .merge(rthanos_rule::api::routes(Arc::clone(&manager)))
+                .merge(rthanos_query::ui::ruler_router(&route_prefix));
             // Under --web.route-prefix, as Thanos serves its API and UI routes.
             let http = if route_prefix.is_empty() {
                 routes
