@@ -249,7 +249,7 @@ fn the_manifests_parse_and_refer_to_each_other() {
         .iter()
         .map(|(_, d)| d)
         .filter(|d| kind(d) == "ConfigMap")
-        .map(|d| name(d))
+        .map(name)
         .collect();
     for workload in &workloads {
         for volume in at(workload, &["spec", "template", "spec", "volumes"])
