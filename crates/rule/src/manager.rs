@@ -322,6 +322,9 @@ pub fn load_groups(
 struct Running {
     key: GroupKey,
     group: Arc<Mutex<Group>>,
+    /// The group as of its last evaluation, for the API: read without waiting for an
+    /// evaluation under way (its queries may take minutes).
+    snapshot: Arc<std::sync::RwLock<Group>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -333,6 +336,8 @@ pub struct Manager {
     for_state: Arc<dyn ForStateSource>,
     metrics: Arc<RuleMetrics>,
     running: Mutex<Vec<Running>>,
+    /// The running groups' snapshots, published once a load is applied.
+    published: std::sync::RwLock<Vec<Arc<std::sync::RwLock<Group>>>>,
     /// Set once the first load ran: only groups of the first load restore `for` state.
     loaded_once: std::sync::atomic::AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -352,6 +357,7 @@ impl Manager {
             for_state,
             metrics,
             running: Mutex::new(Vec::new()),
+            published: std::sync::RwLock::new(Vec::new()),
             loaded_once: std::sync::atomic::AtomicBool::new(false),
             shutdown: watch::channel(false).0,
         }
@@ -454,6 +460,9 @@ impl Manager {
                 }
             });
         }
+        if let Ok(mut published) = self.published.write() {
+            *published = running.iter().map(|r| Arc::clone(&r.snapshot)).collect();
+        }
         Ok(())
     }
 
@@ -485,10 +494,12 @@ impl Manager {
             metrics: Arc::clone(&self.metrics),
             strategy,
         });
+        let snapshot = Arc::new(std::sync::RwLock::new(group.clone()));
         let group = Arc::new(Mutex::new(group));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_group(GroupRun {
             group: Arc::clone(&group),
+            snapshot: Arc::clone(&snapshot),
             env,
             for_state: Arc::clone(&self.for_state),
             metrics: Arc::clone(&self.metrics),
@@ -500,24 +511,21 @@ impl Manager {
         Running {
             key,
             group,
+            snapshot,
             stop,
             task,
         }
     }
 
-    /// The groups now running, as of their last evaluation, sorted by file and name.
+    /// The groups now running, as of their last evaluation, sorted by file and name. Never
+    /// waits for an evaluation or a reload under way.
     pub async fn groups(&self) -> Vec<Group> {
-        let running: Vec<Arc<Mutex<Group>>> = self
-            .running
-            .lock()
-            .await
+        let published: Vec<Arc<std::sync::RwLock<Group>>> =
+            self.published.read().map(|p| p.clone()).unwrap_or_default();
+        let mut out: Vec<Group> = published
             .iter()
-            .map(|r| Arc::clone(&r.group))
+            .filter_map(|g| g.read().ok().map(|g| g.clone()))
             .collect();
-        let mut out = Vec::with_capacity(running.len());
-        for group in running {
-            out.push(group.lock().await.clone());
-        }
         out.sort_by(|a, b| {
             (a.original_file(), &a.key().name).cmp(&(b.original_file(), &b.key().name))
         });
@@ -527,6 +535,9 @@ impl Manager {
     /// Stops every group (an evaluation under way finishes first).
     pub async fn stop(&self) {
         let _ = self.shutdown.send(true);
+        if let Ok(mut published) = self.published.write() {
+            published.clear();
+        }
         let running = std::mem::take(&mut *self.running.lock().await);
         for r in running {
             let _ = r.stop.send(true);
@@ -537,6 +548,7 @@ impl Manager {
 
 struct GroupRun {
     group: Arc<Mutex<Group>>,
+    snapshot: Arc<std::sync::RwLock<Group>>,
     env: EvalEnv,
     for_state: Arc<dyn ForStateSource>,
     metrics: Arc<RuleMetrics>,
@@ -591,6 +603,9 @@ async fn run_group(mut run: GroupRun) {
             if !run.restore {
                 group.mark_restored();
             }
+            if let Ok(mut snapshot) = run.snapshot.write() {
+                *snapshot = group.clone();
+            }
             samples
         };
         run.metrics
@@ -632,6 +647,95 @@ async fn run_group(mut run: GroupRun) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::{NoNotifier, NoObserver, QueryOutcome, RuleQuerier, VerbatimTemplates};
+
+    /// A querier whose every query waits until the test lets it go.
+    struct Stuck {
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait::async_trait]
+    impl RuleQuerier for Stuck {
+        async fn query(
+            &self,
+            _: &str,
+            _: i64,
+            _: PartialResponseStrategy,
+        ) -> Result<QueryOutcome, String> {
+            self.entered.notify_one();
+            self.release.notified().await;
+            Ok(QueryOutcome::default())
+        }
+    }
+
+    struct Nothing;
+
+    impl crate::group::SampleSink for Nothing {
+        fn append(
+            &self,
+            _: i64,
+            samples: &[(rthanos_model::Labels, f64)],
+        ) -> Result<Vec<Option<crate::group::Refusal>>, String> {
+            Ok(vec![None; samples.len()])
+        }
+    }
+
+    impl ForStateSource for Nothing {
+        fn last_sample(&self, _: &rthanos_model::Labels, _: i64, _: i64) -> Option<(i64, f64)> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn the_groups_are_listed_while_an_evaluation_waits_for_its_query() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("rules.yml");
+        std::fs::write(
+            &file,
+            "groups:\n- name: g\n  interval: 1s\n  rules:\n  - record: r\n    expr: vector(1)\n",
+        )
+        .expect("rules");
+        let querier = Arc::new(Stuck {
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        let manager = Manager::new(
+            ManagerOptions {
+                data_dir: dir.path().to_path_buf(),
+                eval_interval: Duration::from_secs(1),
+                outage_tolerance: Duration::from_secs(3600),
+                for_grace_period: Duration::from_secs(600),
+                clock: system_clock(),
+            },
+            EvalEnv {
+                querier: Arc::clone(&querier) as Arc<dyn RuleQuerier>,
+                sink: Arc::new(Nothing),
+                templater: Arc::new(VerbatimTemplates),
+                notifier: Arc::new(NoNotifier),
+                observer: Arc::new(NoObserver),
+                resend_delay_ms: 60_000,
+            },
+            Arc::new(Nothing),
+            Arc::new(RuleMetrics::new(&Registry::new()).expect("metrics")),
+        );
+        manager
+            .update(&[file.display().to_string()])
+            .await
+            .expect("load");
+        // The group's first evaluation is now stuck in its query.
+        tokio::time::timeout(Duration::from_secs(30), querier.entered.notified())
+            .await
+            .expect("evaluated");
+        let groups = tokio::time::timeout(Duration::from_secs(30), manager.groups())
+            .await
+            .expect("listed while the evaluation waits");
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].key().name, "g");
+        querier.release.notify_one();
+        manager.stop().await;
+        assert!(manager.groups().await.is_empty());
+    }
 
     #[test]
     fn group_files_are_thanos_rewritten_paths() {
