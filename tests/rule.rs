@@ -684,3 +684,250 @@ fn a_querier_lists_the_rules_and_alerts_of_its_rulers_once_per_replica_set() {
         common::http_get(global.http_port, "/api/v1/rules?type=nope").expect("answer");
     assert_eq!(status, 400, "{body}");
 }
+
+/// The raw samples of `series` (a selector) in the last `range` on a Prometheus, as
+/// (timestamp ms, value), oldest first.
+fn raw_samples(port: u16, series: &str, range: &str) -> Vec<(i64, f64)> {
+    let data = common::api_data(
+        port,
+        &format!(
+            "/api/v1/query?query={}",
+            common::urlencode(&format!("{series}[{range}]"))
+        ),
+    );
+    data["result"][0]["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let t = p[0].as_f64()?;
+            let v = p[1].as_str()?.parse().ok()?;
+            Some(((t * 1000.0).round() as i64, v))
+        })
+        .collect()
+}
+
+#[test]
+fn stateless_ruler_remote_writes_every_committed_sample_through_outages() {
+    // The source: a Prometheus scraping itself, read through its sidecar.
+    let source_port = rthanos_testkit::free_port();
+    let source_data = tempfile::tempdir().expect("tmp");
+    let source = rthanos_testkit::Prometheus::start_with_flags(
+        source_data.path(),
+        &format!(
+            "global:\n  scrape_interval: 1s\n  external_labels: {{cluster: eu1}}\nscrape_configs:\n- job_name: prometheus\n  static_configs:\n  - targets: ['127.0.0.1:{source_port}']\n"
+        ),
+        source_port,
+        &[],
+    );
+    let mut source_sidecar = common::Process::start(&[
+        "sidecar".to_string(),
+        format!("--prometheus.url={}", source.url()),
+        format!("--tsdb.path={}", source_data.path().display()),
+    ]);
+    // The target: a Prometheus 2.42 taking remote write, also read through a sidecar, so the
+    // ruler restores `for` state from what it sent there.
+    let target_port = rthanos_testkit::free_port();
+    let target_data = tempfile::tempdir().expect("tmp");
+    let target_config = "global:\n  external_labels: {receiver: rw}\n";
+    let target_flags = ["--web.enable-remote-write-receiver"];
+    let target = rthanos_testkit::Prometheus::start_with_flags(
+        target_data.path(),
+        target_config,
+        target_port,
+        &target_flags,
+    );
+    let mut target_sidecar = common::Process::start(&[
+        "sidecar".to_string(),
+        format!("--prometheus.url={}", target.url()),
+        format!("--tsdb.path={}", target_data.path().display()),
+        "--prometheus.get_config_interval=1s".to_string(),
+    ]);
+    source_sidecar.wait_ready(Duration::from_secs(60));
+    target_sidecar.wait_ready(Duration::from_secs(60));
+    let query = common::start_query([&source_sidecar, &target_sidecar], &[]);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n- name: g\n  interval: 1s\n  partial_response_strategy: warn\n  rules:\n  - record: rule:time\n    expr: time()\n  - record: job:up:sum\n    expr: sum by (job) (up)\n  - alert: Held\n    expr: vector(1)\n    for: 1m\n",
+    )
+    .expect("rules");
+    let data = dir.path().join("data");
+    let url = format!("http://127.0.0.1:{target_port}/api/v1/write");
+    let args = [
+        "rule".to_string(),
+        format!("--rule-file={}", rules.display()),
+        format!("--data-dir={}", data.display()),
+        format!("--query=127.0.0.1:{}", query.http_port),
+        "--label=ruler=\"r1\"".to_string(),
+        "--for-grace-period=2s".to_string(),
+        // What comes back through the querier carries the ruler's label and the target's
+        // external label: left out before the `for` state series is matched, as in Thanos.
+        "--restore-ignored-label=ruler".to_string(),
+        "--restore-ignored-label=receiver".to_string(),
+        format!(
+            "--remote-write.config=remote_write:\n- url: {url}\n  name: target\n  queue_config:\n    batch_send_deadline: 500ms\n    min_backoff: 100ms\n    max_backoff: 500ms\n"
+        ),
+    ];
+    let mut ruler = common::Process::start(&args);
+    ruler.wait_ready(Duration::from_secs(30));
+    let key_file = rthanos_rule::manager::thanos_group_file(
+        &data,
+        rthanos_rule::rulefmt::PartialResponseStrategy::Warn,
+        &rules.display().to_string(),
+    );
+    let last_evaluation = format!(
+        "prometheus_rule_group_last_evaluation_timestamp_seconds{{rule_group=\"{key_file};g\",strategy=\"warn\"}}"
+    );
+    let wait = |what: &str, limit: Duration, check: &dyn Fn() -> bool, ruler: &common::Process| {
+        let deadline = rthanos_testkit::time::deadline_after(limit);
+        while !check() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not {what} {}:\n{}",
+                rthanos_testkit::time::gave_up(limit, deadline),
+                ruler.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(
+        "3 samples at the target",
+        Duration::from_secs(60),
+        &|| raw_samples(target_port, "rule:time", "10m").len() >= 3,
+        &ruler,
+    );
+    // The ruler keeps no TSDB and serves no series: a querier with it as endpoint lists its
+    // rules only.
+    let global = common::start_query([&ruler], &[]);
+    let listed = common::api_data(global.http_port, "/api/v1/rules");
+    assert_eq!(listed["groups"][0]["name"], "g", "{listed}");
+    assert_eq!(
+        listed["groups"][0]["rules"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let stores = common::api_data(global.http_port, "/api/v1/query?query=rule:time");
+    assert_eq!(stores["result"], serde_json::json!([]), "{stores}");
+    drop(global);
+    let first_active = active_at_ms(&ruler).expect("a pending alert");
+
+    // The target goes down: evaluations go on, requests are retried, nothing is dropped.
+    drop(target);
+    let retried = |ruler: &common::Process| {
+        common::metric_sum(
+            ruler.http_port,
+            "prometheus_remote_storage_samples_retried_total",
+            &[("remote_name", "target")],
+        )
+    };
+    ruler.wait_for(Duration::from_secs(30), "requests retried", |r| {
+        retried(r) > 0.0
+    });
+    let down_at = ruler.metric(&last_evaluation).expect("evaluated");
+    ruler.wait_for(Duration::from_secs(30), "3 evaluations more", |r| {
+        r.metric(&last_evaluation)
+            .is_some_and(|t| t >= down_at + 3.0)
+    });
+    assert_eq!(
+        common::metric_sum(
+            ruler.http_port,
+            "prometheus_remote_storage_samples_failed_total",
+            &[]
+        ),
+        0.0
+    );
+    // And the ruler is killed while the target is down: what it committed is in its log.
+    let committed = ruler.metric(&last_evaluation).expect("evaluated");
+    ruler.kill();
+
+    // The target comes back (its own WAL replayed) and the querier sees it again.
+    let _target = rthanos_testkit::Prometheus::start_with_flags(
+        target_data.path(),
+        target_config,
+        target_port,
+        &target_flags,
+    );
+    wait(
+        "the target seen by the querier",
+        Duration::from_secs(60),
+        &|| {
+            let found = common::api_data(
+                query.http_port,
+                &format!(
+                    "/api/v1/query?query={}",
+                    common::urlencode("ALERTS_FOR_STATE")
+                ),
+            );
+            found["result"].as_array().is_some_and(|r| !r.is_empty())
+        },
+        &ruler,
+    );
+    let restarted_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut ruler = common::Process::start(&args);
+    ruler.wait_ready(Duration::from_secs(30));
+    // The backlog is sent from the saved position, and new evaluations after it.
+    let committed_ms = (committed * 1000.0).round() as i64;
+    wait(
+        "samples after the restart at the target",
+        Duration::from_secs(60),
+        &|| {
+            raw_samples(target_port, "rule:time", "10m")
+                .last()
+                .is_some_and(|(t, _)| *t > restarted_at)
+        },
+        &ruler,
+    );
+    // `for` state came back through the querier from the target: active since before the
+    // restart (Thanos's range query sees the series up to now, so no outage is counted).
+    ruler.wait_for(Duration::from_secs(30), "the alert restored", |r| {
+        active_at_ms(r).is_some_and(|at| at < restarted_at - 1000)
+    });
+    let restored = active_at_ms(&ruler).expect("alert");
+    assert!(
+        (restored - first_active).abs() < 2000,
+        "restored {restored}, first active {first_active}"
+    );
+    stop(&mut ruler);
+
+    // Every slot up to the last evaluation committed before the kill is at the target, once,
+    // with its value (time() at the slot) and the ruler's label.
+    let samples = raw_samples(target_port, "rule:time", "10m");
+    let first = samples.first().expect("samples").0;
+    let before_kill: Vec<(i64, f64)> = samples
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t <= committed_ms)
+        .collect();
+    assert_eq!(
+        before_kill.len() as i64,
+        (committed_ms - first) / 1000 + 1,
+        "one sample a second, none lost: {before_kill:?}"
+    );
+    for (t, v) in &samples {
+        assert_eq!((*v * 1000.0).round() as i64, *t, "time() at its slot");
+    }
+    let series = common::api_data(
+        target_port,
+        &format!("/api/v1/series?match[]={}", common::urlencode("rule:time")),
+    );
+    assert_eq!(
+        series,
+        serde_json::json!([{"__name__": "rule:time", "ruler": "r1"}])
+    );
+    // Recorded from the source's scrapes, through the querier.
+    let up = raw_samples(target_port, "job:up:sum", "10m");
+    assert!(up.iter().all(|(_, v)| *v == 1.0) && up.len() >= 3, "{up:?}");
+    let alerts = common::api_data(
+        target_port,
+        &format!("/api/v1/series?match[]={}", common::urlencode("ALERTS")),
+    );
+    assert_eq!(
+        alerts,
+        serde_json::json!([{"__name__": "ALERTS", "alertname": "Held", "alertstate": "pending", "ruler": "r1"}])
+    );
+    drop(source);
+}

@@ -268,11 +268,18 @@ pub(crate) struct RuleArgs {
     /// supported by rthanos).
     #[arg(id = "hash-func", long = "hash-func", default_value = "", value_parser = ["", "SHA256"])]
     pub(crate) hash_func: String,
-    /// Path to YAML config for the remote-write configurations (not yet supported by rthanos).
+    /// Path to YAML config for the remote-write configurations, that specify servers where
+    /// samples should be sent to (Prometheus's remote_write section). This enables stateless
+    /// mode: no series are stored in the ruler's TSDB. If an empty config (or file) is
+    /// provided, the flag is ignored and the ruler runs with its own TSDB.
     #[arg(id = "remote-write.config-file", long = "remote-write.config-file")]
     pub(crate) remote_write_config_file: Option<PathBuf>,
-    /// Alternative to 'remote-write.config-file' flag (not yet supported by rthanos).
-    #[arg(id = "remote-write.config", long = "remote-write.config")]
+    /// Alternative to 'remote-write.config-file' flag (mutually exclusive).
+    #[arg(
+        id = "remote-write.config",
+        long = "remote-write.config",
+        conflicts_with = "remote-write.config-file"
+    )]
     pub(crate) remote_write_config: Option<String>,
 }
 
@@ -360,7 +367,6 @@ fn unquote(quoted: &str) -> anyhow::Result<String> {
 
 impl RuleArgs {
     fn check_unsupported(&self) -> anyhow::Result<()> {
-        let set = |o: &Option<String>| o.as_deref().is_some_and(|s| !s.trim().is_empty());
         reject_unsupported(&[
             (
                 "rule-query-offset",
@@ -376,11 +382,6 @@ impl RuleArgs {
                 "enable-feature",
                 self.enable_feature.iter().any(|f| !f.is_empty()),
             ),
-            (
-                "remote-write.config-file",
-                self.remote_write_config_file.is_some(),
-            ),
-            ("remote-write.config", set(&self.remote_write_config)),
             ("hash-func", !self.hash_func.is_empty()),
         ])
     }
@@ -409,6 +410,21 @@ impl RuleArgs {
             )?);
         }
         Ok(out)
+    }
+
+    /// The remote-write targets of `--remote-write.config(-file)` (environment references
+    /// expanded); none when the flags are unset or empty.
+    fn remote_write(&self) -> anyhow::Result<Vec<rthanos_remote_write::RemoteWriteConfig>> {
+        let Some(text) = path_or_content(
+            "remote-write.config",
+            self.remote_write_config_file.as_deref(),
+            self.remote_write_config.as_deref(),
+        )?
+        else {
+            return Ok(Vec::new());
+        };
+        let text = rthanos_runtime::flags::expand_env("remote-write.config", &text)?;
+        rthanos_remote_write::parse(&text).context("--remote-write.config")
     }
 
     /// `--alert.relabel-config(-file)`.
@@ -505,33 +521,10 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
     let block_duration = args.tsdb_block_duration.as_std();
     let alertmanagers = args.alertmanagers()?;
     let alert_relabel = args.alert_relabel()?;
+    let remote_write = args.remote_write()?;
     prepared
         .serve("rule", move |runtime| {
             let registry = runtime.registry().clone();
-            let (db, replayed) = Db::open(&args.data_dir, db_options)
-                .with_context(|| format!("opening the TSDB in {}", args.data_dir.display()))?;
-            tracing::info!(
-                series = replayed.series,
-                samples = replayed.samples,
-                "WAL replayed"
-            );
-            let db = Arc::new(db);
-            let shipper = objstore
-                .map(|yaml| -> anyhow::Result<rthanos_shipper::Shipper> {
-                    let bucket = rthanos_objstore::Bucket::from_yaml(&yaml, &registry)
-                        .context("--objstore.config")?;
-                    Ok(rthanos_shipper::Shipper::new(
-                        &args.data_dir,
-                        bucket,
-                        args.shipper_upload_compacted,
-                        "ruler",
-                        &registry,
-                    )?)
-                })
-                .transpose()?;
-            if shipper.is_none() {
-                tracing::info!("no supported bucket was configured, uploads will be disabled");
-            }
             let querier = Arc::new(HttpQuerier::new(
                 endpoints,
                 &QuerierOptions {
@@ -542,7 +535,11 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 },
                 &registry,
             )?);
-            let storage = Arc::new(DbStorage::new(Arc::clone(&db)));
+            let storage = if remote_write.is_empty() {
+                open_tsdb(&args, db_options, objstore, &registry)?
+            } else {
+                open_stateless(&args, remote_write, &external_labels, &querier, objstore.is_some(), &registry)?
+            };
             let queue = rthanos_rule::notifier::AlertQueue::new(
                 &registry,
                 &external_labels,
@@ -571,7 +568,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 },
                 EvalEnv {
                     querier: Arc::clone(&querier) as _,
-                    sink: Arc::clone(&storage) as _,
+                    sink: Arc::clone(&storage.sink),
                     templater: Arc::new(rthanos_rule::expand::PrometheusTemplates::new(
                         Arc::clone(&querier) as _,
                         &external_labels,
@@ -582,16 +579,24 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                     resend_delay_ms: i64::try_from(args.resend_delay.as_std().as_millis())
                         .unwrap_or(i64::MAX),
                 },
-                storage,
+                Arc::clone(&storage.for_state),
                 metrics,
             ));
-            let grpc = rthanos_storeapi::StoreServer::new(Arc::new(
-                rthanos_rule::store::TsdbStore::new(Arc::clone(&db), external_labels.clone()),
-            ))
-            .with_limits(limits)
-            .with_rules_announced()
-            .routes()
-            .add_service(rthanos_rule::api::RulesService::new(Arc::clone(&manager)).server());
+            let rules_service = rthanos_rule::api::RulesService::new(Arc::clone(&manager)).server();
+            // Stateless mode serves rules only, as Thanos's: its series are the target's.
+            let grpc = match &storage.db {
+                Some(db) => rthanos_storeapi::StoreServer::new(Arc::new(
+                    rthanos_rule::store::TsdbStore::new(Arc::clone(db), external_labels.clone()),
+                ))
+                .with_limits(limits)
+                .with_rules_announced()
+                .routes(),
+                None => rthanos_storeapi::server::RulesOnlyInfo::new(
+                    rthanos_storeapi::Component::Rule,
+                )
+                .routes(),
+            }
+            .add_service(rules_service);
             let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<
                 tokio::sync::oneshot::Sender<Result<(), String>>,
             >(1);
@@ -615,8 +620,16 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
             let prober = runtime.prober().clone();
             let dns_interval = args.query_sd_dns_interval.as_std();
             let am_dns_interval = args.alertmanagers_sd_dns_interval.as_std();
+            let Storage {
+                db,
+                shipper,
+                remote_write,
+                ..
+            } = storage;
             let work = async move {
                 querier.resolve().await;
+                let remote_writing = remote_write
+                    .map(|rw| tokio::spawn(rw.run(shutdown.child_token())));
                 tokio::spawn(Arc::clone(&querier).run_discovery(dns_interval));
                 let sending = tokio::spawn(Arc::clone(&sender).run(
                     queue,
@@ -659,8 +672,8 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                                 }
                             }
                         }
-                        _ = compaction.tick() => {
-                            let db = Arc::clone(&db);
+                        _ = compaction.tick(), if db.is_some() => {
+                            let Some(db) = db.clone() else { continue };
                             let done = tokio::task::spawn_blocking(move || {
                                 db.compact()?;
                                 db.apply_retention()?;
@@ -678,9 +691,15 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 manager.stop().await;
                 drop(manager);
                 let _ = sending.await;
+                if let Some(remote_writing) = remote_writing {
+                    // Unsent samples stay in the log, sent from the saved positions next time.
+                    let _ = remote_writing.await;
+                }
                 // The StoreAPI still serves until the servers stop: the WAL is synced, not
                 // closed (every commit is already written out).
-                db.sync().map_err(|e| format!("syncing the TSDB: {e}"))?;
+                if let Some(db) = &db {
+                    db.sync().map_err(|e| format!("syncing the TSDB: {e}"))?;
+                }
                 Ok::<(), String>(())
             };
             Ok(super::Component {
@@ -690,6 +709,112 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
             })
         })
         .await
+}
+
+/// Where rule results go, and what serves them.
+struct Storage {
+    sink: Arc<dyn rthanos_rule::group::SampleSink>,
+    for_state: Arc<dyn rthanos_rule::group::ForStateSource>,
+    /// The ruler's own TSDB (none in stateless mode).
+    db: Option<Arc<Db>>,
+    shipper: Option<rthanos_shipper::Shipper>,
+    /// Stateless mode's log and queues.
+    remote_write: Option<rthanos_remote_write::RemoteWrite>,
+}
+
+/// The ruler's own TSDB under `--data-dir`, its blocks shipped with `--objstore.config`.
+fn open_tsdb(
+    args: &RuleArgs,
+    db_options: DbOptions,
+    objstore: Option<String>,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Storage> {
+    let (db, replayed) = Db::open(&args.data_dir, db_options)
+        .with_context(|| format!("opening the TSDB in {}", args.data_dir.display()))?;
+    tracing::info!(
+        series = replayed.series,
+        samples = replayed.samples,
+        "WAL replayed"
+    );
+    let db = Arc::new(db);
+    let shipper = objstore
+        .map(|yaml| -> anyhow::Result<rthanos_shipper::Shipper> {
+            let bucket = rthanos_objstore::Bucket::from_yaml(&yaml, registry)
+                .context("--objstore.config")?;
+            Ok(rthanos_shipper::Shipper::new(
+                &args.data_dir,
+                bucket,
+                args.shipper_upload_compacted,
+                "ruler",
+                registry,
+            )?)
+        })
+        .transpose()?;
+    if shipper.is_none() {
+        tracing::info!("no supported bucket was configured, uploads will be disabled");
+    }
+    let storage = Arc::new(DbStorage::new(Arc::clone(&db)));
+    Ok(Storage {
+        sink: Arc::clone(&storage) as _,
+        for_state: storage,
+        db: Some(db),
+        shipper,
+        remote_write: None,
+    })
+}
+
+/// Stateless mode: results go into a remote-write log under `--data-dir` and on to the
+/// `--remote-write.config` targets; `for` state is read back through the queriers.
+fn open_stateless(
+    args: &RuleArgs,
+    targets: Vec<rthanos_remote_write::RemoteWriteConfig>,
+    external_labels: &Labels,
+    querier: &Arc<HttpQuerier>,
+    objstore: bool,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<Storage> {
+    let options = rthanos_remote_write::LogOptions {
+        compress: args.tsdb_wal_compression,
+        ..rthanos_remote_write::LogOptions::default()
+    };
+    let (remote_write, replayed) = rthanos_remote_write::RemoteWrite::open(
+        &args.data_dir,
+        targets,
+        external_labels,
+        &options,
+        registry,
+    )
+    .with_context(|| {
+        format!(
+            "opening the remote-write WAL in {}",
+            args.data_dir.display()
+        )
+    })?;
+    tracing::info!(
+        series = replayed.series,
+        samples = replayed.samples,
+        "stateless mode: remote-write WAL replayed"
+    );
+    if let Some(repaired) = &replayed.repaired {
+        tracing::warn!(corruption = %repaired, "remote-write WAL cut at a corruption");
+    }
+    if objstore {
+        // Thanos's stateless ruler runs its shipper over a directory without blocks.
+        tracing::info!("stateless mode writes no blocks: --objstore.config has nothing to upload");
+    }
+    Ok(Storage {
+        sink: Arc::new(rthanos_rule::storage::RemoteWriteStorage::new(
+            remote_write.store(),
+        )),
+        for_state: Arc::new(rthanos_rule::querier::QueriedForState::new(
+            Arc::clone(querier),
+            args.query_default_step.as_std(),
+            args.restore_ignored_label.clone(),
+        )),
+        db: None,
+        shipper: None,
+        remote_write: Some(remote_write),
+    })
 }
 
 /// `POST /-/reload`: re-reads the rule files; 500 with the error when they are not valid.

@@ -127,10 +127,17 @@ impl AlertNotifier for NoNotifier {
     fn notify(&self, _: &str, _: Vec<Alert>) {}
 }
 
-/// The ruler's own samples, read back to restore `for` state.
+/// The ruler's own samples, read back to restore `for` state: from its TSDB, or in
+/// stateless mode from the queriers (where the remote-write target's data is seen).
+#[async_trait::async_trait]
 pub trait ForStateSource: Send + Sync {
     /// The newest sample in `[min_time, max_time]` (ms) of the series with exactly `labels`.
-    fn last_sample(&self, labels: &Labels, min_time: i64, max_time: i64) -> Option<(i64, f64)>;
+    async fn last_sample(
+        &self,
+        labels: &Labels,
+        min_time: i64,
+        max_time: i64,
+    ) -> Option<(i64, f64)>;
 }
 
 /// Counts a group's evaluations; the metrics themselves live with the manager.
@@ -453,7 +460,7 @@ impl Group {
     /// the `ALERTS_FOR_STATE` samples in `[ts - outage_tolerance, ts]`, as Prometheus's
     /// `RestoreForState`; rules whose `for` is shorter than `grace_period` need none. Every
     /// alerting rule is marked restored afterwards.
-    pub fn restore_for_state(
+    pub async fn restore_for_state(
         &mut self,
         ts: i64,
         source: &dyn ForStateSource,
@@ -483,7 +490,7 @@ impl Group {
                     .collect();
                 pairs.push(("__name__".to_string(), "ALERTS_FOR_STATE".to_string()));
                 let series = Labels::from_pairs(pairs);
-                let Some((t, v)) = source.last_sample(&series, min_time, ts) else {
+                let Some((t, v)) = source.last_sample(&series, min_time, ts).await else {
                     continue;
                 };
                 if v.to_bits() == STALE_NAN.to_bits() || !v.is_finite() {
@@ -828,8 +835,9 @@ mod tests {
 
     struct ForState(Option<(i64, f64)>);
 
+    #[async_trait::async_trait]
     impl ForStateSource for ForState {
-        fn last_sample(&self, labels: &Labels, _: i64, _: i64) -> Option<(i64, f64)> {
+        async fn last_sample(&self, labels: &Labels, _: i64, _: i64) -> Option<(i64, f64)> {
             assert_eq!(labels.get("__name__"), Some("ALERTS_FOR_STATE"));
             assert_eq!(labels.get("alertname"), Some("Down"));
             self.0
@@ -849,7 +857,8 @@ mod tests {
             &ForState(sample),
             Duration::from_secs(3600),
             Duration::from_secs(600),
-        );
+        )
+        .await;
         let RuleState::Alerting(rule) = &g.rules()[0].state else {
             panic!("an alerting rule");
         };

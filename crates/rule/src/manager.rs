@@ -592,12 +592,14 @@ async fn run_group(mut run: GroupRun) {
             let samples = group.eval(eval_ts, &run.env).await;
             evaluations += 1;
             if run.restore && evaluations == 2 {
-                group.restore_for_state(
-                    clock(),
-                    run.for_state.as_ref(),
-                    run.options.outage_tolerance,
-                    run.options.for_grace_period,
-                );
+                group
+                    .restore_for_state(
+                        clock(),
+                        run.for_state.as_ref(),
+                        run.options.outage_tolerance,
+                        run.options.for_grace_period,
+                    )
+                    .await;
                 run.restore = false;
             }
             if !run.restore {
@@ -681,8 +683,14 @@ mod tests {
         }
     }
 
+    #[async_trait::async_trait]
     impl ForStateSource for Nothing {
-        fn last_sample(&self, _: &rthanos_model::Labels, _: i64, _: i64) -> Option<(i64, f64)> {
+        async fn last_sample(
+            &self,
+            _: &rthanos_model::Labels,
+            _: i64,
+            _: i64,
+        ) -> Option<(i64, f64)> {
             None
         }
     }

@@ -203,6 +203,41 @@ impl HttpQuerier {
         }
     }
 
+    /// One request to `endpoint` (e.g. `/api/v1/query`) of the querier at `address`.
+    async fn request(
+        &self,
+        client: &Client,
+        address: &str,
+        endpoint: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(String, reqwest::StatusCode, bytes::Bytes), String> {
+        let url = format!(
+            "{}://{address}{}{endpoint}",
+            client.scheme, client.path_prefix
+        );
+        let request = client
+            .http
+            .request(self.method.clone(), &url)
+            .timeout(self.timeout);
+        let request = if self.method == reqwest::Method::GET {
+            request.query(params)
+        } else {
+            request.form(params)
+        };
+        let response = client
+            .auth
+            .apply(request)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("{url}: reading the response: {e}"))?;
+        Ok((url, status, body))
+    }
+
     async fn ask(
         &self,
         client: &Client,
@@ -211,10 +246,6 @@ impl HttpQuerier {
         ts: i64,
         strategy: PartialResponseStrategy,
     ) -> Result<QueryOutcome, String> {
-        let url = format!(
-            "{}://{address}{}/api/v1/query",
-            client.scheme, client.path_prefix
-        );
         let time = format_time(ts);
         let mut params: Vec<(&str, &str)> = vec![("query", expr), ("time", &time)];
         if self.add_thanos_params {
@@ -228,27 +259,63 @@ impl HttpQuerier {
                 },
             ));
         }
-        let request = client
-            .http
-            .request(self.method.clone(), &url)
-            .timeout(self.timeout);
-        let request = if self.method == reqwest::Method::GET {
-            request.query(&params)
-        } else {
-            request.form(&params)
-        };
-        let response = client
-            .auth
-            .apply(request)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("{url}: reading the response: {e}"))?;
+        let (url, status, body) = self
+            .request(client, address, "/api/v1/query", &params)
+            .await?;
         parse_query_response(&body).map_err(|e| format!("{url}: {status}: {e}"))
+    }
+
+    /// A range query of `expr` over `[start, end]` (ms) every `step`, deduplicated, from the
+    /// first querier that answers (Thanos's stateless ruler asks so to restore `for` state).
+    ///
+    /// # Errors
+    /// No querier answered with a matrix; the text is the last error.
+    pub async fn query_range(
+        &self,
+        expr: &str,
+        start: i64,
+        end: i64,
+        step: Duration,
+    ) -> Result<Matrix, String> {
+        let (start, end) = (format_time(start), format_time(end));
+        let step = format_time(i64::try_from(step.as_millis()).unwrap_or(i64::MAX).max(1));
+        let mut params: Vec<(&str, &str)> = vec![
+            ("query", expr),
+            ("start", &start),
+            ("end", &end),
+            ("step", &step),
+        ];
+        if self.add_thanos_params {
+            params.push(("dedup", "true"));
+        }
+        let mut last_error = None;
+        for c in shuffled(self.clients.len()) {
+            let client = &self.clients[c];
+            let addresses = client
+                .addresses
+                .read()
+                .map(|a| a.clone())
+                .unwrap_or_default();
+            for a in shuffled(addresses.len()) {
+                let answer = self
+                    .request(client, &addresses[a], "/api/v1/query_range", &params)
+                    .await
+                    .and_then(|(url, status, body)| {
+                        parse_matrix_response(&body).map_err(|e| format!("{url}: {status}: {e}"))
+                    });
+                match answer {
+                    Ok(matrix) => return Ok(matrix),
+                    Err(err) => {
+                        tracing::error!(err = %err, query = %expr, "range query failed");
+                        last_error = Some(err);
+                    }
+                }
+            }
+        }
+        Err(match last_error {
+            Some(err) => format!("no query API server reachable: {err}"),
+            None => "no query API server reachable".to_string(),
+        })
     }
 }
 
@@ -368,6 +435,125 @@ fn parse_query_response(body: &[u8]) -> Result<QueryOutcome, String> {
         samples,
         warnings: response.warnings,
     })
+}
+
+#[derive(Deserialize)]
+struct ApiSeries {
+    #[serde(default)]
+    metric: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(serde_json::Value, String)>,
+}
+
+/// A range query's answer: each series with its points (time in ms, value).
+pub type Matrix = Vec<(Labels, Vec<(i64, f64)>)>;
+
+/// Reads a range query's answer: a matrix, each point's time in ms.
+fn parse_matrix_response(body: &[u8]) -> Result<Matrix, String> {
+    let response: ApiResponse = serde_json::from_slice(body).map_err(|e| {
+        let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        format!("not a Prometheus API response ({e}): {head}")
+    })?;
+    if response.status != "success" {
+        return Err(format!("{}: {}", response.error_type, response.error));
+    }
+    let data = response.data.ok_or("success without data")?;
+    if data.result_type != "matrix" {
+        return Err(format!(
+            "range query result is not a matrix: {}",
+            data.result_type
+        ));
+    }
+    let series: Vec<ApiSeries> =
+        serde_json::from_value(data.result).map_err(|e| format!("matrix: {e}"))?;
+    series
+        .into_iter()
+        .map(|s| {
+            let points = s
+                .values
+                .into_iter()
+                .map(|(t, v)| {
+                    let t = t
+                        .as_f64()
+                        .ok_or_else(|| format!("point time {t} is not a number"))?;
+                    let v = v
+                        .parse::<f64>()
+                        .map_err(|_| format!("sample value {v:?} is not a number"))?;
+                    Ok(((t * 1000.0).round() as i64, v))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((Labels::from_pairs(s.metric), points))
+        })
+        .collect()
+}
+
+/// `for` state read back through the queriers, as Thanos's stateless ruler reads it: a range
+/// query of the `ALERTS_FOR_STATE` series' selector over the outage tolerance, every
+/// `--query.default-step`, with the `--restore-ignored-label` labels removed from what comes
+/// back (the remote-write target's external labels, for one) before the series is matched.
+pub struct QueriedForState {
+    querier: Arc<HttpQuerier>,
+    step: Duration,
+    ignored_labels: Vec<String>,
+}
+
+impl QueriedForState {
+    /// Reads through `querier`.
+    pub fn new(querier: Arc<HttpQuerier>, step: Duration, ignored_labels: Vec<String>) -> Self {
+        QueriedForState {
+            querier,
+            step,
+            ignored_labels,
+        }
+    }
+}
+
+/// `labels` as a selector of equality matchers, values quoted as Go quotes them.
+fn selector(labels: &Labels) -> String {
+    let mut out = String::from("{");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&l.name);
+        out.push('=');
+        // Writing into a String cannot fail.
+        let _ = rthanos_model::write_go_quoted(&mut out, &l.value);
+    }
+    out.push('}');
+    out
+}
+
+#[async_trait::async_trait]
+impl crate::group::ForStateSource for QueriedForState {
+    async fn last_sample(
+        &self,
+        labels: &Labels,
+        min_time: i64,
+        max_time: i64,
+    ) -> Option<(i64, f64)> {
+        let expr = selector(labels);
+        let matrix = match self
+            .querier
+            .query_range(&expr, min_time, max_time, self.step)
+            .await
+        {
+            Ok(matrix) => matrix,
+            Err(e) => {
+                tracing::warn!(err = %e, series = %labels, "reading 'for' state failed");
+                return None;
+            }
+        };
+        matrix.into_iter().find_map(|(found, points)| {
+            let kept = Labels::from_pairs(
+                found
+                    .iter()
+                    .filter(|l| !self.ignored_labels.contains(&l.name))
+                    .map(|l| (l.name.clone(), l.value.clone())),
+            );
+            (kept == *labels).then(|| points.last().copied()).flatten()
+        })
+    }
 }
 
 #[cfg(test)]

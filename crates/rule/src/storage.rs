@@ -1,5 +1,6 @@
-//! The ruler's own TSDB as the group evaluation sees it: where rule results are appended (one
-//! WAL commit per rule) and where `ALERTS_FOR_STATE` is read back after a restart.
+//! Where the group evaluation puts rule results (one WAL commit per rule): the ruler's own
+//! TSDB, where `ALERTS_FOR_STATE` is also read back after a restart, or in stateless mode the
+//! remote-write log, sent on to the `--remote-write.config` targets.
 
 use std::sync::Arc;
 
@@ -40,8 +41,14 @@ impl SampleSink for DbStorage {
     }
 }
 
+#[async_trait::async_trait]
 impl ForStateSource for DbStorage {
-    fn last_sample(&self, labels: &Labels, min_time: i64, max_time: i64) -> Option<(i64, f64)> {
+    async fn last_sample(
+        &self,
+        labels: &Labels,
+        min_time: i64,
+        max_time: i64,
+    ) -> Option<(i64, f64)> {
         let matchers: Vec<Matcher> = labels
             .iter()
             .map(|l| Matcher::equal(l.name.clone(), l.value.clone()))
@@ -70,12 +77,43 @@ impl ForStateSource for DbStorage {
     }
 }
 
+/// The remote-write log of stateless mode taking rule results.
+#[derive(Clone)]
+pub struct RemoteWriteStorage {
+    store: Arc<rthanos_remote_write::WalStore>,
+}
+
+impl RemoteWriteStorage {
+    /// Results go to `store`.
+    pub fn new(store: Arc<rthanos_remote_write::WalStore>) -> Self {
+        RemoteWriteStorage { store }
+    }
+}
+
+impl SampleSink for RemoteWriteStorage {
+    fn append(&self, ts: i64, samples: &[(Labels, f64)]) -> Result<Vec<Option<Refusal>>, String> {
+        let refusals = self
+            .store
+            .append(samples.iter().map(|(labels, v)| (labels, ts, *v)))
+            .map_err(|e| e.to_string())?;
+        Ok(refusals
+            .into_iter()
+            .map(|r| {
+                r.map(|why| match why {
+                    rthanos_remote_write::Refusal::OutOfOrder => Refusal::OutOfOrder,
+                    rthanos_remote_write::Refusal::Invalid(why) => Refusal::Other(why),
+                })
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn results_go_in_and_the_newest_sample_comes_back() {
+    #[tokio::test]
+    async fn results_go_in_and_the_newest_sample_comes_back() {
         let tmp = tempfile::tempdir().expect("tmp");
         let (db, _) = Db::open(tmp.path(), Default::default()).expect("open");
         let storage = DbStorage::new(Arc::new(db));
@@ -88,12 +126,12 @@ mod tests {
         storage.append(2000, &[(a.clone(), 2.0)]).expect("append");
         let out = storage.append(1500, &[(a.clone(), 3.0)]).expect("append");
         assert_eq!(out, [Some(Refusal::OutOfOrder)]);
-        assert_eq!(storage.last_sample(&a, 0, 5000), Some((2000, 2.0)));
-        assert_eq!(storage.last_sample(&a, 0, 1999), Some((1000, 1.0)));
-        assert_eq!(storage.last_sample(&b, 1001, 5000), None);
+        assert_eq!(storage.last_sample(&a, 0, 5000).await, Some((2000, 2.0)));
+        assert_eq!(storage.last_sample(&a, 0, 1999).await, Some((1000, 1.0)));
+        assert_eq!(storage.last_sample(&b, 1001, 5000).await, None);
         let prefix = Labels::from_pairs([("__name__", "ALERTS_FOR_STATE")]);
         assert_eq!(
-            storage.last_sample(&prefix, 0, 5000),
+            storage.last_sample(&prefix, 0, 5000).await,
             None,
             "exact labels only"
         );

@@ -158,8 +158,44 @@ impl ObjstoreFlags {
             "objstore.config",
             self.config_file.as_deref(),
             self.config.as_deref(),
-        )
+        )?
+        .map(|text| expand_env("objstore.config", &text))
+        .transpose()
     }
+}
+
+/// Replaces every `$(NAME)` in `text` with the environment variable `NAME`, as Thanos's
+/// path-or-content flags with environment substitution do (`--objstore.config`,
+/// `--remote-write.config`, …); a variable that is not set is an error naming it.
+///
+/// # Errors
+/// A referenced variable is not set.
+pub fn expand_env(flag: &str, text: &str) -> Result<String, RuntimeError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("$(") {
+        let after = &rest[at + 2..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if name_len == 0 || !after[name_len..].starts_with(')') {
+            // Not a reference: copied as it is.
+            out.push_str(&rest[..at + 2]);
+            rest = after;
+            continue;
+        }
+        let name = &after[..name_len];
+        let value = std::env::var(name).map_err(|_| {
+            RuntimeError::Config(format!(
+                "--{flag}: found reference to unset environment variable {name:?}"
+            ))
+        })?;
+        out.push_str(&rest[..at]);
+        out.push_str(&value);
+        rest = &after[name_len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Reads a Thanos "path or content" flag pair: `--X-file` names a file, `--X` holds the text.
@@ -197,6 +233,27 @@ pub fn listen_addr(flag: &str, value: &str) -> Result<SocketAddr, RuntimeError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_references_are_expanded_as_thanos_expands_them() {
+        // PATH is set in every test environment; the other name in none.
+        let path = std::env::var("PATH").expect("PATH");
+        assert_eq!(
+            expand_env("x", "a: $(PATH)\nb: $(PATH)").expect("set"),
+            format!("a: {path}\nb: {path}")
+        );
+        assert_eq!(
+            expand_env("x", "cost: $5 $( $(1x ${PATH}").expect("no references"),
+            "cost: $5 $( $(1x ${PATH}"
+        );
+        let err = expand_env("remote-write.config", "k: $(RTHANOS_SURELY_UNSET_VARIABLE)")
+            .expect_err("unset");
+        assert!(
+            err.to_string()
+                .contains("unset environment variable \"RTHANOS_SURELY_UNSET_VARIABLE\""),
+            "{err}"
+        );
+    }
 
     #[test]
     fn listen_addresses_like_go() {

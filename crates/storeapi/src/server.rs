@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::convert::labels_to_thanos;
 use crate::limits::{SeriesLimits, limit};
 use crate::metadata::{MetadataApi, MetadataService};
-use crate::store::{SeriesStream, Store, StoreInfo};
+use crate::store::{Component, SeriesStream, Store, StoreInfo};
 use crate::thanos::{
     self, InfoRequest, InfoResponse, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
@@ -227,6 +227,40 @@ impl thanos::info::info_server::Info for StoreServer {
                 .map(|(min_time, max_time)| thanos::info::ExemplarsInfo { min_time, max_time });
         }
         Ok(Response::new(response))
+    }
+}
+
+/// `thanos.info.Info` of a component that serves the Rules API and no series: Thanos's
+/// stateless ruler, whose samples go to remote write. Queriers ask it for rules and alerts
+/// only (no store range, no label sets).
+#[derive(Clone, Copy, Debug)]
+pub struct RulesOnlyInfo {
+    component: Component,
+}
+
+impl RulesOnlyInfo {
+    /// Info for `component`.
+    pub fn new(component: Component) -> Self {
+        RulesOnlyInfo { component }
+    }
+
+    /// The service, ready to be added to a gRPC server beside `thanos.Rules`.
+    pub fn routes(self) -> tonic::service::Routes {
+        tonic::service::Routes::new(thanos::info::info_server::InfoServer::new(self))
+    }
+}
+
+#[tonic::async_trait]
+impl thanos::info::info_server::Info for RulesOnlyInfo {
+    async fn info(
+        &self,
+        _: Request<thanos::info::InfoRequest>,
+    ) -> Result<Response<thanos::info::InfoResponse>, Status> {
+        Ok(Response::new(thanos::info::InfoResponse {
+            component_type: self.component.name().to_string(),
+            rules: Some(thanos::info::RulesInfo {}),
+            ..Default::default()
+        }))
     }
 }
 

@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use reader::{SegmentRange, read_records, read_segment_bytes};
+pub use reader::{SegmentRange, read_records, read_segment_bytes, read_segment_range};
 
 /// Bytes of a page: fragments never cross one.
 pub const PAGE_SIZE: usize = 32 * 1024;
@@ -181,6 +181,15 @@ impl Wal {
     /// The segment being written.
     pub fn current_segment(&self) -> u32 {
         self.segment
+    }
+
+    /// The segment being written and how many of its bytes are written out: every record
+    /// logged so far ends at or before it, whole (a tailer reads up to here).
+    pub fn written(&self) -> (u32, u64) {
+        (
+            self.segment,
+            (self.done_pages * PAGE_SIZE + self.flushed) as u64,
+        )
     }
 
     /// Whether records are snappy-compressed.
@@ -469,6 +478,57 @@ mod tests {
             let back = read_all(&dir).expect("read");
             assert_eq!(back.last().map(|(_, r)| r.as_slice()), Some(&b"after"[..]));
             assert_eq!(back.len(), written.len() + 1);
+        }
+    }
+
+    #[test]
+    fn a_tailer_follows_the_log_from_record_boundaries_up_to_what_is_written() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("wal");
+        let mut wal = Wal::open_sized(&dir, 4 * PAGE_SIZE, true).expect("open");
+        let written = records();
+        let mut back = Vec::new();
+        // The tailer's position: a segment and an offset in it, always a record boundary.
+        let (mut segment, mut offset) = wal.written();
+        for batch in written.chunks(2) {
+            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            wal.log(&refs).expect("log");
+            let (to_segment, to_offset) = wal.written();
+            while (segment, offset) < (to_segment, to_offset) {
+                let end = if segment < to_segment {
+                    u64::MAX
+                } else {
+                    to_offset
+                };
+                read_segment_range(&dir, segment, offset, end, |at, r| {
+                    back.push(r.to_vec());
+                    offset = at;
+                    Ok(())
+                })
+                .expect("tail");
+                if segment < to_segment {
+                    (segment, offset) = (segment + 1, 0);
+                }
+            }
+        }
+        assert_eq!(back, written);
+        // A corrupt record is reported at its own offset in the segment.
+        let (last, _) = wal.written();
+        drop(wal);
+        let path = segment_path(&dir, last - 1);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes.len() - PAGE_SIZE + 10;
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let mut ok = 0u64;
+        let err = read_segment_range(&dir, last - 1, 0, u64::MAX, |end, _| {
+            ok = end;
+            Ok(())
+        })
+        .expect_err("corrupt");
+        match err {
+            WalError::Corrupt { offset, .. } => assert!(offset >= ok, "{offset} < {ok}"),
+            other => panic!("{other}"),
         }
     }
 

@@ -51,7 +51,7 @@ pub fn read_records(
         {
             let path = segment_path(&range.dir, segment);
             let bytes = std::fs::read(&path).map_err(|e| WalError::io(&path, e))?;
-            read_segment(&bytes, &mut scratch, &mut decoder, |record| {
+            read_segment(&bytes, 0, &mut scratch, &mut decoder, |_, record| {
                 each(segment, record)
             })
             .map_err(|(offset, detail)| WalError::Corrupt {
@@ -74,12 +74,67 @@ pub fn read_segment_bytes(
     each: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<(), WalError> {
     let mut decoder = snap::raw::Decoder::new();
-    read_segment(bytes, &mut Scratch::default(), &mut decoder, each).map_err(|(offset, detail)| {
-        WalError::Corrupt {
-            segment: 0,
-            offset: offset as u64,
-            detail,
-        }
+    let mut each = each;
+    read_segment(
+        bytes,
+        0,
+        &mut Scratch::default(),
+        &mut decoder,
+        |_, record| each(record),
+    )
+    .map_err(|(offset, detail)| WalError::Corrupt {
+        segment: 0,
+        offset: offset as u64,
+        detail,
+    })
+}
+
+/// Calls `each` with every record of segment `segment` of the log in `dir` that lies in
+/// bytes `from..to` (`to` [`u64::MAX`]: to the end of the file), with the offset where the
+/// record ends. `from` must be a record boundary (0, or an offset `each` was given), and
+/// `to` one too, or the end of what the writer has written out ([`super::Wal::written`]):
+/// a tailer follows the log this way while it is written.
+///
+/// # Errors
+/// The segment cannot be read, or is corrupt from some record on ([`WalError::Corrupt`]
+/// names the offset where that record begins; `each` has seen every record before it).
+pub fn read_segment_range(
+    dir: &Path,
+    segment: u32,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<(), WalError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = segment_path(dir, segment);
+    let mut file = std::fs::File::open(&path).map_err(|e| WalError::io(&path, e))?;
+    file.seek(SeekFrom::Start(from))
+        .map_err(|e| WalError::io(&path, e))?;
+    let mut bytes = Vec::new();
+    let read = if to == u64::MAX {
+        file.read_to_end(&mut bytes)
+    } else {
+        file.take(to.saturating_sub(from)).read_to_end(&mut bytes)
+    };
+    read.map_err(|e| WalError::io(&path, e))?;
+    let base = usize::try_from(from).map_err(|_| {
+        WalError::io(
+            &path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset beyond memory"),
+        )
+    })?;
+    let mut decoder = snap::raw::Decoder::new();
+    read_segment(
+        &bytes,
+        base,
+        &mut Scratch::default(),
+        &mut decoder,
+        |end, record| each(end as u64, record),
+    )
+    .map_err(|(offset, detail)| WalError::Corrupt {
+        segment,
+        offset: offset as u64,
+        detail,
     })
 }
 
@@ -89,12 +144,27 @@ struct Scratch {
     decompressed: Vec<u8>,
 }
 
-/// The records of one segment; an error is (offset of the record that failed, why).
+/// The records of one segment's `bytes`, which begin at offset `base` of the segment (a
+/// record boundary); `each` gets the offset where each record ends. An error is (offset of
+/// the record that failed, why); offsets are the segment's.
 fn read_segment(
     bytes: &[u8],
+    base: usize,
     scratch: &mut Scratch,
     decoder: &mut snap::raw::Decoder,
-    mut each: impl FnMut(&[u8]) -> Result<(), String>,
+    mut each: impl FnMut(usize, &[u8]) -> Result<(), String>,
+) -> Result<(), (usize, String)> {
+    read_relative(bytes, base, scratch, decoder, &mut each)
+        .map_err(|(offset, detail)| (base + offset, detail))
+}
+
+/// [`read_segment`] with offsets relative to `bytes` in its errors.
+fn read_relative(
+    bytes: &[u8],
+    base: usize,
+    scratch: &mut Scratch,
+    decoder: &mut snap::raw::Decoder,
+    each: &mut impl FnMut(usize, &[u8]) -> Result<(), String>,
 ) -> Result<(), (usize, String)> {
     let mut pos = 0;
     let mut record_start = 0;
@@ -102,7 +172,7 @@ fn read_segment(
     let mut compressed = false;
     scratch.record.clear();
     while pos < bytes.len() {
-        let page_left = PAGE_SIZE - pos % PAGE_SIZE;
+        let page_left = PAGE_SIZE - (base + pos) % PAGE_SIZE;
         let kind = bytes[pos] & TYPE_MASK;
         if page_left < FRAGMENT_HEADER_SIZE || kind == PAGE_TERM {
             // The rest of the page is padding, all zeros (a short segment ends early).
@@ -162,7 +232,7 @@ fn read_segment(
             } else {
                 &scratch.record
             };
-            each(record).map_err(|detail| (record_start, detail))?;
+            each(base + pos, record).map_err(|detail| (record_start, detail))?;
             scratch.record.clear();
             fragments = 0;
         } else {
