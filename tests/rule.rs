@@ -208,6 +208,26 @@ fn recorded_samples_are_prometheus_answers_at_aligned_slots() {
         "prometheus_rule_evaluation_failures_total{{rule_group=\"{key}\",strategy=\"abort\"}}"
     );
     assert_eq!(ruler.metric(&failures), Some(0.0), "{}", ruler.log());
+    // Prometheus's duration summaries, with Thanos's strategy label.
+    for summary in [
+        "prometheus_rule_evaluation_duration_seconds",
+        "prometheus_rule_group_duration_seconds",
+    ] {
+        assert!(
+            ruler
+                .metric(&format!("{summary}_count{{strategy=\"abort\"}}"))
+                .is_some_and(|n| n >= 7.0),
+            "{summary}"
+        );
+        assert!(
+            ruler
+                .metric(&format!(
+                    "{summary}{{strategy=\"abort\",quantile=\"0.99\"}}"
+                ))
+                .is_some_and(|d| d > 0.0 && d < 60.0),
+            "{summary}"
+        );
+    }
     stop(&mut ruler);
 
     let samples = dumped(&ruler_data);

@@ -522,6 +522,9 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
     let alertmanagers = args.alertmanagers()?;
     let alert_relabel = args.alert_relabel()?;
     let remote_write = args.remote_write()?;
+    // Thanos checks the template with a made-up expression before starting.
+    rthanos_rule::template::expand_expression_link(&args.alert_query_template, "test_expr")
+        .context("--alert.query-template")?;
     prepared
         .serve("rule", move |runtime| {
             let registry = runtime.registry().clone();

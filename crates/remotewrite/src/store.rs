@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rthanos_model::Labels;
 use rthanos_tsdb::wal::record::{self, Record, RefSample, RefSeries};
-use rthanos_tsdb::wal::{SegmentRange, Wal, WalError, checkpoint, read_records, repair};
+use rthanos_tsdb::wal::{Wal, WalError, checkpoint};
 use tokio::sync::watch;
 
 /// A place in the log: a segment, and a byte offset in it at a record boundary.
@@ -134,31 +134,9 @@ impl WalStore {
             }
             Ok(())
         };
-        let mut first = 0;
-        if let Some((index, path)) = checkpoint::last_checkpoint(&wal_dir)? {
-            // A checkpoint's series are from before every segment after it.
-            read_records(&[SegmentRange::all(&path)], |_, r| apply(index, r))?;
-            first = index + 1;
-        }
-        let range = SegmentRange {
-            dir: wal_dir.clone(),
-            first,
-            last: u32::MAX,
-        };
-        match read_records(&[range], &mut apply) {
-            Ok(()) => {}
-            Err(WalError::Corrupt {
-                segment,
-                offset,
-                detail,
-            }) => {
-                repair(&wal_dir, segment, offset)?;
-                replayed.repaired = Some(format!(
-                    "WAL segment {segment} at offset {offset}: {detail}"
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        // A checkpoint's series are from before every segment after it.
+        let repaired = rthanos_tsdb::wal::replay(&wal_dir, &mut apply)?;
+        replayed.repaired = repaired;
         let wal = Wal::open_sized(&wal_dir, segment_size, compress)?;
         let (written, _) = watch::channel(position(&wal));
         let highest_timestamp = prometheus::Gauge::new(

@@ -245,6 +245,9 @@ pub struct RuleEntry {
     pub evaluation_duration: Duration,
     /// Series written by the last successful evaluation (to mark those gone stale).
     previous: HashSet<Labels>,
+    /// The expression as the parser prints it back: what a reload compares (Prometheus
+    /// compares `rule.String()`), so a change of spacing or layout is no change.
+    canonical_expr: String,
 }
 
 impl RuleEntry {
@@ -268,6 +271,9 @@ pub struct Group {
     rules: Vec<RuleEntry>,
     last_evaluation: Option<i64>,
     evaluation_duration: Duration,
+    /// Series of rules a reload removed, marked stale at the end of the next evaluation
+    /// (Prometheus's `staleSeries`).
+    stale_series: Vec<Labels>,
 }
 
 impl Group {
@@ -297,6 +303,7 @@ impl Group {
                 last_evaluation: None,
                 evaluation_duration: Duration::ZERO,
                 previous: HashSet::new(),
+                canonical_expr: canonical_expr(&rule.expr),
             })
             .collect();
         Group {
@@ -305,12 +312,18 @@ impl Group {
                 name: spec.name.clone(),
             },
             original_file: original_file.to_string(),
-            interval: spec.interval.map_or(interval, |i| i.as_std()),
+            // `interval: 0s` is no interval, as in Prometheus: the default applies.
+            interval: spec
+                .interval
+                .map(|i| i.as_std())
+                .filter(|i| !i.is_zero())
+                .unwrap_or(interval),
             limit: usize::try_from(spec.limit).unwrap_or(usize::MAX),
             strategy: spec.partial_response_strategy,
             rules,
             last_evaluation: None,
             evaluation_duration: Duration::ZERO,
+            stale_series: Vec::new(),
         }
     }
 
@@ -362,34 +375,36 @@ impl Group {
             && self.limit == other.limit
             && self.strategy == other.strategy
             && self.rules.len() == other.rules.len()
-            && self
-                .rules
-                .iter()
-                .zip(&other.rules)
-                .all(|(a, b)| a.expr == b.expr && same_definition(&a.state, &b.state))
+            && self.rules.iter().zip(&other.rules).all(|(a, b)| {
+                a.canonical_expr == b.canonical_expr && same_definition(&a.state, &b.state)
+            })
     }
 
-    /// Takes over the alerts and stale-series tracking of the rules of `old` with the same
-    /// name, labels and expression, as Prometheus's `copyState` on a reload.
+    /// Takes over the series and alerts of the rules of `old` with the same name and labels
+    /// (the first unused one of each), as Prometheus's `CopyState` on a reload: an edited
+    /// expression, `for` or annotation keeps a rule's alerts. The series of old rules that
+    /// match none are marked stale at the end of the next evaluation.
     pub fn take_state(&mut self, old: &mut Group) {
         let mut used = vec![false; old.rules.len()];
         for rule in &mut self.rules {
-            let found = old.rules.iter().enumerate().position(|(i, o)| {
-                !used[i] && o.expr == rule.expr && same_definition(&o.state, &rule.state)
-            });
+            let found = old
+                .rules
+                .iter()
+                .enumerate()
+                .position(|(i, o)| !used[i] && same_name_and_labels(&o.state, &rule.state));
             let Some(i) = found else { continue };
             used[i] = true;
             let o = &mut old.rules[i];
             rule.previous = std::mem::take(&mut o.previous);
-            rule.health = o.health;
-            rule.last_error = o.last_error.take();
-            rule.last_evaluation = o.last_evaluation;
-            rule.evaluation_duration = o.evaluation_duration;
             if let (RuleState::Alerting(new), RuleState::Alerting(old)) =
                 (&mut rule.state, &mut o.state)
             {
                 new.take_state(old);
             }
+        }
+        self.stale_series = std::mem::take(&mut old.stale_series);
+        for (o, _) in old.rules.iter_mut().zip(&used).filter(|(_, used)| !**used) {
+            self.stale_series.extend(o.previous.drain());
         }
         self.last_evaluation = old.last_evaluation;
         self.evaluation_duration = old.evaluation_duration;
@@ -451,9 +466,41 @@ impl Group {
             env.observer
                 .rule_evaluated(&self.key, rule.evaluation_duration, failed);
         }
+        self.mark_removed_rules_stale(ts, env.sink.as_ref());
         self.last_evaluation = Some(ts);
         self.evaluation_duration = started.elapsed();
         samples_total
+    }
+
+    /// Prometheus's `cleanupStaleSeries`: the series of rules a reload removed get a stale
+    /// marker at `ts`; one refused because a rule of the new file wrote the series is
+    /// expected.
+    fn mark_removed_rules_stale(&mut self, ts: i64, sink: &dyn SampleSink) {
+        if self.stale_series.is_empty() {
+            return;
+        }
+        let stale: Vec<(Labels, f64)> = std::mem::take(&mut self.stale_series)
+            .into_iter()
+            .map(|l| (l, STALE_NAN))
+            .collect();
+        match sink.append(ts, &stale) {
+            Ok(refusals) => {
+                for (refusal, (series, _)) in refusals.iter().zip(&stale) {
+                    if let Some(refusal) = refusal
+                        && !refusal.expected_for_stale_marker()
+                    {
+                        tracing::warn!(
+                            group = %self.key.name, sample = %series, err = ?refusal,
+                            "Adding stale sample for previous configuration failed"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                group = %self.key.name, err = %e,
+                "Stale sample appender commit failed"
+            ),
+        }
     }
 
     /// Restores the `for` state of alerts found active by the evaluations since start, from
@@ -493,7 +540,9 @@ impl Group {
                 let Some((t, v)) = source.last_sample(&series, min_time, ts).await else {
                     continue;
                 };
-                if v.to_bits() == STALE_NAN.to_bits() || !v.is_finite() {
+                // Not a time in seconds (read back from remote storage in stateless mode, it
+                // may be anything): nothing to restore, and no arithmetic to overflow.
+                if v.to_bits() == STALE_NAN.to_bits() || !v.is_finite() || v.abs() > 1e12 {
                     continue;
                 }
                 // Prometheus works in whole seconds here (`time.Unix(t/1000, 0)`).
@@ -514,6 +563,35 @@ impl Group {
                 );
             }
             alerting.set_restored();
+        }
+    }
+}
+
+/// The expression as the parser prints it (the text itself if it does not parse, which a
+/// loaded rule always does).
+fn canonical_expr(expr: &str) -> String {
+    rthanos_promql::parse_query(expr).map_or_else(
+        |_| expr.to_string(),
+        |parsed| parsed.on_stack(|e| e.to_string()),
+    )
+}
+
+/// Prometheus's `nameAndLabels`: the rule's name and its (unexpanded) labels.
+fn same_name_and_labels(a: &RuleState, b: &RuleState) -> bool {
+    match (a, b) {
+        (
+            RuleState::Recording { name, labels },
+            RuleState::Recording {
+                name: other_name,
+                labels: other_labels,
+            },
+        ) => name == other_name && labels == other_labels,
+        (RuleState::Alerting(a), RuleState::Alerting(b)) => {
+            a.name() == b.name() && a.labels() == b.labels()
+        }
+        (RuleState::Recording { name, labels }, RuleState::Alerting(b))
+        | (RuleState::Alerting(b), RuleState::Recording { name, labels }) => {
+            name == b.name() && labels == b.labels()
         }
     }
 }
@@ -833,6 +911,39 @@ mod tests {
         assert!(at_240.iter().all(|w| w.2 == STALE_NAN.to_bits()));
     }
 
+    #[tokio::test]
+    async fn a_reload_keeps_alerts_by_name_and_labels_and_marks_removed_rules_stale() {
+        let before = "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up == 0\n    for: 5m\n  - record: job:up\n    expr: up\n";
+        let mut old = group(before);
+        let (answers, written, notified) = Default::default();
+        let env = env(&answers, &written, &notified);
+        answer(&answers, "up == 0", Ok(vec![(job("a"), 0.0)]));
+        answer(&answers, "up", Ok(vec![(job("a"), 0.0)]));
+        old.mark_restored();
+        old.eval(60_000, &env).await;
+        // Spacing is no change; a new `for` or annotation is one, yet the alert stays.
+        assert!(old.same_rules(&group(&before.replace("up == 0", "up==0"))));
+        let after = "groups:\n- name: g\n  rules:\n  - alert: Down\n    expr: up   ==   0\n    for: 10m\n    annotations: {summary: down}\n";
+        let mut new = group(after);
+        assert!(!old.same_rules(&new));
+        new.take_state(&mut old);
+        new.mark_restored();
+        let RuleState::Alerting(rule) = &new.rules()[0].state else {
+            panic!("an alerting rule");
+        };
+        assert_eq!(rule.alerts()[0].active_at, 60_000, "the alert is kept");
+        answer(&answers, "up   ==   0", Ok(vec![(job("a"), 0.0)]));
+        written.0.lock().expect("lock").clear();
+        new.eval(120_000, &env).await;
+        let written = written.0.lock().expect("lock").clone();
+        let recorded = Labels::from_pairs([("__name__", "job:up"), ("job", "a")]);
+        assert!(
+            written.contains(&(120_000, recorded, STALE_NAN.to_bits())),
+            "the removed rule's series is stale: {written:?}"
+        );
+        assert!(new.stale_series.is_empty(), "marked once");
+    }
+
     struct ForState(Option<(i64, f64)>);
 
     #[async_trait::async_trait]
@@ -889,6 +1000,11 @@ mod tests {
         assert_eq!(
             restored_active_at("5m", Some((90 * MIN, 0.0)), now).await,
             now
+        );
+        assert_eq!(
+            restored_active_at("1h", Some((90 * MIN, -1e300)), now).await,
+            now,
+            "not a time"
         );
     }
 }

@@ -21,4 +21,5 @@ pub mod rulefmt;
 pub mod schedule;
 pub mod storage;
 pub mod store;
+pub mod summary;
 pub mod template;

@@ -74,6 +74,8 @@ pub struct RuleMetrics {
     loaded: IntGaugeVec,
     reload_ok: IntGaugeVec,
     reload_time: GaugeVec,
+    rule_duration: crate::summary::SummaryVec,
+    group_duration: crate::summary::SummaryVec,
 }
 
 impl RuleMetrics {
@@ -100,6 +102,25 @@ impl RuleMetrics {
             reg(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
         };
         let metrics = RuleMetrics {
+            // Prometheus's summaries, labelled by strategy as Thanos's wrapped registry does.
+            rule_duration: reg(
+                registry,
+                crate::summary::SummaryVec::new(
+                    "prometheus_rule_evaluation_duration_seconds",
+                    "The duration for a rule to execute.",
+                    &["strategy"],
+                    &[0.5, 0.9, 0.99],
+                )?,
+            )?,
+            group_duration: reg(
+                registry,
+                crate::summary::SummaryVec::new(
+                    "prometheus_rule_group_duration_seconds",
+                    "The duration of rule group evaluations.",
+                    &["strategy"],
+                    &[0.01, 0.05, 0.5, 0.9, 0.99],
+                )?,
+            )?,
             evaluations: counter(
                 "prometheus_rule_evaluations_total",
                 "The total number of rule evaluations.",
@@ -209,9 +230,12 @@ struct Observer {
 }
 
 impl GroupObserver for Observer {
-    fn rule_evaluated(&self, group: &GroupKey, _duration: Duration, failed: bool) {
+    fn rule_evaluated(&self, group: &GroupKey, duration: Duration, failed: bool) {
         let labels = RuleMetrics::group_labels(group, self.strategy);
         let labels = [labels[0].as_str(), labels[1].as_str()];
+        self.metrics
+            .rule_duration
+            .observe(&[labels[1]], duration.as_secs_f64());
         self.metrics.evaluations.with_label_values(&labels).inc();
         if failed {
             self.metrics.failures.with_label_values(&labels).inc();
@@ -329,6 +353,12 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A group of a reload: kept running (or new), or changed and stopping.
+enum Slot {
+    Kept(Running),
+    Changed(Running, Group),
+}
+
 /// Runs the rule groups.
 pub struct Manager {
     options: ManagerOptions,
@@ -399,9 +429,11 @@ impl Manager {
         let mut running = self.running.lock().await;
         let mut old: Vec<Running> = std::mem::take(&mut *running);
         self.metrics.loaded.reset();
-        for mut group in new_groups {
+        let mut slots = Vec::with_capacity(new_groups.len());
+        for group in new_groups {
+            // Thanos's strategy label here is the enum's name (`WARN`, `ABORT`).
             let labels = [
-                strategy_label(group.strategy()),
+                strategy_dir(group.strategy()),
                 group.original_file(),
                 group.key().name.as_str(),
             ];
@@ -413,24 +445,43 @@ impl Manager {
                 .iter()
                 .position(|r| &r.key == group.key())
                 .map(|i| old.remove(i));
+            // Compared with the snapshot of the definition: no waiting for an evaluation
+            // under way (its queries may take minutes).
             match same {
-                Some(previous) if previous.group.lock().await.same_rules(&group) => {
-                    running.push(previous);
+                Some(previous)
+                    if previous
+                        .snapshot
+                        .read()
+                        .is_ok_and(|snapshot| snapshot.same_rules(&group)) =>
+                {
+                    slots.push(Slot::Kept(previous));
                 }
                 Some(previous) => {
                     let _ = previous.stop.send(true);
+                    slots.push(Slot::Changed(previous, group));
+                }
+                None => slots.push(Slot::Kept(self.start(group, first))),
+            }
+        }
+        for gone in &old {
+            let _ = gone.stop.send(true);
+        }
+        // Every changed group was told to stop above, so they stop together; each starts
+        // again with its rules' state.
+        for slot in slots {
+            match slot {
+                Slot::Kept(r) => running.push(r),
+                Slot::Changed(previous, mut group) => {
                     let _ = previous.task.await;
                     let mut previous_group = previous.group.lock().await;
                     group.take_state(&mut previous_group);
                     drop(previous_group);
                     running.push(self.start(group, false));
                 }
-                None => running.push(self.start(group, first)),
             }
         }
         // Groups gone: stopped, their series marked stale two intervals later.
         for gone in old {
-            let _ = gone.stop.send(true);
             let _ = gone.task.await;
             let group = Arc::clone(&gone.group);
             let metrics = Arc::clone(&self.metrics);
@@ -440,9 +491,10 @@ impl Manager {
             // Stale at the time the group stopped: a renamed rule that writes the same
             // series has newer samples, and the markers are refused as out of order.
             let stopped_at = clock();
+            // Forgotten now: a group of the same key added by a later reload keeps its series.
+            metrics.forget_group(&*group.lock().await);
             tokio::spawn(async move {
                 let mut group = group.lock().await;
-                metrics.forget_group(&group);
                 let wait = group.interval().saturating_mul(2);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -466,7 +518,12 @@ impl Manager {
         Ok(())
     }
 
-    fn start(&self, group: Group, restore: bool) -> Running {
+    fn start(&self, mut group: Group, restore: bool) -> Running {
+        if !restore {
+            // Only the first load restores `for` state; rules loaded later write ALERTS from
+            // their first evaluation (Prometheus's `restored` of the manager).
+            group.mark_restored();
+        }
         let strategy = group.strategy();
         let labels = RuleMetrics::group_labels(group.key(), strategy);
         let labels_ref = [labels[0].as_str(), labels[1].as_str()];
@@ -539,8 +596,10 @@ impl Manager {
             published.clear();
         }
         let running = std::mem::take(&mut *self.running.lock().await);
-        for r in running {
+        for r in &running {
             let _ = r.stop.send(true);
+        }
+        for r in running {
             let _ = r.task.await;
         }
     }
@@ -614,6 +673,9 @@ async fn run_group(mut run: GroupRun) {
             .last_duration
             .with_label_values(&labels)
             .set(started.elapsed().as_secs_f64());
+        run.metrics
+            .group_duration
+            .observe(&[labels[1]], started.elapsed().as_secs_f64());
         run.metrics
             .last_evaluation
             .with_label_values(&labels)

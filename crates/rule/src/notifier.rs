@@ -462,10 +462,13 @@ impl RuleNotifier {
     }
 
     fn link(&self, expr: &str) -> String {
-        let escaped = query_escape(expr);
-        let link = ["{{.Expr}}", "{{ .Expr }}"]
-            .iter()
-            .fold(self.link_template.clone(), |t, p| t.replace(p, &escaped));
+        let link =
+            crate::template::expand_expression_link(&self.link_template, &query_escape(expr))
+                .unwrap_or_else(|e| {
+                    // Thanos logs it and sends the query URL alone.
+                    tracing::warn!(expr, err = %e, "failed to generate link for expression");
+                    String::new()
+                });
         format!("{}{link}", self.query_url)
     }
 }

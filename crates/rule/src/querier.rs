@@ -289,6 +289,28 @@ impl HttpQuerier {
             params.push(("dedup", "true"));
         }
         let mut last_error = None;
+        for (client, address) in self.candidates() {
+            let answer = self
+                .request(client, &address, "/api/v1/query_range", &params)
+                .await
+                .and_then(|(url, status, body)| {
+                    parse_matrix_response(&body).map_err(|e| format!("{url}: {status}: {e}"))
+                });
+            match answer {
+                Ok(matrix) => return Ok(matrix),
+                Err(err) => {
+                    tracing::error!(err = %err, query = %expr, "range query failed");
+                    last_error = Some(err);
+                }
+            }
+        }
+        Err(none_reachable(last_error))
+    }
+
+    /// Every querier address, clients and their addresses in random order: asked in turn
+    /// until one answers.
+    fn candidates(&self) -> Vec<(&Client, String)> {
+        let mut out = Vec::new();
         for c in shuffled(self.clients.len()) {
             let client = &self.clients[c];
             let addresses = client
@@ -297,25 +319,19 @@ impl HttpQuerier {
                 .map(|a| a.clone())
                 .unwrap_or_default();
             for a in shuffled(addresses.len()) {
-                let answer = self
-                    .request(client, &addresses[a], "/api/v1/query_range", &params)
-                    .await
-                    .and_then(|(url, status, body)| {
-                        parse_matrix_response(&body).map_err(|e| format!("{url}: {status}: {e}"))
-                    });
-                match answer {
-                    Ok(matrix) => return Ok(matrix),
-                    Err(err) => {
-                        tracing::error!(err = %err, query = %expr, "range query failed");
-                        last_error = Some(err);
-                    }
-                }
+                out.push((client, addresses[a].clone()));
             }
         }
-        Err(match last_error {
-            Some(err) => format!("no query API server reachable: {err}"),
-            None => "no query API server reachable".to_string(),
-        })
+        out
+    }
+}
+
+/// Thanos's message when no querier answered, with the last querier's error for the rule's
+/// status.
+fn none_reachable(last_error: Option<String>) -> String {
+    match last_error {
+        Some(err) => format!("no query API server reachable: {err}"),
+        None => "no query API server reachable".to_string(),
     }
 }
 
@@ -328,28 +344,16 @@ impl RuleQuerier for HttpQuerier {
         strategy: PartialResponseStrategy,
     ) -> Result<QueryOutcome, String> {
         let mut last_error = None;
-        for c in shuffled(self.clients.len()) {
-            let client = &self.clients[c];
-            let addresses = client
-                .addresses
-                .read()
-                .map(|a| a.clone())
-                .unwrap_or_default();
-            for a in shuffled(addresses.len()) {
-                match self.ask(client, &addresses[a], expr, ts, strategy).await {
-                    Ok(outcome) => return Ok(outcome),
-                    Err(err) => {
-                        tracing::error!(err = %err, query = %expr, "rule query failed");
-                        last_error = Some(err);
-                    }
+        for (client, address) in self.candidates() {
+            match self.ask(client, &address, expr, ts, strategy).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(err) => {
+                    tracing::error!(err = %err, query = %expr, "rule query failed");
+                    last_error = Some(err);
                 }
             }
         }
-        // Thanos's message, with the last querier's error for the rule's status.
-        Err(match last_error {
-            Some(err) => format!("no query API server reachable: {err}"),
-            None => "no query API server reachable".to_string(),
-        })
+        Err(none_reachable(last_error))
     }
 }
 
@@ -544,16 +548,22 @@ impl crate::group::ForStateSource for QueriedForState {
                 return None;
             }
         };
-        matrix.into_iter().find_map(|(found, points)| {
-            let kept = Labels::from_pairs(
-                found
-                    .iter()
-                    .filter(|l| !self.ignored_labels.contains(&l.name))
-                    .map(|l| (l.name.clone(), l.value.clone())),
-            );
-            (kept == *labels).then(|| points.last().copied()).flatten()
-        })
+        newest_of(matrix, labels, &self.ignored_labels)
     }
+}
+
+/// The newest point of the series of `matrix` that is `labels` once the `ignored` labels are
+/// removed (Prometheus's check that the series found has no more labels than asked for).
+fn newest_of(matrix: Matrix, labels: &Labels, ignored: &[String]) -> Option<(i64, f64)> {
+    matrix.into_iter().find_map(|(found, points)| {
+        let kept = Labels::from_pairs(
+            found
+                .iter()
+                .filter(|l| !ignored.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone())),
+        );
+        (kept == *labels).then(|| points.last().copied()).flatten()
+    })
 }
 
 #[cfg(test)]
@@ -593,6 +603,43 @@ mod tests {
         .expect_err("matrix");
         assert!(err.contains("not a vector or scalar"), "{err}");
         assert!(parse_query_response(b"<html>").is_err());
+    }
+
+    #[test]
+    fn for_state_is_asked_by_selector_and_matched_without_the_ignored_labels() {
+        let wanted = Labels::from_pairs([
+            ("__name__", "ALERTS_FOR_STATE"),
+            ("alertname", "Disk \"full\""),
+        ]);
+        assert_eq!(
+            selector(&wanted),
+            r#"{__name__="ALERTS_FOR_STATE",alertname="Disk \"full\""}"#
+        );
+        let matrix = parse_matrix_response(
+            br#"{"status":"success","data":{"resultType":"matrix","result":[
+                {"metric":{"__name__":"ALERTS_FOR_STATE","alertname":"Disk \"full\"","instance":"a","ruler":"r1"},"values":[[100,"50"]]},
+                {"metric":{"__name__":"ALERTS_FOR_STATE","alertname":"Disk \"full\"","ruler":"r1","receiver":"rw"},"values":[[100.5,"40"],[101.5,"40"]]}
+            ]}}"#,
+        )
+        .expect("matrix");
+        assert_eq!(matrix[1].1, [(100_500, 40.0), (101_500, 40.0)]);
+        let ignored = ["ruler".to_string(), "receiver".to_string()];
+        // The first series has a label more (`instance`): not the alert's.
+        assert_eq!(
+            newest_of(matrix.clone(), &wanted, &ignored),
+            Some((101_500, 40.0))
+        );
+        assert_eq!(newest_of(matrix, &wanted, &[]), None, "labels not ignored");
+        let err = parse_matrix_response(
+            br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+        )
+        .expect_err("vector");
+        assert!(err.contains("not a matrix"), "{err}");
+        let err = parse_matrix_response(
+            br#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#,
+        )
+        .expect_err("error");
+        assert!(err.starts_with("bad_data: exceeded"), "{err}");
     }
 
     #[test]

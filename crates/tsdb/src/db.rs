@@ -16,7 +16,7 @@ use crate::TsdbError;
 use crate::head::{AppendError, Appender, Committed, Head, range_end};
 use crate::meta::{BlockMeta, Compaction};
 use crate::wal::record::{self, Record};
-use crate::wal::{SegmentRange, Wal, WalError, checkpoint, read_records, repair};
+use crate::wal::{Wal, WalError, checkpoint};
 use crate::writer::{BlockWriter, ChunkToWrite, Lineage};
 
 /// Two hours, Prometheus's (and Thanos's ruler's) block range.
@@ -481,29 +481,7 @@ fn replay(head: &Head, wal_dir: &Path) -> Result<Replayed, DbError> {
         }
         Ok(())
     };
-    let mut first = 0;
-    if let Some((index, path)) = checkpoint::last_checkpoint(wal_dir)? {
-        read_records(&[SegmentRange::all(&path)], |_, r| apply(r))?;
-        first = index + 1;
-    }
-    let range = SegmentRange {
-        dir: wal_dir.to_path_buf(),
-        first,
-        last: u32::MAX,
-    };
-    match read_records(&[range], |_, r| apply(r)) {
-        Ok(()) => {}
-        Err(WalError::Corrupt {
-            segment,
-            offset,
-            detail,
-        }) => {
-            repair(wal_dir, segment, offset)?;
-            replayed.repaired = Some(format!(
-                "WAL segment {segment} at offset {offset}: {detail}"
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    let repaired = crate::wal::replay(wal_dir, |_, r| apply(r))?;
+    replayed.repaired = repaired;
     Ok(replayed)
 }

@@ -177,9 +177,51 @@ pub fn check_alert_template(rule_name: &str, text: &str) -> Result<(), TemplateE
     parse_alert(&template_name(rule_name), text).map(|_| ())
 }
 
+/// Thanos's `--alert.query-template` link: `template` executed as Go's text/template named
+/// `url` with `.Expr` the query-escaped expression (Thanos's `tableLinkForExpression`).
+///
+/// # Errors
+/// The template does not parse or execute (Thanos checks it with `test_expr` at start-up).
+pub fn expand_expression_link(template: &str, escaped_expr: &str) -> Result<String, TemplateError> {
+    let name = "url".to_string();
+    let set =
+        parse::parse(&name, template, &funcs::AllFuncs).map_err(|e| TemplateError::Parse {
+            name: name.clone(),
+            error: e.0,
+        })?;
+    let mut queries = NoQueries;
+    let mut env = Env {
+        query: &mut queries,
+        timestamp_ms: 0,
+        external_url: String::new(),
+    };
+    let fields = BTreeMap::from([("Expr".to_string(), escaped_expr.to_string())]);
+    let dot = value::Value::StrMap(Rc::new(fields));
+    exec::execute(&set, &name, template, &dot, &mut env)
+        .map_err(|e| TemplateError::Execute { name, error: e.0 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expression_links_are_templates_with_expr() {
+        for (template, out) in [
+            (
+                "/graph?g0.expr={{.Expr}}&g0.tab=1",
+                "/graph?g0.expr=up%3D%3D0&g0.tab=1",
+            ),
+            ("/graph?g0.expr={{- .Expr -}}", "/graph?g0.expr=up%3D%3D0"),
+            ("/q?e={{ .Expr | printf \"%s!\" }}", "/q?e=up%3D%3D0!"),
+        ] {
+            assert_eq!(
+                expand_expression_link(template, "up%3D%3D0").expect(template),
+                out
+            );
+        }
+        assert!(expand_expression_link("{{.Expr", "x").is_err());
+    }
 
     fn data() -> TemplateData {
         let mut d = TemplateData {

@@ -395,6 +395,43 @@ pub fn repair(dir: &Path, segment: u32, offset: u64) -> Result<(), WalError> {
     rthanos_durable::sync_dir(dir).map_err(|e| WalError::io(&e.path, e.source))
 }
 
+/// Reads the log in `wal_dir` back as a restart does: every record of the last checkpoint
+/// (passed with the checkpoint's number), then of the segments after it (with their own).
+/// A corrupt or torn record cuts the log there ([`repair`]); the corruption is returned.
+///
+/// # Errors
+/// A checkpoint is corrupt (it was written whole, so that is the disk's doing), or the files
+/// cannot be read or cut.
+pub fn replay(
+    wal_dir: &Path,
+    mut apply: impl FnMut(u32, &[u8]) -> Result<(), String>,
+) -> Result<Option<String>, WalError> {
+    let mut first = 0;
+    if let Some((index, path)) = checkpoint::last_checkpoint(wal_dir)? {
+        read_records(&[SegmentRange::all(&path)], |_, r| apply(index, r))?;
+        first = index + 1;
+    }
+    let range = SegmentRange {
+        dir: wal_dir.to_path_buf(),
+        first,
+        last: u32::MAX,
+    };
+    match read_records(&[range], apply) {
+        Ok(()) => Ok(None),
+        Err(WalError::Corrupt {
+            segment,
+            offset,
+            detail,
+        }) => {
+            repair(wal_dir, segment, offset)?;
+            Ok(Some(format!(
+                "WAL segment {segment} at offset {offset}: {detail}"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
