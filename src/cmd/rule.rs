@@ -424,7 +424,12 @@ impl RuleArgs {
             return Ok(Vec::new());
         };
         let text = rthanos_runtime::flags::expand_env("remote-write.config", &text)?;
-        rthanos_remote_write::parse(&text).context("--remote-write.config")
+        let targets = rthanos_remote_write::parse(&text).context("--remote-write.config")?;
+        if targets.is_empty() && !text.trim().is_empty() {
+            // Thanos would run stateless and send its results nowhere.
+            tracing::warn!("--remote-write.config lists no target: the ruler keeps its own TSDB");
+        }
+        Ok(targets)
     }
 
     /// `--alert.relabel-config(-file)`.
@@ -627,6 +632,7 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 db,
                 shipper,
                 remote_write,
+                remote_log,
                 ..
             } = storage;
             let work = async move {
@@ -703,6 +709,10 @@ pub(crate) async fn run(args: RuleArgs) -> anyhow::Result<()> {
                 if let Some(db) = &db {
                     db.sync().map_err(|e| format!("syncing the TSDB: {e}"))?;
                 }
+                if let Some(log) = &remote_log {
+                    log.sync()
+                        .map_err(|e| format!("syncing the remote-write WAL: {e}"))?;
+                }
                 Ok::<(), String>(())
             };
             Ok(super::Component {
@@ -723,6 +733,8 @@ struct Storage {
     shipper: Option<rthanos_shipper::Shipper>,
     /// Stateless mode's log and queues.
     remote_write: Option<rthanos_remote_write::RemoteWrite>,
+    /// Stateless mode's log, synced once the last evaluation is appended.
+    remote_log: Option<Arc<rthanos_remote_write::WalStore>>,
 }
 
 /// The ruler's own TSDB under `--data-dir`, its blocks shipped with `--objstore.config`.
@@ -763,6 +775,7 @@ fn open_tsdb(
         db: Some(db),
         shipper,
         remote_write: None,
+        remote_log: None,
     })
 }
 
@@ -816,6 +829,7 @@ fn open_stateless(
         )),
         db: None,
         shipper: None,
+        remote_log: Some(remote_write.store()),
         remote_write: Some(remote_write),
     })
 }

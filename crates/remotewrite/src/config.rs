@@ -39,8 +39,7 @@ const RESERVED_HEADERS: &[&str] = &[
 /// The queue's tuning, with Prometheus 2.42's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// Samples buffered per shard (Prometheus: 2500). One batch is read from the WAL at a
-    /// time, so this bounds nothing here beyond `max_samples_per_send`.
+    /// Samples read ahead of sending (Prometheus: 2500 per shard); at least one request's.
     pub capacity: usize,
     /// Most shards (200). rthanos sends from one shard per target, in WAL order.
     pub max_shards: usize,
@@ -168,8 +167,9 @@ const OWN_FIELDS: &[&str] = &[
 /// Fields of Prometheus's HTTP client configuration that rthanos has no client for.
 const REFUSED_FIELDS: &[&str] = &["sigv4", "oauth2", "azuread"];
 
-/// Fields of Go's HTTP client that reqwest's defaults already match (redirects are followed,
-/// HTTP/2 is negotiated when the server offers it).
+/// Fields of Go's HTTP client that reqwest's defaults already match when they are true
+/// (redirects are followed, HTTP/2 is negotiated when the server offers it); false is
+/// refused by name.
 const DEFAULTED_FIELDS: &[&str] = &["follow_redirects", "enable_http2"];
 
 /// Parses the YAML document of `--remote-write.config` (`remote_write:` and its list). An
@@ -184,14 +184,22 @@ pub fn parse(text: &str) -> Result<Vec<RemoteWriteConfig>, ConfigError> {
     let document: Document = serde_yaml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
     let mut out: Vec<RemoteWriteConfig> = Vec::with_capacity(document.remote_write.len());
     for (i, entry) in document.remote_write.into_iter().enumerate() {
+        let named = entry.contains_key("name");
         let config =
             parse_entry(&entry).map_err(|e| ConfigError(format!("remote_write[{i}]: {e}")))?;
         if out.iter().any(|c| c.name == config.name) {
-            // Prometheus: "found multiple remote write configs with job name".
-            return Err(ConfigError(format!(
-                "found multiple remote write configs with name {:?}",
-                config.name
-            )));
+            // Prometheus's words: the same entry twice, or two entries with one name.
+            return Err(ConfigError(if named {
+                format!(
+                    "found multiple remote write configs with job name {:?}",
+                    config.name
+                )
+            } else {
+                format!(
+                    "duplicate remote write configs are not allowed, found duplicate for URL: {}",
+                    config.url
+                )
+            }));
         }
         out.push(config);
     }
@@ -207,6 +215,9 @@ fn parse_entry(entry: &serde_yaml::Mapping) -> Result<RemoteWriteConfig, String>
             return Err(format!("{name} is not supported by rthanos"));
         }
         if DEFAULTED_FIELDS.contains(&name) {
+            if value.as_bool() == Some(false) {
+                return Err(format!("{name}: false is not supported by rthanos"));
+            }
             continue;
         }
         if OWN_FIELDS.contains(&name) {
@@ -239,7 +250,7 @@ fn parse_entry(entry: &serde_yaml::Mapping) -> Result<RemoteWriteConfig, String>
     for header in own.headers.keys() {
         let lower = header.to_ascii_lowercase();
         if lower == "authorization" {
-            return Err("authorization header must be changed via the basic_auth or authorization parameter".into());
+            return Err("authorization header must be changed via the basic_auth, authorization, oauth2, or sigv4 parameter".into());
         }
         if RESERVED_HEADERS.contains(&lower.as_str()) {
             return Err(format!(
@@ -263,10 +274,11 @@ fn parse_entry(entry: &serde_yaml::Mapping) -> Result<RemoteWriteConfig, String>
         capacity: q.capacity.unwrap_or(defaults.capacity),
         max_shards: q.max_shards.unwrap_or(defaults.max_shards),
         min_shards: q.min_shards.unwrap_or(defaults.min_shards),
-        max_samples_per_send: q
-            .max_samples_per_send
-            .unwrap_or(defaults.max_samples_per_send)
-            .max(1),
+        max_samples_per_send: match q.max_samples_per_send {
+            Some(0) => return Err("queue_config: max_samples_per_send must be positive".into()),
+            Some(n) => n,
+            None => defaults.max_samples_per_send,
+        },
         batch_send_deadline: q
             .batch_send_deadline
             .map_or(defaults.batch_send_deadline, PromDuration::as_std),
@@ -341,6 +353,18 @@ mod tests {
             (
                 "remote_write:\n- url: http://x/\n  headers: {User-Agent: me}\n",
                 "reserved header",
+            ),
+            (
+                "remote_write:\n- url: http://x/\n- url: http://x/\n",
+                "found duplicate for URL: http://x/",
+            ),
+            (
+                "remote_write:\n- url: http://x/\n  follow_redirects: false\n",
+                "follow_redirects: false",
+            ),
+            (
+                "remote_write:\n- url: http://x/\n  queue_config: {max_samples_per_send: 0}\n",
+                "must be positive",
             ),
             (
                 "remote_write:\n- url: http://x/\n  headers: {authorization: me}\n",

@@ -110,7 +110,7 @@ impl RemoteWrite {
                     external_labels.clone(),
                     store.wal_dir().to_path_buf(),
                     Arc::clone(&positions),
-                    store.subscribe(),
+                    (store.subscribe(), store.subscribe_checkpoints()),
                     queue_metrics,
                 )
                 .map_err(RemoteWriteError::Queue)
@@ -389,6 +389,52 @@ mod tests {
         );
         shutdown.cancel();
         running.await.expect("run");
+    }
+
+    #[tokio::test]
+    async fn too_many_requests_is_retried_only_when_configured() {
+        for retry in [false, true] {
+            let tmp = tempfile::tempdir().expect("tmp");
+            let (receiver, url) = Receiver::start().await;
+            let registry = prometheus::Registry::new();
+            let configs = parse(&format!(
+                "remote_write:\n- url: {url}\n  queue_config: {{batch_send_deadline: 10ms, min_backoff: 10ms, max_backoff: 20ms, retry_on_http_429: {retry}}}\n"
+            ))
+            .expect("config");
+            let (rw, _) = RemoteWrite::open(
+                tmp.path(),
+                configs,
+                &Labels::default(),
+                &LogOptions::default(),
+                &registry,
+            )
+            .expect("open");
+            let store = rw.store();
+            let shutdown = CancellationToken::new();
+            let running = tokio::spawn(rw.run(shutdown.clone()));
+            let a = series("a");
+            receiver.set_status(429);
+            store.append([(&a, 1000, 1.0)]).expect("append");
+            // Retried, it is refused again; not retried, once.
+            let refusals = if retry { 2 } else { 1 };
+            while *receiver.refused.lock().expect("lock") < refusals {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            receiver.set_status(200);
+            store.append([(&a, 2000, 2.0)]).expect("append");
+            let expected: Vec<Received> = if retry {
+                vec![
+                    ("__name__=a".to_string(), 1000, 1.0),
+                    ("__name__=a".to_string(), 2000, 2.0),
+                ]
+            } else {
+                vec![("__name__=a".to_string(), 2000, 2.0)]
+            };
+            receiver.wait_for(expected.len()).await;
+            assert_eq!(receiver.samples(), expected, "retry_on_http_429: {retry}");
+            shutdown.cancel();
+            running.await.expect("run");
+        }
     }
 
     #[tokio::test]

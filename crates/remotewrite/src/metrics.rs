@@ -25,6 +25,8 @@ pub(crate) struct RemoteWriteMetrics {
     shards_desired: GaugeVec,
     shard_capacity: IntGaugeVec,
     max_samples_per_send: IntGaugeVec,
+    decode_failures: IntCounterVec,
+    current_segment: IntGaugeVec,
 }
 
 /// One queue's metrics.
@@ -38,6 +40,8 @@ pub(crate) struct QueueMetrics {
     pub(crate) samples_pending: prometheus::IntGauge,
     pub(crate) highest_sent_timestamp: prometheus::Gauge,
     pub(crate) sent_batch_duration: prometheus::Histogram,
+    pub(crate) decode_failures: prometheus::IntCounter,
+    pub(crate) current_segment: prometheus::IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -76,7 +80,26 @@ impl RemoteWriteMetrics {
             LABELS,
         )?;
         registry.register(Box::new(sent_batch_duration.clone()))?;
+        // The WAL watcher's, labelled by the queue reading (Prometheus's `consumer`).
+        let decode_failures = IntCounterVec::new(
+            Opts::new(
+                "prometheus_wal_watcher_record_decode_failures_total",
+                "Number of records read by the WAL watcher that resulted in an error when decoding.",
+            ),
+            &["consumer"],
+        )?;
+        registry.register(Box::new(decode_failures.clone()))?;
+        let current_segment = IntGaugeVec::new(
+            Opts::new(
+                "prometheus_wal_watcher_current_segment",
+                "Current segment the WAL watcher is reading records from.",
+            ),
+            &["consumer"],
+        )?;
+        registry.register(Box::new(current_segment.clone()))?;
         Ok(RemoteWriteMetrics {
+            decode_failures,
+            current_segment,
             samples_total: counter(
                 "samples_total",
                 "Total number of samples sent to remote storage.",
@@ -162,6 +185,8 @@ impl RemoteWriteMetrics {
             samples_pending: self.samples_pending.with_label_values(&values),
             highest_sent_timestamp: self.highest_sent_timestamp.with_label_values(&values),
             sent_batch_duration: self.sent_batch_duration.with_label_values(&values),
+            decode_failures: self.decode_failures.with_label_values(&[name]),
+            current_segment: self.current_segment.with_label_values(&[name]),
         }
     }
 }

@@ -74,7 +74,17 @@ impl Positions {
                 });
             }
         };
-        by_queue.retain(|name, _| names.contains(name));
+        by_queue.retain(|name, position| {
+            let kept = names.contains(name);
+            if !kept {
+                // An unnamed target's name is a hash of its entry: an edit renames it.
+                tracing::warn!(
+                    queue = %name, segment = position.segment, offset = position.offset,
+                    "remote write queue no longer configured: what it had not sent is not sent (name targets with `name` to keep their place across edits)"
+                );
+            }
+            kept
+        });
         Ok(Positions {
             path: path.to_path_buf(),
             by_queue: Mutex::new(by_queue),

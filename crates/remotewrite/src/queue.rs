@@ -36,6 +36,7 @@ pub struct Queue {
     wal_dir: PathBuf,
     positions: Arc<Positions>,
     written: watch::Receiver<LogPosition>,
+    checkpoints: watch::Receiver<Option<u32>>,
     metrics: QueueMetrics,
     start: QueuePosition,
 }
@@ -68,7 +69,7 @@ impl Queue {
         external_labels: Labels,
         wal_dir: PathBuf,
         positions: Arc<Positions>,
-        written: watch::Receiver<LogPosition>,
+        (written, checkpoints): (watch::Receiver<LogPosition>, watch::Receiver<Option<u32>>),
         metrics: QueueMetrics,
     ) -> Result<Queue, String> {
         let mut queue = Queue {
@@ -77,6 +78,7 @@ impl Queue {
             wal_dir,
             positions,
             written,
+            checkpoints,
             metrics,
             start: QueuePosition::default(),
         };
@@ -116,7 +118,9 @@ impl Queue {
                     sent: 0,
                 }
             }
-            (Some(saved), _) if saved.segment > end.segment => at_end,
+            // Writing always starts a new segment: a position in it or beyond is from a log
+            // that a repair cut short.
+            (Some(saved), _) if saved.segment >= end.segment => at_end,
             (Some(saved), _) => saved,
         };
         self.positions
@@ -135,21 +139,36 @@ impl Queue {
             self.external_labels.clone(),
             self.config.write_relabel.clone(),
         );
-        let replayed = tokio::task::spawn_blocking(move || {
-            let result = tail.replay_series();
-            (tail, result)
-        })
-        .await;
-        let (mut tail, result) = match replayed {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(queue = %self.config.name, err = %e, "reading the log's series panicked");
-                return;
+        // Series are learnt before anything is sent: a sample of a series not learnt would
+        // be dropped as unknown. A truncation may delete segments under the reading (it
+        // writes their series into a checkpoint first): read again from that checkpoint.
+        let mut attempt = 0u32;
+        let mut tail = loop {
+            let replayed = tokio::task::spawn_blocking(move || {
+                let result = tail.replay_series();
+                (tail, result)
+            })
+            .await;
+            let (back, result) = match replayed {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(queue = %self.config.name, err = %e, "reading the log's series panicked");
+                    return;
+                }
+            };
+            tail = back;
+            match result {
+                Ok(()) => break tail,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::error!(queue = %self.config.name, err = %e, attempt, "reading the log's series failed; reading again");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(30)))) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
             }
         };
-        if let Err(e) = result {
-            tracing::error!(queue = %self.config.name, err = %e, "reading the log's series failed");
-        }
         tracing::info!(
             queue = %self.config.name, url = %self.config.url,
             segment = start.segment, offset = start.offset,
@@ -158,21 +177,36 @@ impl Queue {
         let mut oldest_unsent: Option<Instant> = None;
         loop {
             let to = *self.written.borrow_and_update();
-            if tail.cursor < to {
+            let checkpoint = if self.checkpoints.has_changed().unwrap_or(false) {
+                *self.checkpoints.borrow_and_update()
+            } else {
+                None
+            };
+            let capacity = self
+                .config
+                .queue
+                .capacity
+                .max(self.config.queue.max_samples_per_send);
+            if (tail.cursor < to && tail.pending_count < capacity) || checkpoint.is_some() {
                 let (back, read) = tokio::task::spawn_blocking(move || {
-                    let read = tail.read_to(to);
+                    if let Some(checkpoint) = checkpoint {
+                        tail.forget_truncated(checkpoint);
+                    }
+                    let read = tail.read_to(to, capacity);
                     (tail, read)
                 })
                 .await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                 tail = back;
                 if let Err(e) = read {
+                    self.metrics.decode_failures.inc();
                     tracing::error!(queue = %self.config.name, err = %e, "reading the log failed; retrying");
                 }
             }
             self.metrics
-                .samples_pending
-                .set(tail.pending_samples() as i64);
+                .current_segment
+                .set(i64::from(tail.cursor.segment));
+            self.metrics.samples_pending.set(tail.pending_count as i64);
             if tail.has_unsent() {
                 oldest_unsent.get_or_insert_with(Instant::now);
             }
@@ -207,6 +241,7 @@ impl Queue {
                         return;
                     }
                 }
+                _ = self.checkpoints.changed() => {}
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => return,
             }
@@ -233,7 +268,6 @@ impl Queue {
         let mut backoff = self.config.queue.min_backoff;
         loop {
             self.metrics.samples_total.inc_by(batch.samples as u64);
-            self.metrics.bytes_total.inc_by(body.len() as u64);
             let started = Instant::now();
             let result = tokio::select! {
                 result = self.post(body.clone()) => result,
@@ -244,7 +278,9 @@ impl Queue {
                 .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
-                    let seconds = batch.highest_timestamp as f64 / 1000.0;
+                    self.metrics.bytes_total.inc_by(body.len() as u64);
+                    // Whole seconds, as Prometheus sets it.
+                    let seconds = batch.highest_timestamp.div_euclid(1000) as f64;
                     if seconds > self.metrics.highest_sent_timestamp.get() {
                         self.metrics.highest_sent_timestamp.set(seconds);
                     }
@@ -270,7 +306,8 @@ impl Queue {
                         () = tokio::time::sleep(sleep) => {}
                         () = shutdown.cancelled() => return Sent::Stopped,
                     }
-                    backoff = (backoff * 2).min(self.config.queue.max_backoff);
+                    // Prometheus doubles the delay it slept, a Retry-After's included.
+                    backoff = sleep.saturating_mul(2).min(self.config.queue.max_backoff);
                 }
             }
         }
@@ -285,7 +322,11 @@ impl Queue {
             .timeout(self.config.remote_timeout)
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
-            .header("User-Agent", concat!("rthanos/", env!("CARGO_PKG_VERSION")))
+            // Prometheus's client, with rthanos's version, as Thanos's sends it with its own.
+            .header(
+                "User-Agent",
+                concat!("Prometheus/", env!("CARGO_PKG_VERSION")),
+            )
             .header("X-Prometheus-Remote-Write-Version", "0.1.0");
         for (name, value) in &self.config.headers {
             request = request.header(name, value);
@@ -305,11 +346,11 @@ impl Queue {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
-        let line = text.lines().next().unwrap_or("");
-        let message = format!("server returned HTTP status {status}: {line}");
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+        let body = response.bytes().await.unwrap_or_default();
+        // Prometheus quotes at most 1 KiB of the answer.
+        let quoted = String::from_utf8_lossy(&body[..body.len().min(MAX_ERROR_BYTES)]);
+        let message = format!("server returned HTTP status {status}: {quoted}");
         if status.is_server_error() {
             Err(SendError::Recoverable(message, None))
         } else if status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -320,6 +361,24 @@ impl Queue {
             Err(SendError::Fatal(message))
         }
     }
+}
+
+/// How much of an error answer is quoted (Prometheus's `maxErrMsgLen`).
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// Bytes of the log read at a time.
+const READ_CHUNK: u64 = 1 << 20;
+
+/// A `Retry-After` value: seconds, or an HTTP date (one before `now` gives none).
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds)).filter(|d| !d.is_zero());
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let at =
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(at.timestamp_millis()).ok()?);
+    at.duration_since(now).ok()
 }
 
 /// A samples record read from the log and not wholly sent.
@@ -344,6 +403,9 @@ pub(crate) struct Batch {
     full: bool,
 }
 
+/// A series' labels as sent; `None` when relabelling drops it.
+type SentLabels = Option<Arc<Vec<Label>>>;
+
 /// The queue's reading of the log.
 struct Tail {
     wal_dir: PathBuf,
@@ -351,9 +413,14 @@ struct Tail {
     cursor: LogPosition,
     external_labels: Labels,
     relabel: rthanos_model::relabel::Relabel,
-    /// Series reference → the labels sent, `None` when relabelling drops the series.
-    series: HashMap<u64, Option<Arc<Vec<Label>>>>,
+    /// Series reference → the labels sent (`None` when relabelling drops the series) and
+    /// the segment (or checkpoint) that declared it.
+    series: HashMap<u64, (SentLabels, u32)>,
     pending: VecDeque<PendingRecord>,
+    /// Samples in `pending` not sent yet.
+    pending_count: usize,
+    /// Bytes read at a time.
+    read_chunk: u64,
 }
 
 impl Tail {
@@ -374,6 +441,8 @@ impl Tail {
             relabel,
             series: HashMap::new(),
             pending: VecDeque::new(),
+            pending_count: 0,
+            read_chunk: READ_CHUNK,
         }
     }
 
@@ -381,10 +450,11 @@ impl Tail {
     /// log's up to it.
     fn replay_series(&mut self) -> Result<(), WalError> {
         let wal_dir = self.wal_dir.clone();
+        self.series.clear();
         let mut first = 0;
         if let Some((index, path)) = checkpoint::last_checkpoint(&wal_dir)? {
             read_records(&[SegmentRange::all(&path)], |_, r| {
-                self.learn(r);
+                self.learn(index, r);
                 Ok(())
             })?;
             first = index + 1;
@@ -395,37 +465,51 @@ impl Tail {
                 first,
                 last: self.start.segment - 1,
             };
-            read_records(&[range], |_, r| {
-                self.learn(r);
+            read_records(&[range], |segment, r| {
+                self.learn(segment, r);
                 Ok(())
             })?;
         }
         if self.start.offset > 0 {
             let (segment, to) = (self.start.segment, self.start.offset);
             read_segment_range(&wal_dir, segment, 0, to, |_, r| {
-                self.learn(r);
+                self.learn(segment, r);
                 Ok(())
             })?;
         }
         Ok(())
     }
 
-    /// Takes the series of a series record (other records are passed over).
-    fn learn(&mut self, bytes: &[u8]) {
+    /// Takes the series of a series record in `segment` (other records are passed over).
+    fn learn(&mut self, segment: u32, bytes: &[u8]) {
         if bytes.first() != Some(&record::SERIES) {
             return;
         }
         if let Ok(Record::Series(series)) = record::decode(bytes) {
             for s in series {
                 let labels = self.sent_labels(&s.labels);
-                self.series.insert(s.reference, labels);
+                self.series.insert(s.reference, (labels, segment));
             }
+        }
+    }
+
+    /// Forgets the series the store forgot when it wrote checkpoint `index`: those declared
+    /// in the segments it covers and not in it (their samples are all sent: the store
+    /// truncates only what every queue has passed), as Prometheus's `SeriesReset`.
+    fn forget_truncated(&mut self, index: u32) {
+        let path = checkpoint::checkpoint_dir(&self.wal_dir, index);
+        let read = read_records(&[SegmentRange::all(&path)], |_, r| {
+            self.learn(index, r);
+            Ok(())
+        });
+        if read.is_ok() {
+            self.series.retain(|_, (_, declared)| *declared >= index);
         }
     }
 
     /// The labels a series is sent with: the external labels it lacks added, then write
     /// relabelling (Prometheus's order); `None` when relabelling drops it.
-    fn sent_labels(&self, labels: &Labels) -> Option<Arc<Vec<Label>>> {
+    fn sent_labels(&self, labels: &Labels) -> SentLabels {
         let mut pairs: Vec<(String, String)> = labels
             .iter()
             .map(|l| (l.name.clone(), l.value.clone()))
@@ -450,65 +534,108 @@ impl Tail {
         ))
     }
 
-    /// Reads the log from the cursor up to `to` (the end of what is written out).
-    fn read_to(&mut self, to: LogPosition) -> Result<(), WalError> {
-        while self.cursor < to {
+    /// Reads the log from the cursor up to `to` (the end of what is written out), a chunk
+    /// at a time, until `capacity` samples are pending.
+    fn read_to(&mut self, to: LogPosition, capacity: usize) -> Result<(), WalError> {
+        let mut chunk = self.read_chunk;
+        while self.cursor < to && self.pending_count < capacity {
             let segment = self.cursor.segment;
             let end = if segment < to.segment {
                 u64::MAX
             } else {
                 to.offset
             };
-            let mut at = self.cursor.offset;
+            let from = self.cursor.offset;
+            let limit = end.min(from.saturating_add(chunk));
+            let mut at = from;
             let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
-            let read = read_segment_range(&self.wal_dir, segment, at, end, |record_end, r| {
+            let read = read_segment_range(&self.wal_dir, segment, from, limit, |record_end, r| {
                 records.push((record_end, r.to_vec()));
                 Ok(())
             });
+            let mut full = false;
             for (record_end, bytes) in records {
-                match bytes.first() {
-                    Some(&record::SERIES) => self.learn(&bytes),
-                    Some(&record::SAMPLES) => {
-                        if let Ok(Record::Samples(samples)) = record::decode(&bytes) {
-                            let sent = if (segment, at) == (self.start.segment, self.start.offset) {
-                                self.start.sent.min(samples.len())
-                            } else {
-                                0
-                            };
-                            if sent < samples.len() {
-                                self.pending.push_back(PendingRecord {
-                                    segment,
-                                    offset: at,
-                                    samples,
-                                    sent,
-                                });
-                            }
-                        }
-                    }
-                    _ => {}
+                if self.pending_count >= capacity {
+                    // Left for a later read: the cursor stays at this record.
+                    full = true;
+                    break;
                 }
+                self.take(segment, at, &bytes);
                 at = record_end;
             }
             self.cursor.offset = at;
-            read?;
-            if segment < to.segment {
-                self.cursor = LogPosition {
-                    segment: segment + 1,
-                    offset: 0,
-                };
-            } else {
+            if full {
                 break;
+            }
+            match read {
+                // The chunk ended inside a record: it is read whole from its start next time
+                // (with a larger chunk if it alone is larger).
+                Err(WalError::Corrupt { offset, .. }) if limit < end && offset >= at => {
+                    if at == from {
+                        chunk = chunk.saturating_mul(2);
+                    }
+                }
+                Err(WalError::Corrupt { offset, detail, .. }) if segment < to.segment => {
+                    // A finished segment is whole unless the disk failed: what follows the
+                    // corruption cannot be read; the next segment can.
+                    tracing::error!(
+                        segment,
+                        offset,
+                        detail,
+                        "corrupt WAL record: the rest of the segment is skipped"
+                    );
+                    self.cursor = LogPosition {
+                        segment: segment + 1,
+                        offset: 0,
+                    };
+                    return Err(WalError::Corrupt {
+                        segment,
+                        offset,
+                        detail,
+                    });
+                }
+                Err(e) => return Err(e),
+                Ok(bytes_read) if from + bytes_read < limit && segment < to.segment => {
+                    // The end of a finished segment.
+                    self.cursor = LogPosition {
+                        segment: segment + 1,
+                        offset: 0,
+                    };
+                }
+                Ok(_) => {}
             }
         }
         Ok(())
     }
 
-    fn has_unsent(&self) -> bool {
-        !self.pending.is_empty()
+    /// Takes one record read at `offset` of `segment`.
+    fn take(&mut self, segment: u32, offset: u64, bytes: &[u8]) {
+        match bytes.first() {
+            Some(&record::SERIES) => self.learn(segment, bytes),
+            Some(&record::SAMPLES) => {
+                if let Ok(Record::Samples(samples)) = record::decode(bytes) {
+                    let sent = if (segment, offset) == (self.start.segment, self.start.offset) {
+                        self.start.sent.min(samples.len())
+                    } else {
+                        0
+                    };
+                    if sent < samples.len() {
+                        self.pending_count += samples.len() - sent;
+                        self.pending.push_back(PendingRecord {
+                            segment,
+                            offset,
+                            samples,
+                            sent,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
-    fn pending_samples(&self) -> usize {
-        self.pending.iter().map(|r| r.samples.len() - r.sent).sum()
+    fn has_unsent(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// The next request: samples in log order, at most `max` and one per series.
@@ -525,7 +652,7 @@ impl Tail {
         'records: for (index, record) in self.pending.iter().enumerate() {
             for (i, sample) in record.samples.iter().enumerate().skip(record.sent) {
                 match self.series.get(&sample.reference) {
-                    Some(Some(labels)) => {
+                    Some((Some(labels), _)) => {
                         if batch.samples >= max || !seen.insert(sample.reference) {
                             batch.full = true;
                             break 'records;
@@ -556,8 +683,11 @@ impl Tail {
         let Some((index, sent)) = batch.extent else {
             return;
         };
-        self.pending.drain(..index);
+        for done in self.pending.drain(..index) {
+            self.pending_count -= done.samples.len() - done.sent;
+        }
         if let Some(front) = self.pending.front_mut() {
+            self.pending_count -= sent - front.sent;
             front.sent = sent;
             if front.sent >= front.samples.len() {
                 self.pending.pop_front();
@@ -579,5 +709,118 @@ impl Tail {
                 sent: 0,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::WalStore;
+
+    fn labels(name: &str) -> Labels {
+        Labels::from_pairs([("__name__", name)])
+    }
+
+    fn tail(dir: &std::path::Path, start: QueuePosition) -> Tail {
+        let relabel = rthanos_model::relabel::Relabel::from_yaml(
+            "- {source_labels: [__name__], regex: dropped, action: drop}",
+        )
+        .expect("relabel");
+        Tail::new(dir.join("wal"), start, Labels::default(), relabel)
+    }
+
+    /// Names of a batch's series, in order.
+    fn names(batch: &Batch) -> Vec<String> {
+        batch
+            .series
+            .iter()
+            .map(|s| s.labels[0].value.clone())
+            .collect()
+    }
+
+    #[test]
+    fn batches_cut_inside_records_and_the_position_resumes_there() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let registry = prometheus::Registry::new();
+        let (store, _) = WalStore::open(tmp.path(), true, 32 * 1024, &registry).expect("open");
+        let series: Vec<Labels> = ["a", "b", "c", "dropped", "e"].map(labels).to_vec();
+        store
+            .append(series.iter().map(|l| (l, 1000, 1.0)))
+            .expect("append");
+        store
+            .append([(&series[0], 2000, 2.0), (&series[1], 2000, 2.0)])
+            .expect("append");
+        let end = store.written();
+        let metrics = crate::metrics::RemoteWriteMetrics::new(&registry)
+            .expect("metrics")
+            .queue("q", "http://x", 10, 3);
+        let start = QueuePosition {
+            segment: end.segment,
+            offset: 0,
+            sent: 0,
+        };
+        let mut t = tail(tmp.path(), start);
+        // A chunk smaller than a record: each record is still read whole.
+        t.read_chunk = 16;
+        t.read_to(end, 100).expect("read");
+        assert_eq!(t.cursor, end);
+        assert_eq!(t.pending_count, 7);
+        let first = t.next_batch(3);
+        assert!(first.full);
+        assert_eq!(names(&first), ["a", "b", "c"]);
+        t.consume(&first, &metrics);
+        let at = t.position();
+        // `dropped` is passed over with them.
+        assert_eq!(first.dropped, 1);
+        assert_eq!(at.sent, 4, "inside the first record");
+        // `a` again is the next record's: one sample per series.
+        let second = t.next_batch(3);
+        assert_eq!(names(&second), ["e", "a", "b"]);
+        // Resumed from the saved position (as after a crash): the same request again.
+        let mut resumed = tail(tmp.path(), at);
+        resumed.replay_series().expect("series");
+        resumed.read_to(end, 100).expect("read");
+        assert_eq!(names(&resumed.next_batch(3)), ["e", "a", "b"]);
+        t.consume(&second, &metrics);
+        assert_eq!(t.pending_count, 0);
+        assert!(!t.has_unsent());
+        assert_eq!(
+            t.position(),
+            QueuePosition {
+                segment: end.segment,
+                offset: end.offset,
+                sent: 0
+            }
+        );
+        // A series twice in a row of samples: the request ends before the second.
+        store.append([(&series[0], 3000, 3.0)]).expect("append");
+        store.append([(&series[0], 4000, 4.0)]).expect("append");
+        t.read_to(store.written(), 100).expect("read");
+        let third = t.next_batch(3);
+        assert!(third.full);
+        assert_eq!(names(&third), ["a"]);
+        // Reading stops at the capacity, on a record boundary.
+        let mut bounded = tail(tmp.path(), start);
+        bounded.read_to(store.written(), 2).expect("read");
+        assert_eq!(bounded.pending_count, 5, "the first record, whole");
+        assert!(bounded.cursor < store.written());
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        // 2015-10-21T07:28:00Z, the date of the example below.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("0", now), None);
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            None,
+            "past"
+        );
+        assert_eq!(retry_after("soon", now), None);
     }
 }

@@ -77,6 +77,7 @@ pub struct WalStore {
     wal_dir: PathBuf,
     inner: Mutex<Inner>,
     written: watch::Sender<LogPosition>,
+    checkpoints: watch::Sender<Option<u32>>,
     highest_timestamp: prometheus::Gauge,
     samples_in: prometheus::IntCounter,
 }
@@ -139,6 +140,7 @@ impl WalStore {
         replayed.repaired = repaired;
         let wal = Wal::open_sized(&wal_dir, segment_size, compress)?;
         let (written, _) = watch::channel(position(&wal));
+        let (checkpoints, _) = watch::channel(None);
         let highest_timestamp = prometheus::Gauge::new(
             "prometheus_remote_storage_highest_timestamp_in_seconds",
             "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
@@ -160,6 +162,7 @@ impl WalStore {
                     samples_buf: Vec::new(),
                 }),
                 written,
+                checkpoints,
                 highest_timestamp,
                 samples_in,
             },
@@ -175,6 +178,12 @@ impl WalStore {
     /// Follows the end of what is written out: every record before it is whole.
     pub fn subscribe(&self) -> watch::Receiver<LogPosition> {
         self.written.subscribe()
+    }
+
+    /// Follows the checkpoints written by [`WalStore::truncate`]: a queue forgets the series
+    /// it no longer needs when a new one appears.
+    pub fn subscribe_checkpoints(&self) -> watch::Receiver<Option<u32>> {
+        self.checkpoints.subscribe()
     }
 
     /// The end of what is written out now.
@@ -244,9 +253,11 @@ impl WalStore {
         if batch.is_empty() {
             return Ok(refusals);
         }
+        // Taken even if logging fails: a record cut short may still reach the disk whole
+        // with the next write, and no reference may name two series.
+        inner.next_reference = next_reference;
         inner.wal.log(&batch)?;
         let segment = inner.wal.current_segment();
-        inner.next_reference = next_reference;
         for (labels, (reference, last_ts)) in pending {
             let state = inner
                 .series
@@ -279,29 +290,43 @@ impl WalStore {
     /// # Errors
     /// Writing the checkpoint or deleting failed; the log stays whole.
     pub fn truncate(&self, sent_before: u32) -> Result<(), StoreError> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let inner = &mut *inner;
-        if inner.wal.written().1 > 0 {
-            inner.wal.next_segment()?;
-            self.written.send_replace(position(&inner.wal));
-        }
-        let segments = rthanos_tsdb::wal::segments(&self.wal_dir)?;
-        let Some(&first) = segments.first() else {
-            return Ok(());
+        // Under the lock only what must not move under an append; the checkpoint, which
+        // reads whole segments, is written without holding appends up.
+        let (first, last, live, compress) = {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let inner = &mut *inner;
+            if inner.wal.written().1 > 0 {
+                inner.wal.next_segment()?;
+                self.written.send_replace(position(&inner.wal));
+            }
+            let segments = rthanos_tsdb::wal::segments(&self.wal_dir)?;
+            let Some(&first) = segments.first() else {
+                return Ok(());
+            };
+            // The segment being written is never checkpointed.
+            let Some(last) = sent_before.min(inner.wal.current_segment()).checked_sub(1) else {
+                return Ok(());
+            };
+            if last < first {
+                return Ok(());
+            }
+            inner.series.retain(|_, s| s.last_segment > last);
+            let live: HashSet<u64> = inner.series.values().map(|s| s.reference).collect();
+            (first, last, live, inner.wal.compressed())
         };
-        // The segment being written is never checkpointed.
-        let Some(last) = sent_before.min(inner.wal.current_segment()).checked_sub(1) else {
-            return Ok(());
-        };
-        if last < first {
-            return Ok(());
-        }
-        inner.series.retain(|_, s| s.last_segment > last);
-        let live: HashSet<u64> = inner.series.values().map(|s| s.reference).collect();
-        // Samples are all sent: none is kept.
-        checkpoint::checkpoint(&inner.wal, first, last, |r| live.contains(&r), i64::MAX)?;
-        inner.wal.truncate_before(last + 1)?;
+        // Samples are all sent: none is kept. A series made after `live` was taken is
+        // declared in a segment after `last`, so it needs no place in the checkpoint.
+        checkpoint::checkpoint_in(
+            &self.wal_dir,
+            compress,
+            first,
+            last,
+            |r| live.contains(&r),
+            i64::MAX,
+        )?;
+        rthanos_tsdb::wal::delete_segments_before(&self.wal_dir, last + 1)?;
         checkpoint::delete_checkpoints(&self.wal_dir, last)?;
+        self.checkpoints.send_replace(Some(last));
         Ok(())
     }
 

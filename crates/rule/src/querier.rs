@@ -285,9 +285,9 @@ impl HttpQuerier {
             ("end", &end),
             ("step", &step),
         ];
-        if self.add_thanos_params {
-            params.push(("dedup", "true"));
-        }
+        // Always deduplicated, as Thanos's restore query is (whatever
+        // --query.only-prometheus-params says).
+        params.push(("dedup", "true"));
         let mut last_error = None;
         for (client, address) in self.candidates() {
             let answer = self

@@ -93,7 +93,22 @@ pub fn checkpoint(
     keep: impl Fn(u64) -> bool,
     min_time: i64,
 ) -> Result<CheckpointStats, WalError> {
-    let dir = wal.dir();
+    checkpoint_in(wal.dir(), wal.compressed(), from, to, keep, min_time)
+}
+
+/// [`checkpoint`] of the log in `dir` without its writer (records snappy-compressed with
+/// `compress`): segments `from..=to` are finished, so it may run beside appends.
+///
+/// # Errors
+/// As [`checkpoint`].
+pub fn checkpoint_in(
+    dir: &Path,
+    compress: bool,
+    from: u32,
+    to: u32,
+    keep: impl Fn(u64) -> bool,
+    min_time: i64,
+) -> Result<CheckpointStats, WalError> {
     let mut ranges = Vec::new();
     let mut from = from;
     if let Some((last, path)) = last_checkpoint(dir)? {
@@ -118,7 +133,7 @@ pub fn checkpoint(
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| WalError::io(&staging, e))?;
     }
-    let result = write(&ranges, &staging, wal.compressed(), &keep, min_time);
+    let result = write(&ranges, &staging, compress, &keep, min_time);
     let stats = match result {
         Ok(stats) => stats,
         Err(e) => {

@@ -339,14 +339,7 @@ impl Wal {
     /// # Errors
     /// Listing or deleting failed.
     pub fn truncate_before(&mut self, index: u32) -> Result<(), WalError> {
-        for segment in segments(&self.dir)? {
-            if segment >= index || segment == self.segment {
-                break;
-            }
-            let path = segment_path(&self.dir, segment);
-            std::fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
-        }
-        Ok(())
+        delete_segments_before(&self.dir, index.min(self.segment))
     }
 
     /// Flushes the page and fsyncs the segment.
@@ -371,6 +364,22 @@ fn create_segment(dir: &Path, index: u32) -> Result<File, WalError> {
     // The new name must outlive a crash for what is logged into it to.
     rthanos_durable::sync_dir(dir).map_err(|e| WalError::io(&e.path, e.source))?;
     Ok(file)
+}
+
+/// Deletes the segments of the log in `dir` before `index`, oldest first (so a crash leaves
+/// the log without a gap). `index` must not be past the segment being written.
+///
+/// # Errors
+/// Listing or deleting failed.
+pub fn delete_segments_before(dir: &Path, index: u32) -> Result<(), WalError> {
+    for segment in segments(dir)? {
+        if segment >= index {
+            break;
+        }
+        let path = segment_path(dir, segment);
+        std::fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// Cuts the log at a corruption found by [`read_records`]: segment `segment` is truncated at

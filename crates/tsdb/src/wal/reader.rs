@@ -95,16 +95,19 @@ pub fn read_segment_bytes(
 /// `to` one too, or the end of what the writer has written out ([`super::Wal::written`]):
 /// a tailer follows the log this way while it is written.
 ///
+/// Returns how many bytes were read (fewer than `to - from` at the end of the file).
+///
 /// # Errors
 /// The segment cannot be read, or is corrupt from some record on ([`WalError::Corrupt`]
-/// names the offset where that record begins; `each` has seen every record before it).
+/// names the offset where that record begins; `each` has seen every record before it). A
+/// range that ends inside a record reports that record as torn.
 pub fn read_segment_range(
     dir: &Path,
     segment: u32,
     from: u64,
     to: u64,
     mut each: impl FnMut(u64, &[u8]) -> Result<(), String>,
-) -> Result<(), WalError> {
+) -> Result<u64, WalError> {
     use std::io::{Read, Seek, SeekFrom};
     let path = segment_path(dir, segment);
     let mut file = std::fs::File::open(&path).map_err(|e| WalError::io(&path, e))?;
@@ -135,7 +138,8 @@ pub fn read_segment_range(
         segment,
         offset: offset as u64,
         detail,
-    })
+    })?;
+    Ok(bytes.len() as u64)
 }
 
 #[derive(Default)]
