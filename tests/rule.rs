@@ -952,7 +952,10 @@ fn stateless_ruler_remote_writes_every_committed_sample_through_outages() {
     );
     // Recorded from the source's scrapes, through the querier.
     let up = raw_samples(target_port, "job:up:sum", "10m");
-    assert!(up.iter().all(|(_, v)| *v == 1.0) && !up.is_empty(), "{up:?}");
+    assert!(
+        up.iter().all(|(_, v)| *v == 1.0) && !up.is_empty(),
+        "{up:?}"
+    );
     let alerts = common::api_data(
         target_port,
         &format!("/api/v1/series?match[]={}", common::urlencode("ALERTS")),

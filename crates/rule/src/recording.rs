@@ -65,24 +65,6 @@ pub fn record(
     Ok(out)
 }
 
-/// The series a rule wrote at its previous evaluation.
-#[derive(Clone, Debug, Default)]
-pub struct Staleness {
-    previous: HashSet<Labels>,
-}
-
-impl Staleness {
-    /// Records that an evaluation wrote `current`; returns the series written at the
-    /// previous evaluation and not at this one, to be marked stale.
-    pub fn next(&mut self, current: &[(Labels, f64)]) -> Vec<Labels> {
-        let now: HashSet<Labels> = current.iter().map(|(l, _)| l.clone()).collect();
-        let mut gone: Vec<Labels> = self.previous.difference(&now).cloned().collect();
-        gone.sort();
-        self.previous = now;
-        gone
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,16 +109,5 @@ mod tests {
                 series: 2
             })
         );
-    }
-
-    #[test]
-    fn series_gone_since_the_last_evaluation_are_stale() {
-        let mut staleness = Staleness::default();
-        let a = (Labels::from_pairs([("__name__", "r"), ("job", "a")]), 1.0);
-        let b = (Labels::from_pairs([("__name__", "r"), ("job", "b")]), 1.0);
-        assert!(staleness.next(&[a.clone(), b.clone()]).is_empty());
-        assert_eq!(staleness.next(std::slice::from_ref(&a)), vec![b.0]);
-        assert!(staleness.next(std::slice::from_ref(&a)).is_empty());
-        assert_eq!(staleness.next(&[]), vec![a.0]);
     }
 }

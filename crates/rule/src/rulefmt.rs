@@ -1,7 +1,7 @@
 //! Rule files: `groups:` of recording and alerting rules in Prometheus's format
 //! (`model/rulefmt` of Prometheus 2.42), plus Thanos's group field
-//! `partial_response_strategy` (`warn` or `abort`) and `keep_firing_for` (Prometheus 2.44,
-//! which Thanos accepts). Unknown fields are refused, as Prometheus's strict YAML decoding
+//! `partial_response_strategy` (`warn` or `abort`); alerting rules' `keep_firing_for` is
+//! Prometheus 2.42's. Unknown fields are refused, as Prometheus's strict YAML decoding
 //! refuses them. Every error names the group, the rule (its 1-based index and name) and
 //! what is wrong, in Prometheus's words; Prometheus also gives the YAML line and column,
 //! which are not kept here.
