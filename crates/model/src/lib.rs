@@ -5,6 +5,7 @@
 //! `objstore.yml` and other configuration files all parse through these types, so a value copied
 //! from a Thanos manifest means the same here.
 
+pub mod gostrconv;
 mod labels;
 mod matcher;
 pub mod relabel;

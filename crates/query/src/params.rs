@@ -111,90 +111,9 @@ pub fn go_int64(v: f64) -> i64 {
     }
 }
 
-/// Go's `strconv.ParseFloat(s, 64)`, when it succeeds: decimal and hexadecimal (`0x1p-2`)
-/// floats, `_` between digits, `inf`/`infinity`/`nan` in any case (a sign only before `inf`);
-/// `None` for a syntax error or a value beyond the float range (an underflow is 0).
+/// Go's `strconv.ParseFloat(s, 64)`, when it succeeds (see [`rthanos_model::gostrconv`]).
 pub fn go_parse_float(s: &str) -> Option<f64> {
-    let (sign, body) = match s.as_bytes().first() {
-        Some(b'+') => (1.0, &s[1..]),
-        Some(b'-') => (-1.0, &s[1..]),
-        _ => (1.0, s),
-    };
-    let lower = body.to_ascii_lowercase();
-    if lower == "inf" || lower == "infinity" {
-        return Some(sign * f64::INFINITY);
-    }
-    if lower == "nan" {
-        // Go reads a sign only before "inf".
-        return (body.len() == s.len()).then_some(f64::NAN);
-    }
-    if !underscores_ok(&lower) {
-        return None;
-    }
-    let digits: String = lower.chars().filter(|&c| c != '_').collect();
-    let value = match digits.strip_prefix("0x") {
-        Some(hex) => parse_hex_float(hex)?,
-        None => {
-            // Rust's parser takes what Go's does, less the forms handled above.
-            if !digits
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b".e+-".contains(&b))
-            {
-                return None;
-            }
-            digits.parse::<f64>().ok()?
-        }
-    };
-    value.is_finite().then_some(sign * value)
-}
-
-/// Go's `underscoreOK`: underscores only between digits (or after a base prefix).
-fn underscores_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    let (mut i, mut hex, mut saw) = (0, false, b'^');
-    if b.len() >= 2 && b[0] == b'0' && matches!(b[1], b'b' | b'o' | b'x') {
-        i = 2;
-        saw = b'0';
-        hex = b[1] == b'x';
-    }
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_digit() || (hex && (b'a'..=b'f').contains(&c)) {
-            saw = b'0';
-        } else if c == b'_' {
-            if saw != b'0' {
-                return false;
-            }
-            saw = b'_';
-        } else {
-            if saw == b'_' {
-                return false;
-            }
-            saw = b'!';
-        }
-        i += 1;
-    }
-    saw != b'_'
-}
-
-/// A hexadecimal float after its `0x`: mantissa digits (one `.` at most), then a `p`
-/// exponent, which Go requires.
-fn parse_hex_float(s: &str) -> Option<f64> {
-    let (mantissa, exponent) = s.split_once('p')?;
-    let exponent: i32 = match exponent.strip_prefix('+') {
-        Some(e) if !e.starts_with(['+', '-']) => e.parse().ok()?,
-        _ => exponent.parse().ok()?,
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    let mut value = 0f64;
-    for c in int.chars().chain(frac.chars()) {
-        value = value * 16.0 + f64::from(c.to_digit(16)?);
-    }
-    let shift = i64::from(exponent) - 4 * frac.len() as i64;
-    Some(value * 2f64.powi(i32::try_from(shift.clamp(-2000, 2000)).ok()?))
+    rthanos_model::gostrconv::parse_float(s).ok()
 }
 
 /// Prometheus's `parseTime`: a float of Unix seconds, RFC 3339, or its own minimum and

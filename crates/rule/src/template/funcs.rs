@@ -4,11 +4,12 @@
 
 use std::rc::Rc;
 
+use rthanos_model::gostrconv::NumError;
+
 use super::builtins;
 use super::exec::args_map;
 use super::fmt::sprint1;
 use super::goregexp;
-use super::number::{FloatError, parse_float_checked};
 use super::quote::go_quote;
 use super::time::go_time_string;
 use super::value::Value;
@@ -333,29 +334,13 @@ fn to_float(v: &Value) -> Result<f64, String> {
 
 /// `strconv.ParseFloat(s, 64)` with its error texts.
 pub(crate) fn go_parse_float(s: &str) -> Result<f64, String> {
-    let lower = s.to_ascii_lowercase();
-    let (sign, rest) = match lower.as_bytes().first() {
-        Some(b'-') => (-1.0, &lower[1..]),
-        Some(b'+') => (1.0, &lower[1..]),
-        _ => (1.0, lower.as_str()),
-    };
-    if rest == "inf" || rest == "infinity" {
-        return Ok(sign * f64::INFINITY);
-    }
-    if lower == "nan" {
-        return Ok(f64::NAN);
-    }
-    match parse_float_checked(s) {
-        Ok(v) => Ok(v),
-        Err(FloatError::Syntax) => Err(format!(
-            "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(s)
-        )),
-        Err(FloatError::Range) => Err(format!(
-            "strconv.ParseFloat: parsing {}: value out of range",
-            go_quote(s)
-        )),
-    }
+    rthanos_model::gostrconv::parse_float(s).map_err(|e| {
+        let why = match e {
+            NumError::Syntax => "invalid syntax",
+            NumError::Range => "value out of range",
+        };
+        format!("strconv.ParseFloat: parsing {}: {why}", go_quote(s))
+    })
 }
 
 fn humanize(mut v: f64) -> Result<String, String> {

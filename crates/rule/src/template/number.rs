@@ -1,151 +1,25 @@
 //! Numeric constants as Go's template parser reads them (`strconv.ParseInt`, `ParseUint` and
-//! `ParseFloat` with base prefixes and underscores), giving a [`Number`] node.
+//! `ParseFloat` with base prefixes and underscores, in `rthanos_model::gostrconv`), giving a
+//! [`Number`] node.
+
+use rthanos_model::gostrconv;
 
 use super::node::Number;
 use super::quote::{go_quote, unquote_rune};
 
-/// Go's `strconv.underscoreOK`: underscores only between digits (or after a base prefix).
-fn underscore_ok(s: &str) -> bool {
-    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let b = s.as_bytes();
-    let mut saw = b'^';
-    let mut i = 0;
-    let mut hex = false;
-    if b.len() >= 2 && b[0] == b'0' && matches!(b[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
-        i = 2;
-        saw = b'0';
-        hex = b[1].eq_ignore_ascii_case(&b'x');
-    }
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_digit() || hex && c.is_ascii_hexdigit() {
-            saw = b'0';
-        } else if c == b'_' {
-            if saw != b'0' {
-                return false;
-            }
-            saw = b'_';
-        } else {
-            if saw == b'_' {
-                return false;
-            }
-            saw = b'!';
-        }
-        i += 1;
-    }
-    saw != b'_'
-}
-
 /// `strconv.ParseUint(s, 0, 64)`.
 fn parse_uint(s: &str) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    let (base, digits) = if let Some(r) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        (16, r)
-    } else if let Some(r) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
-        (8, r)
-    } else if let Some(r) = s.strip_prefix("0b").or_else(|| s.strip_prefix("0B")) {
-        (2, r)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (8, &s[1..])
-    } else {
-        (10, s)
-    };
-    if s.contains('_') && !underscore_ok(s) {
-        return None;
-    }
-    let clean: String = digits.chars().filter(|&c| c != '_').collect();
-    if clean.is_empty() || clean.starts_with(['+', '-']) {
-        return None;
-    }
-    u64::from_str_radix(&clean, base).ok()
+    gostrconv::parse_uint(s).ok()
 }
 
 /// `strconv.ParseInt(s, 0, 64)`.
 fn parse_int(s: &str) -> Option<i64> {
-    let (neg, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let u = parse_uint(body)?;
-    if neg {
-        if u <= 1 << 63 {
-            Some((u as i64).wrapping_neg())
-        } else {
-            None
-        }
-    } else {
-        i64::try_from(u).ok()
-    }
+    gostrconv::parse_int(s).ok()
 }
 
-/// `strconv.ParseFloat(s, 64)` for what the lexer passes as a number: decimal or hexadecimal
-/// (with a `p` exponent), with underscores.
+/// `strconv.ParseFloat(s, 64)` of what the lexer passes as a number.
 pub(crate) fn parse_float(s: &str) -> Option<f64> {
-    parse_float_checked(s).ok()
-}
-
-/// Why `strconv.ParseFloat` refused a text.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FloatError {
-    Syntax,
-    Range,
-}
-
-/// `strconv.ParseFloat(s, 64)` (without the special values `Inf` and `NaN`).
-pub(crate) fn parse_float_checked(s: &str) -> Result<f64, FloatError> {
-    let v = parse_float_inner(s).ok_or(FloatError::Syntax)?;
-    if v.is_infinite() {
-        return Err(FloatError::Range);
-    }
-    Ok(v)
-}
-
-fn parse_float_inner(s: &str) -> Option<f64> {
-    if s.contains('_') && !underscore_ok(s) {
-        return None;
-    }
-    let clean: String = s.chars().filter(|&c| c != '_').collect();
-    let (neg, body) = match clean.as_bytes().first() {
-        Some(b'-') => (true, &clean[1..]),
-        Some(b'+') => (false, &clean[1..]),
-        _ => (false, clean.as_str()),
-    };
-    let v = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        parse_hex_float(hex)?
-    } else {
-        if body.is_empty()
-            || body.starts_with(['+', '-'])
-            || !body
-                .bytes()
-                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
-        {
-            return None;
-        }
-        body.parse::<f64>().ok()?
-    };
-    Some(if neg { -v } else { v })
-}
-
-fn parse_hex_float(s: &str) -> Option<f64> {
-    let (mant, exp) = s.split_once(['p', 'P'])?;
-    let exp: i32 = exp.parse().ok()?;
-    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    let mut v = 0f64;
-    for c in int.chars() {
-        v = v * 16.0 + f64::from(c.to_digit(16)?);
-    }
-    let mut scale = 1.0 / 16.0;
-    for c in frac.chars() {
-        v += f64::from(c.to_digit(16)?) * scale;
-        scale /= 16.0;
-    }
-    Some(v * 2f64.powi(exp))
+    gostrconv::parse_float(s).ok()
 }
 
 /// Go's `strconv` reading of a complex literal such as `1+2i` (`fmt.Sscan` into complex128).
