@@ -3,6 +3,8 @@
 //! - with dedup, each series' raw samples are exactly what Thanos's penalty algorithm makes of
 //!   the two replicas' samples, and equal one complete Prometheus except for at most a sample
 //!   or two next to each switch between replicas (never a doubled or invented sample);
+//! - the counter functions (`rate`, `increase`, `irate`, `resets`, deduplicated as Thanos
+//!   deduplicates counters) answer inside each gap as the complete Prometheus does;
 //! - `dedup=false` returns both replicas;
 //! - with one sidecar down, the answer is partial with a warning, or an error when partial
 //!   responses are off.
@@ -165,6 +167,59 @@ fn replicas_with_different_gaps_are_deduplicated_as_thanos_does() {
                 complete.iter().filter(inside).count(),
                 "{series}: gap [{from}, {to}) not filled"
             );
+        }
+    }
+
+    // Counter functions (rate, increase, irate, resets: Thanos's counters, deduplicated with
+    // resets adjusted) answer inside each replica's gap, and away from both, as the complete
+    // Prometheus does.
+    let instant = |port: u16, expr: &str, t: i64| -> BTreeMap<String, f64> {
+        let (status, body) = get(
+            port,
+            &format!("/api/v1/query?query={}&time={t}", common::urlencode(expr)),
+        );
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+        json["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let mut labels: Vec<(String, String)> = s["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| k.as_str() != "cluster" && k.as_str() != "replica")
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect();
+                labels.sort();
+                let v = s["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (format!("{labels:?}"), v)
+            })
+            .collect()
+    };
+    for function in ["rate", "increase", "irate", "resets"] {
+        // Windows wholly inside a's gap, inside b's gap, before both, and at the end.
+        for t in [gap_a.0 + 900, gap_b.0 + 600, START + 1_800, at] {
+            let expr = format!("{function}(http_requests_total[5m])");
+            let ours = instant(query.http_port, &expr, t);
+            let theirs = instant(prometheus["complete"].port, &expr, t);
+            assert!(!theirs.is_empty(), "{expr} at {t}");
+            assert_eq!(
+                ours.keys().collect::<Vec<_>>(),
+                theirs.keys().collect::<Vec<_>>(),
+                "{expr} at {t}"
+            );
+            for (series, v) in &theirs {
+                assert!(
+                    common::close(ours[series], *v),
+                    "{expr} at {t}: {series}: {} against Prometheus's {v}",
+                    ours[series]
+                );
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use promql_parser::parser::{
 };
 use rthanos_model::{Labels, MatchType, Matcher};
 
+use crate::function::{Aggregation, Function, SelectFunc};
 use crate::parse::ParsedQuery;
 use crate::steps::{SampleBudget, StepValues};
 use crate::storage::{Queryable, SelectHints, StorageError};
@@ -211,7 +212,7 @@ struct Walk<'o> {
     lookback: i64,
     query: (i64, i64),
     options: &'o EngineOptions,
-    func: Option<String>,
+    func: Option<SelectFunc>,
     grouping: Option<(Vec<String>, bool)>,
 }
 
@@ -237,7 +238,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
             end,
             step: 0,
             range,
-            func: walk.func.clone(),
+            func: walk.func,
             grouping,
             by,
         }
@@ -279,7 +280,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
                 LabelModifier::Exclude(l) => (l.labels.clone(), false),
             });
             let inner = Walk {
-                func: Some(a.op.to_string()),
+                func: Aggregation::from_name(&a.op.to_string()).map(SelectFunc::Aggregate),
                 grouping: Some(grouping),
                 ..walk.clone()
             };
@@ -301,7 +302,7 @@ fn collect<'e>(expr: &'e Expr, walk: &Walk<'_>, out: &mut Vec<Fetch<'e>>) {
         Expr::Paren(p) => collect(&p.expr, walk, out),
         Expr::Call(c) => {
             let inner = Walk {
-                func: Some(c.func.name.to_string()),
+                func: Function::of_call(c.func.name).map(SelectFunc::Call),
                 ..walk.clone()
             };
             for arg in &c.args.args {

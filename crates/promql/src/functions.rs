@@ -8,6 +8,7 @@ use crate::engine::{
     Ctx, QueryError, StepSeries, Val, Windows, drop_name, eval, eval_vector_selector, exec_err,
     matrix_windows, merge_same_labels, millis, offset_ms, subquery_windows, unique_labels,
 };
+use crate::function::Function;
 use crate::steps::StepValues;
 use crate::value::Sample;
 
@@ -386,18 +387,18 @@ fn filter_map_values(
     merge_same_labels(out)
 }
 
-fn date_part(t_seconds: f64, part: &str) -> f64 {
+fn date_part(t_seconds: f64, part: Function) -> f64 {
     let Some(time) = chrono::DateTime::from_timestamp(t_seconds as i64, 0) else {
         return f64::NAN;
     };
     f64::from(match part {
-        "minute" => time.minute(),
-        "hour" => time.hour(),
-        "day_of_week" => time.weekday().num_days_from_sunday(),
-        "day_of_month" => time.day(),
-        "day_of_year" => time.ordinal(),
-        "month" => time.month(),
-        "year" => return f64::from(time.year()),
+        Function::Minute => time.minute(),
+        Function::Hour => time.hour(),
+        Function::DayOfWeek => time.weekday().num_days_from_sunday(),
+        Function::DayOfMonth => time.day(),
+        Function::DayOfYear => time.ordinal(),
+        Function::Month => time.month(),
+        Function::Year => return f64::from(time.year()),
         _ => {
             // days_in_month
             let (y, m) = (time.year(), time.month());
@@ -429,6 +430,9 @@ fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
 /// Evaluates a function call.
 pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     let name = call.func.name;
+    let Some(func) = Function::of_call(name) else {
+        return exec_err(format!("unknown function {name}"));
+    };
     let args = &call.args.args;
     let n = ctx.steps.len();
     let arg = |i: usize| -> Result<&Expr, QueryError> {
@@ -436,19 +440,19 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             .map(|a| a.as_ref())
             .ok_or_else(|| QueryError::Parse(format!("missing argument {i} of {name}")))
     };
-    match name {
-        "time" => Ok(Val::Scalar(
+    match func {
+        Function::Time => Ok(Val::Scalar(
             ctx.steps.iter().map(|&t| t as f64 / 1000.0).collect(),
         )),
-        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
-        "vector" => {
+        Function::Pi => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
+        Function::Vector => {
             let v = scalar_arg(arg(0)?, ctx)?;
             Ok(Val::Vector(vec![StepSeries {
                 labels: Labels::default(),
                 values: v.into_iter().map(Some).collect(),
             }]))
         }
-        "scalar" => {
+        Function::Scalar => {
             let series = vector_arg(arg(0)?, ctx)?;
             let mut out = vec![f64::NAN; n];
             let mut counts = vec![0usize; n];
@@ -465,7 +469,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             }
             Ok(Val::Scalar(out))
         }
-        "timestamp" => {
+        Function::Timestamp => {
             if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
                 let (series, stamps) = eval_vector_selector(vs, ctx, true)?;
                 let out = series
@@ -488,23 +492,23 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             map_values(series, |_, i| ctx.steps[i] as f64 / 1000.0)
         }
         // Range functions.
-        "rate" | "increase" | "delta" => {
-            let counter = name != "delta";
-            let per_second = name == "rate";
+        Function::Rate | Function::Increase | Function::Delta => {
+            let counter = func != Function::Delta;
+            let per_second = func == Function::Rate;
             let r = range_arg(arg(0)?, ctx)?;
             let range = r.range;
             over_windows(&r, false, ctx, |w, _, end| {
                 Ok(extrapolated_rate(w, end, range, counter, per_second))
             })
         }
-        "irate" | "idelta" => {
-            let per_second = name == "irate";
+        Function::Irate | Function::Idelta => {
+            let per_second = func == Function::Irate;
             over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 Ok(instant_value(w, per_second))
             })
         }
-        "changes" | "resets" => {
-            let resets = name == "resets";
+        Function::Changes | Function::Resets => {
+            let resets = func == Function::Resets;
             over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 let count = w
                     .windows(2)
@@ -519,13 +523,13 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 Ok(Some(count as f64))
             })
         }
-        "deriv" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        Function::Deriv => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             if w.len() < 2 {
                 return Ok(None);
             }
             Ok(Some(linear_regression(w, w[0].t).0))
         }),
-        "predict_linear" => {
+        Function::PredictLinear => {
             let duration = scalar_arg(arg(1)?, ctx)?;
             let steps = ctx.steps.clone();
             over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
@@ -536,34 +540,38 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 Ok(Some(slope * duration[i] + intercept))
             })
         }
-        "holt_winters" | "double_exponential_smoothing" => {
+        Function::HoltWinters => {
             let sf = scalar_arg(arg(1)?, ctx)?;
             let tf = scalar_arg(arg(2)?, ctx)?;
             over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
                 holt_winters(w, sf[i], tf[i])
             })
         }
-        "avg_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        Function::AvgOverTime => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             Ok(Some(avg_over_time(w)))
         }),
-        "sum_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        Function::SumOverTime => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
             let (mut sum, mut c) = (0.0, 0.0);
             for s in w {
                 (sum, c) = kahan_inc(s.v, sum, c);
             }
             Ok(Some(if f64::is_infinite(sum) { sum } else { sum + c }))
         }),
-        "count_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-            Ok(Some(w.len() as f64))
-        }),
-        "present_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |_, _, _| {
-            Ok(Some(1.0))
-        }),
-        "last_over_time" => over_windows(&range_arg(arg(0)?, ctx)?, true, ctx, |w, _, _| {
+        Function::CountOverTime => {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
+                Ok(Some(w.len() as f64))
+            })
+        }
+        Function::PresentOverTime => {
+            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |_, _, _| {
+                Ok(Some(1.0))
+            })
+        }
+        Function::LastOverTime => over_windows(&range_arg(arg(0)?, ctx)?, true, ctx, |w, _, _| {
             Ok(w.last().map(|s| s.v))
         }),
-        "min_over_time" | "max_over_time" => {
-            let max = name == "max_over_time";
+        Function::MinOverTime | Function::MaxOverTime => {
+            let max = func == Function::MaxOverTime;
             over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 let mut best = w[0].v;
                 for s in w {
@@ -574,21 +582,21 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 Ok(Some(best))
             })
         }
-        "stddev_over_time" | "stdvar_over_time" => {
-            let dev = name == "stddev_over_time";
+        Function::StddevOverTime | Function::StdvarOverTime => {
+            let dev = func == Function::StddevOverTime;
             over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
                 let var = stdvar_over_time(w);
                 Ok(Some(if dev { var.sqrt() } else { var }))
             })
         }
-        "quantile_over_time" => {
+        Function::QuantileOverTime => {
             let q = scalar_arg(arg(0)?, ctx)?;
             over_windows(&range_arg(arg(1)?, ctx)?, false, ctx, |w, i, _| {
                 let mut values: Vec<f64> = w.iter().map(|s| s.v).collect();
                 Ok(Some(quantile(q[i], &mut values)))
             })
         }
-        "absent_over_time" => {
+        Function::AbsentOverTime => {
             let r = range_arg(arg(0)?, ctx)?;
             let mut present = vec![false; n];
             for w in &r.windows {
@@ -599,11 +607,11 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             }
             absent_result(present, absent_labels(arg(0)?))
         }
-        "absent" => {
+        Function::Absent => {
             let series = vector_arg(arg(0)?, ctx)?;
             absent_result(present_per_step(&series, n), absent_labels(arg(0)?))
         }
-        "label_replace" => {
+        Function::LabelReplace => {
             let series = vector_arg(arg(0)?, ctx)?;
             let dst = string_arg(arg(1)?, ctx)?;
             let replacement = string_arg(arg(2)?, ctx)?;
@@ -641,7 +649,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 .collect();
             merge_same_labels(out)
         }
-        "label_join" => {
+        Function::LabelJoin => {
             let series = vector_arg(arg(0)?, ctx)?;
             let dst = string_arg(arg(1)?, ctx)?;
             let sep = string_arg(arg(2)?, ctx)?;
@@ -675,17 +683,19 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 .collect();
             merge_same_labels(out)
         }
-        "histogram_quantile" => crate::aggregate::histogram_quantile(
+        Function::HistogramQuantile => crate::aggregate::histogram_quantile(
             &scalar_arg(arg(0)?, ctx)?,
             &vector_arg(arg(1)?, ctx)?,
             n,
         ),
         // Native-histogram functions: float series have no native histograms.
-        "histogram_count" | "histogram_sum" | "histogram_fraction" => Ok(Val::Vector(Vec::new())),
-        "sort" | "sort_desc" => {
+        Function::HistogramCount | Function::HistogramSum | Function::HistogramFraction => {
+            Ok(Val::Vector(Vec::new()))
+        }
+        Function::Sort | Function::SortDesc => {
             let mut series = vector_arg(arg(0)?, ctx)?;
             if n == 1 {
-                let desc = name == "sort_desc";
+                let desc = func == Function::SortDesc;
                 series.sort_by(|a, b| {
                     let (x, y) = (
                         a.values.get(0).unwrap_or(f64::NAN),
@@ -702,7 +712,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             }
             Ok(Val::Vector(series))
         }
-        "clamp" => {
+        Function::Clamp => {
             let series = vector_arg(arg(0)?, ctx)?;
             let lo = scalar_arg(arg(1)?, ctx)?;
             let hi = scalar_arg(arg(2)?, ctx)?;
@@ -712,10 +722,10 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                     .then(|| go_max(lo[i], go_min(hi[i], x)))
             })
         }
-        "clamp_min" | "clamp_max" => {
+        Function::ClampMin | Function::ClampMax => {
             let series = vector_arg(arg(0)?, ctx)?;
             let bound = scalar_arg(arg(1)?, ctx)?;
-            let min = name == "clamp_min";
+            let min = func == Function::ClampMin;
             map_values(series, |x, i| {
                 if min {
                     go_max(bound[i], x)
@@ -724,7 +734,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 }
             })
         }
-        "round" => {
+        Function::Round => {
             let series = vector_arg(arg(0)?, ctx)?;
             let to_nearest = match args.get(1) {
                 Some(a) => scalar_arg(a, ctx)?,
@@ -735,8 +745,14 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                 (x * inverse + 0.5).floor() / inverse
             })
         }
-        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "month" | "year"
-        | "days_in_month" => {
+        Function::Minute
+        | Function::Hour
+        | Function::DayOfWeek
+        | Function::DayOfMonth
+        | Function::DayOfYear
+        | Function::Month
+        | Function::Year
+        | Function::DaysInMonth => {
             let series = match args.first() {
                 Some(a) => vector_arg(a, ctx)?,
                 None => vec![StepSeries {
@@ -744,7 +760,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                     values: ctx.steps.iter().map(|&t| Some(t as f64 / 1000.0)).collect(),
                 }],
             };
-            map_values(series, |x, _| date_part(x, name))
+            map_values(series, |x, _| date_part(x, func))
         }
         _ => {
             // Each function is its own monomorphised loop: no indirect call per sample.
@@ -754,16 +770,16 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                     map_values(series, |x, _| $f(x))
                 }};
             }
-            match name {
-                "abs" => math!(f64::abs),
-                "ceil" => math!(f64::ceil),
-                "floor" => math!(f64::floor),
-                "exp" => math!(f64::exp),
-                "sqrt" => math!(f64::sqrt),
-                "ln" => math!(f64::ln),
-                "log2" => math!(f64::log2),
-                "log10" => math!(f64::log10),
-                "sgn" => math!(|x: f64| {
+            match func {
+                Function::Abs => math!(f64::abs),
+                Function::Ceil => math!(f64::ceil),
+                Function::Floor => math!(f64::floor),
+                Function::Exp => math!(f64::exp),
+                Function::Sqrt => math!(f64::sqrt),
+                Function::Ln => math!(f64::ln),
+                Function::Log2 => math!(f64::log2),
+                Function::Log10 => math!(f64::log10),
+                Function::Sgn => math!(|x: f64| {
                     if x > 0.0 {
                         1.0
                     } else if x < 0.0 {
@@ -772,22 +788,22 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
                         x
                     }
                 }),
-                "sin" => math!(f64::sin),
-                "cos" => math!(f64::cos),
-                "tan" => math!(f64::tan),
-                "asin" => math!(f64::asin),
-                "acos" => math!(f64::acos),
-                "atan" => math!(f64::atan),
-                "sinh" => math!(f64::sinh),
-                "cosh" => math!(f64::cosh),
-                "tanh" => math!(f64::tanh),
-                "asinh" => math!(f64::asinh),
-                "acosh" => math!(f64::acosh),
-                "atanh" => math!(f64::atanh),
+                Function::Sin => math!(f64::sin),
+                Function::Cos => math!(f64::cos),
+                Function::Tan => math!(f64::tan),
+                Function::Asin => math!(f64::asin),
+                Function::Acos => math!(f64::acos),
+                Function::Atan => math!(f64::atan),
+                Function::Sinh => math!(f64::sinh),
+                Function::Cosh => math!(f64::cosh),
+                Function::Tanh => math!(f64::tanh),
+                Function::Asinh => math!(f64::asinh),
+                Function::Acosh => math!(f64::acosh),
+                Function::Atanh => math!(f64::atanh),
                 // Go's order of operations, for the same last bit.
-                "deg" => math!(|x: f64| x * 180.0 / std::f64::consts::PI),
-                "rad" => math!(|x: f64| x * std::f64::consts::PI / 180.0),
-                other => exec_err(format!("unknown function {other}")),
+                Function::Deg => math!(|x: f64| x * 180.0 / std::f64::consts::PI),
+                Function::Rad => math!(|x: f64| x * std::f64::consts::PI / 180.0),
+                other => exec_err(format!("unknown function {}", other.name())),
             }
         }
     }

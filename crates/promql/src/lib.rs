@@ -14,6 +14,7 @@
 mod aggregate;
 mod binary;
 mod engine;
+mod function;
 mod functions;
 mod parse;
 mod steps;
@@ -21,6 +22,7 @@ mod storage;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryError};
+pub use function::{Aggregation, Function, SelectFunc};
 pub use parse::{MAX_DEPTH, ParsedQuery, parse_query, parse_selector, selectors};
 pub use storage::{MemoryStorage, Queryable, SelectHints, StorageError};
 pub use value::{DeferredSamples, InstantSample, Sample, Series, Value, XorChunk, format_value};

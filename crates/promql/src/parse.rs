@@ -4,84 +4,7 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 
 use crate::engine::QueryError;
-
-/// Functions of Prometheus 2.42 (native-histogram functions included: they parse, and
-/// evaluate to nothing on float data).
-const FUNCTIONS_2_42: &[&str] = &[
-    "abs",
-    "absent",
-    "absent_over_time",
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "avg_over_time",
-    "ceil",
-    "changes",
-    "clamp",
-    "clamp_max",
-    "clamp_min",
-    "cos",
-    "cosh",
-    "count_over_time",
-    "days_in_month",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "deg",
-    "delta",
-    "deriv",
-    "exp",
-    "floor",
-    "histogram_count",
-    "histogram_sum",
-    "histogram_fraction",
-    "histogram_quantile",
-    "holt_winters",
-    "hour",
-    "idelta",
-    "increase",
-    "irate",
-    "label_replace",
-    "label_join",
-    "last_over_time",
-    "ln",
-    "log10",
-    "log2",
-    "max_over_time",
-    "min_over_time",
-    "minute",
-    "month",
-    "pi",
-    "predict_linear",
-    "present_over_time",
-    "quantile_over_time",
-    "rad",
-    "rate",
-    "resets",
-    "round",
-    "scalar",
-    "sgn",
-    "sin",
-    "sinh",
-    "sort",
-    "sort_desc",
-    "sqrt",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "sum_over_time",
-    "tan",
-    "tanh",
-    "time",
-    "timestamp",
-    "vector",
-    "year",
-];
-
-/// The name `promql-parser` knows Prometheus 2's `holt_winters` by.
-pub(crate) const HOLT_WINTERS_3X: &str = "double_exponential_smoothing";
+use crate::function::HOLT_WINTERS_3X;
 
 /// A parsed query, and the stack its depth needs. Parsing, walking, evaluating and dropping an
 /// expression recurse once per level of nesting, and Prometheus answers queries nested tens of
@@ -511,8 +434,7 @@ fn check_2x(expr: &Expr) -> Result<(), QueryError> {
         Expr::MatrixSelector(ms) => check_2x(&Expr::VectorSelector(ms.vs.clone())),
         Expr::Call(call) => {
             let name = call.func.name;
-            let known = name == HOLT_WINTERS_3X || FUNCTIONS_2_42.contains(&name);
-            if !known {
+            if crate::function::Function::of_call(name).is_none() {
                 return refuse(format!("unknown function with name {name:?}"));
             }
             for arg in &call.args.args {

@@ -22,8 +22,8 @@ pub struct SelectHints {
     pub step: i64,
     /// Range of the matrix selector (ms), 0 for an instant vector.
     pub range: i64,
-    /// Function applied to the selection, if any.
-    pub func: Option<String>,
+    /// The function or aggregation around the selection, if any.
+    pub func: Option<crate::SelectFunc>,
     /// Labels of the enclosing aggregation.
     pub grouping: Vec<String>,
     /// Whether `grouping` is a `by` (else `without`).

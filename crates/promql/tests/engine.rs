@@ -342,7 +342,10 @@ async fn stores_get_prometheus_select_hints() {
     let seen = store.0.lock().expect("lock").clone();
     assert_eq!(seen.len(), 3);
     let rate = &seen[0];
-    assert_eq!(rate.func.as_deref(), Some("rate"));
+    assert_eq!(
+        rate.func.map(rthanos_promql::SelectFunc::name),
+        Some("rate")
+    );
     assert_eq!(
         (rate.grouping.clone(), rate.by),
         (vec!["job".to_string()], true)
@@ -352,7 +355,10 @@ async fn stores_get_prometheus_select_hints() {
         (3_300_000, 7_200_000, 300_000, 60_000)
     );
     let max = &seen[1];
-    assert_eq!(max.func.as_deref(), Some("max_over_time"));
+    assert_eq!(
+        max.func.map(rthanos_promql::SelectFunc::name),
+        Some("max_over_time")
+    );
     assert_eq!((max.start, max.end), (-3_600_000, 3_600_000));
     // Under a binary operation and no function: no hint, lookback before the start.
     let plain = &seen[2];

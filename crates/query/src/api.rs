@@ -557,7 +557,7 @@ async fn run_series(state: Arc<ApiState>, all: AllParams) -> Result<Response, Ap
     let hints = rthanos_promql::SelectHints {
         start,
         end,
-        func: Some("series".into()),
+        func: Some(rthanos_promql::SelectFunc::Series),
         ..Default::default()
     };
     let mut sets = std::collections::BTreeSet::new();

@@ -12,23 +12,27 @@
 //! A chunk that has raw data is read as raw whatever the function.
 
 use rthanos_promql::Sample;
+use rthanos_promql::{Aggregation, Function, SelectFunc};
 use rthanos_storeapi::thanos::{Aggr, AggrChunk, Chunk};
 
-/// The aggregates to ask the stores for, given the function around the selector.
-pub fn aggregates_for(func: Option<&str>) -> Vec<Aggr> {
-    let f = func.unwrap_or_default();
-    if f == "min" || f.starts_with("min_") {
-        vec![Aggr::Min]
-    } else if f == "max" || f.starts_with("max_") {
-        vec![Aggr::Max]
-    } else if f == "count" || f.starts_with("count_") {
-        vec![Aggr::Count]
-    } else if f.starts_with("sum_") {
-        vec![Aggr::Sum]
-    } else if matches!(f, "increase" | "rate" | "irate" | "resets") {
-        vec![Aggr::Counter]
-    } else {
-        vec![Aggr::Count, Aggr::Sum]
+/// The aggregates to ask the stores for, given the function or aggregation around the
+/// selector (Thanos's `aggrsFromFunc`).
+pub fn aggregates_for(func: Option<SelectFunc>) -> Vec<Aggr> {
+    match func {
+        Some(SelectFunc::Aggregate(Aggregation::Min)) => vec![Aggr::Min],
+        Some(SelectFunc::Aggregate(Aggregation::Max)) => vec![Aggr::Max],
+        Some(SelectFunc::Aggregate(Aggregation::Count | Aggregation::CountValues)) => {
+            vec![Aggr::Count]
+        }
+        Some(SelectFunc::Call(f)) => match f {
+            Function::MinOverTime => vec![Aggr::Min],
+            Function::MaxOverTime => vec![Aggr::Max],
+            Function::CountOverTime => vec![Aggr::Count],
+            Function::SumOverTime => vec![Aggr::Sum],
+            f if f.is_counter() => vec![Aggr::Counter],
+            _ => vec![Aggr::Count, Aggr::Sum],
+        },
+        _ => vec![Aggr::Count, Aggr::Sum],
     }
 }
 
@@ -141,15 +145,21 @@ mod tests {
 
     #[test]
     fn functions_pick_thanos_aggregates() {
+        let call = |name: &str| Function::from_name(name).map(SelectFunc::Call);
+        let aggregate = |name: &str| Aggregation::from_name(name).map(SelectFunc::Aggregate);
         for (func, want) in [
-            (Some("min_over_time"), vec![Aggr::Min]),
-            (Some("max"), vec![Aggr::Max]),
-            (Some("count_over_time"), vec![Aggr::Count]),
-            (Some("sum_over_time"), vec![Aggr::Sum]),
-            (Some("rate"), vec![Aggr::Counter]),
-            (Some("increase"), vec![Aggr::Counter]),
-            (Some("sum"), vec![Aggr::Count, Aggr::Sum]),
-            (Some("avg_over_time"), vec![Aggr::Count, Aggr::Sum]),
+            (call("min_over_time"), vec![Aggr::Min]),
+            (aggregate("max"), vec![Aggr::Max]),
+            (call("count_over_time"), vec![Aggr::Count]),
+            (call("sum_over_time"), vec![Aggr::Sum]),
+            (call("rate"), vec![Aggr::Counter]),
+            (call("increase"), vec![Aggr::Counter]),
+            (call("irate"), vec![Aggr::Counter]),
+            (call("resets"), vec![Aggr::Counter]),
+            (aggregate("sum"), vec![Aggr::Count, Aggr::Sum]),
+            (aggregate("count_values"), vec![Aggr::Count]),
+            (call("avg_over_time"), vec![Aggr::Count, Aggr::Sum]),
+            (call("abs"), vec![Aggr::Count, Aggr::Sum]),
             (None, vec![Aggr::Count, Aggr::Sum]),
         ] {
             assert_eq!(aggregates_for(func), want, "{func:?}");
@@ -179,7 +189,10 @@ mod tests {
             points(&avg),
             [(300_000, 5.0), (600_000, 4.0), (650_000, 7.0)]
         );
-        let min = samples(&chunks, &aggregates_for(Some("min_over_time")))?;
+        let min = samples(
+            &chunks,
+            &aggregates_for(Some(SelectFunc::Call(Function::MinOverTime))),
+        )?;
         assert_eq!(
             points(&min),
             [(300_000, 1.0), (600_000, 2.0), (650_000, 7.0)]

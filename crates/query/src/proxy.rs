@@ -253,7 +253,7 @@ impl Queryable for ProxyQueryable {
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<Vec<Series>, StorageError> {
-        let aggregates = crate::downsampled::aggregates_for(hints.func.as_deref());
+        let aggregates = crate::downsampled::aggregates_for(hints.func);
         let request = thanos::SeriesRequest {
             min_time: hints.start,
             max_time: hints.end,
@@ -261,7 +261,7 @@ impl Queryable for ProxyQueryable {
             aggregates: aggregates.iter().map(|a| *a as i32).collect(),
             max_resolution_window: self.options.max_resolution_window,
             partial_response_strategy: self.strategy(),
-            skip_chunks: hints.func.as_deref() == Some("series"),
+            skip_chunks: hints.func == Some(rthanos_promql::SelectFunc::Series),
             step: hints.step,
             range: hints.range,
             ..Default::default()
@@ -314,7 +314,10 @@ impl Queryable for ProxyQueryable {
                 _ => {}
             }
         }
-        let counter = matches!(hints.func.as_deref(), Some("rate" | "increase"));
+        // Thanos's `isCounter`: rate, increase, irate and resets.
+        let counter = hints
+            .func
+            .is_some_and(rthanos_promql::SelectFunc::is_counter);
         let out = groups
             .into_iter()
             .map(|(labels, replicas)| crate::dedup::deduplicated(labels, replicas, counter))
