@@ -407,6 +407,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
         timeout: args.timeout.as_std(),
         default_subquery_step: args.default_evaluation_interval.as_std(),
         max_concurrency: args.max_concurrent,
+        max_concurrent_select: args.max_concurrent_select,
     });
     let partial_response = !args.no_partial_response;
     let auto_downsampling = args.auto_downsampling;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
     AtModifier, Expr, LabelModifier, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
@@ -56,6 +57,8 @@ pub struct EngineOptions {
     pub default_subquery_step: Duration,
     /// `--query.max-concurrency`: queries evaluated at once; more wait for a slot.
     pub max_concurrency: usize,
+    /// `--query.max-concurrent-select`: selects of one query made at once.
+    pub max_concurrent_select: usize,
 }
 
 impl Default for EngineOptions {
@@ -66,6 +69,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             default_subquery_step: Duration::from_secs(60),
             max_concurrency: 20,
+            max_concurrent_select: 4,
         }
     }
 }
@@ -455,19 +459,26 @@ impl Engine {
             grouping: None,
         };
         parsed.on_stack(|expr| collect(expr, &walk, &mut fetches));
+        // The selectors' selects run together, `max_concurrent_select` at a time, as
+        // Thanos's querier makes them.
         let mut data = HashMap::new();
-        for fetch in fetches {
-            let matchers = selector_matchers(fetch.node)?;
-            let hints = SelectHints {
-                step,
-                ..fetch.hints
+        let limit = self.options.max_concurrent_select.max(1);
+        let mut waiting = fetches.into_iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < limit {
+                let Some(fetch) = waiting.next() else { break };
+                running.push(select_one(storage, fetch, step, deadline));
+            }
+            let Some(selected) = running.next().await else {
+                break;
             };
-            let selected = tokio_timeout(deadline, storage.select(&matchers, &hints)).await??;
-            data.insert(
-                fetch.node as *const VectorSelector as usize,
-                Arc::new(selected),
-            );
+            let (key, selected) = selected?;
+            data.insert(key, Arc::new(selected));
         }
+        // They borrow the expression, which the evaluation takes next.
+        drop(running);
+        drop(waiting);
         let steps: Vec<i64> = if step == 0 {
             vec![start]
         } else {
@@ -497,6 +508,23 @@ impl Engine {
             Err(e) => exec_err(format!("query evaluation failed: {e}")),
         }
     }
+}
+
+/// The series of one selector, keyed by the selector's address in the expression.
+async fn select_one(
+    storage: &dyn Queryable,
+    fetch: Fetch<'_>,
+    step: i64,
+    deadline: Instant,
+) -> Result<(usize, Vec<Series>), QueryError> {
+    let key = fetch.node as *const VectorSelector as usize;
+    let matchers = selector_matchers(fetch.node)?;
+    let hints = SelectHints {
+        step,
+        ..fetch.hints
+    };
+    let selected = tokio_timeout(deadline, storage.select(&matchers, &hints)).await??;
+    Ok((key, selected))
 }
 
 async fn tokio_timeout<T>(

@@ -197,6 +197,26 @@ async fn concurrency_is_limited() {
 }
 
 #[tokio::test]
+async fn the_selects_of_one_query_run_together_up_to_the_limit() {
+    for (limit, most) in [(1, 1), (3, 3), (10, 6)] {
+        let engine = Engine::new(EngineOptions {
+            max_concurrent_select: limit,
+            ..EngineOptions::default()
+        });
+        let store = Slow::default();
+        engine
+            .instant_query(&store, "a + b + c + d + e + f", 0)
+            .await
+            .expect("query");
+        assert_eq!(
+            store.most.load(std::sync::atomic::Ordering::SeqCst),
+            most,
+            "limit {limit}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn errors_say_what_kind_they_are() {
     let engine = Engine::default();
     let data = storage(2, 10);
