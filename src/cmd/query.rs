@@ -9,10 +9,11 @@ use anyhow::Context;
 use clap::Args;
 use rthanos_model::PromDuration;
 use rthanos_promql::{Engine, EngineOptions};
-use rthanos_query::api::{ApiState, StoreSource};
+use rthanos_query::api::ApiState;
 use rthanos_query::discovery::{AddressSpec, FileSd};
 use rthanos_query::endpoints::{EndpointConfig, EndpointSet};
-use rthanos_query::store::QueryStore;
+use rthanos_query::proxy::ProxyStore;
+use rthanos_query::proxy::StoreSource;
 use rthanos_runtime::flags::{GrpcServerFlags, HttpFlags, LogFlags};
 use rthanos_storeapi::{ClientOptions, ClientTls, StoreServer};
 
@@ -463,7 +464,7 @@ pub(crate) async fn run(args: QueryArgs) -> anyhow::Result<()> {
                         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
                 },
             });
-            let query_store = Arc::new(QueryStore::new(
+            let query_store = Arc::new(ProxyStore::new(
                 Arc::clone(&endpoints) as Arc<dyn StoreSource>
             ));
             let prober = runtime.prober().clone();

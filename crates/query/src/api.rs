@@ -13,25 +13,9 @@ use axum::{Json, Router};
 use rthanos_promql::{Engine, QueryError, Value, format_value};
 use serde_json::{Map, json};
 
-use crate::proxy::{NamedStore, ProxyOptions, ProxyQueryable};
-
-/// Where the API gets its stores and defaults.
-pub trait StoreSource: Send + Sync + 'static {
-    /// The stores known now.
-    fn stores(&self) -> Vec<NamedStore>;
-
-    /// When each store was last asked for its Info, and the error if it failed
-    /// (`/api/v1/stores`); `None` when never asked.
-    fn last_check(&self, _name: &str) -> Option<(String, Option<String>)> {
-        None
-    }
-
-    /// The endpoints' metadata and exemplars APIs (`/api/v1/metadata`,
-    /// `/api/v1/query_exemplars`).
-    fn metadata_apis(&self) -> Vec<crate::metadata::NamedMetadataApi> {
-        Vec::new()
-    }
-}
+use crate::proxy::ProxyOptions;
+pub use crate::proxy::StoreSource;
+use crate::queryable::ProxyQueryable;
 
 /// The API's state.
 pub struct ApiState {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use rthanos_storeapi::{ClientOptions, GrpcStore, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::StoreSource;
 use crate::discovery::{AddressSpec, DnsProvider, FileSd};
 use crate::proxy::NamedStore;
+use crate::proxy::StoreSource;
 
 /// How long an endpoint may take to answer Info (Thanos's `--endpoint.info-timeout`).
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);

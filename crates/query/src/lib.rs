@@ -2,7 +2,8 @@
 //! deduplicates the series of HA Prometheus replicas with Thanos's penalty algorithm
 //! ([`dedup`]). It also serves the Prometheus HTTP API over the `crates/promql` engine.
 //! Built in steps by issue #6; what is here so far is the deduplication and the fan-out
-//! storage ([`proxy::ProxyQueryable`]).
+//! storage: one [`proxy::ProxyStore`], read by the engine through
+//! [`queryable::ProxyQueryable`] and served as the querier's own StoreAPI.
 
 pub mod api;
 pub mod dedup;
@@ -13,6 +14,6 @@ pub mod endpoints;
 pub mod metadata;
 pub mod params;
 pub mod proxy;
+pub mod queryable;
 pub mod rules;
-pub mod store;
 pub mod ui;

@@ -1,22 +1,25 @@
-//! The querier's storage for the PromQL engine: a select fans out to the stores whose time
-//! range and external labels can match, in parallel, merges their sorted streams, and, with
-//! dedup on, drops the replica labels and merges the replicas of each series
-//! ([`crate::dedup`]).
-//!
-//! An unreachable store, or one that fails mid-stream, is a warning when partial responses
-//! are allowed, and the query's error when they are not. Warnings are kept for the API to
-//! report with the result.
+//! The one fan-out of the querier: [`ProxyStore`] is a StoreAPI over the endpoints, as
+//! Thanos's proxy store. A request goes to every endpoint whose time range and external
+//! labels can match, at once; their sorted streams are merged; an endpoint that fails is a
+//! warning under the WARN strategy, else the request's error naming it. Nothing is
+//! deduplicated here: it serves the querier's own StoreAPI (queriers stack, the one above
+//! deduplicates) and, through [`crate::queryable::ProxyQueryable`], the PromQL engine, which
+//! deduplicates replicas over it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use rthanos_model::{Labels, Matcher};
-use rthanos_promql::{Queryable, SelectHints, Series, StorageError, XorChunk};
-use rthanos_storeapi::convert::{labels_from_thanos, matcher_to_thanos};
+use rthanos_storeapi::convert::matchers_from_thanos;
 use rthanos_storeapi::merge::{errors_as_warnings, merge_series};
-use rthanos_storeapi::thanos::{self, series_response::Result as Frame};
-use rthanos_storeapi::{SeriesStream, Store};
+use rthanos_storeapi::thanos::{
+    self, ExemplarData, ExemplarsRequest, LabelNamesRequest, LabelNamesResponse,
+    LabelValuesRequest, LabelValuesResponse, MetricMetadata, MetricMetadataRequest,
+    PartialResponseStrategy, SeriesRequest,
+};
+use rthanos_storeapi::{Component, MetadataApi, MetadataSupport, SeriesStream, Store, StoreInfo};
+use tonic::Status;
 
 /// A store and the name it is reported by (its address).
 #[derive(Clone)]
@@ -39,6 +42,31 @@ pub struct ProxyOptions {
     /// The coarsest resolution the stores may answer with (ms; 0 = raw only), from
     /// `max_source_resolution` or `--query.auto-downsampling`.
     pub max_resolution_window: i64,
+}
+
+/// The endpoints the querier knows now (discovery's, or a fixed set in tests).
+pub trait StoreSource: Send + Sync + 'static {
+    /// The stores known now.
+    fn stores(&self) -> Vec<NamedStore>;
+
+    /// When each store was last asked for its Info, and the error if it failed
+    /// (`/api/v1/stores`); `None` when never asked.
+    fn last_check(&self, _name: &str) -> Option<(String, Option<String>)> {
+        None
+    }
+
+    /// The endpoints' metadata and exemplars APIs (`/api/v1/metadata`,
+    /// `/api/v1/query_exemplars`).
+    fn metadata_apis(&self) -> Vec<crate::metadata::NamedMetadataApi> {
+        Vec::new()
+    }
+}
+
+/// A fixed set of stores (tests, one query's snapshot).
+impl StoreSource for Vec<NamedStore> {
+    fn stores(&self) -> Vec<NamedStore> {
+        self.clone()
+    }
 }
 
 /// Asks every store of `stores` for `request` at once and merges their sorted streams. A
@@ -74,43 +102,6 @@ pub(crate) async fn fan_out(
     merge_series(futures::future::join_all(calls).await)
 }
 
-/// The stores as one `Queryable`, for one query.
-pub struct ProxyQueryable {
-    stores: Vec<NamedStore>,
-    options: ProxyOptions,
-    warnings: Mutex<Vec<String>>,
-}
-
-impl ProxyQueryable {
-    /// Reads `stores` as `options` say.
-    pub fn new(stores: Vec<NamedStore>, options: ProxyOptions) -> Self {
-        Self {
-            stores,
-            options,
-            warnings: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Lets the stores answer with data downsampled up to `window` ms.
-    pub fn with_max_resolution_window(mut self, window: i64) -> Self {
-        self.options.max_resolution_window = window;
-        self
-    }
-
-    /// The warnings gathered so far (unavailable stores, store warnings).
-    pub fn warnings(&self) -> Vec<String> {
-        self.warnings.lock().map(|w| w.clone()).unwrap_or_default()
-    }
-
-    fn warn(&self, warning: String) {
-        if let Ok(mut w) = self.warnings.lock()
-            && !w.contains(&warning)
-        {
-            w.push(warning);
-        }
-    }
-}
-
 /// Whether a store's range and label sets leave room for series matching `matchers` in
 /// [start, end].
 pub(crate) fn store_matches(store: &dyn Store, matchers: &[Matcher], start: i64, end: i64) -> bool {
@@ -126,202 +117,200 @@ pub(crate) fn store_matches(store: &dyn Store, matchers: &[Matcher], start: i64,
         })
 }
 
-impl ProxyQueryable {
-    /// The stores that can hold series matching `matchers` in [start, end].
-    fn chosen(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<&NamedStore> {
-        self.stores
-            .iter()
-            .filter(|s| store_matches(s.store.as_ref(), matchers, start, end))
-            .collect()
+/// The endpoints as one StoreAPI.
+pub struct ProxyStore {
+    stores: Arc<dyn StoreSource>,
+}
+
+impl ProxyStore {
+    /// A StoreAPI over `stores`.
+    pub fn new(stores: Arc<dyn StoreSource>) -> Self {
+        Self { stores }
     }
 
-    fn strategy(&self) -> i32 {
-        if self.options.partial_response {
-            thanos::PartialResponseStrategy::Warn as i32
-        } else {
-            thanos::PartialResponseStrategy::Abort as i32
-        }
+    /// The endpoints it fans out to.
+    pub fn stores(&self) -> &Arc<dyn StoreSource> {
+        &self.stores
     }
 
-    /// A store's failure: a warning with partial responses, else the error.
-    fn failed(&self, name: &str, status: &tonic::Status) -> Result<(), StorageError> {
-        let message = format!("store {name}: {}", status.message());
-        if self.options.partial_response {
-            self.warn(message);
-            Ok(())
-        } else {
-            Err(StorageError(message))
-        }
-    }
-
-    /// Asks every store that can hold series matching `matchers` in [start, end], at once,
-    /// and returns the union of the strings they answer (names or values); each answer is
-    /// its strings and its warnings.
-    async fn union<F, Fut>(
+    fn chosen(
         &self,
-        matchers: &[Matcher],
+        matchers: &[rthanos_storeapi::thanos::LabelMatcher],
         start: i64,
         end: i64,
-        ask: F,
-    ) -> Result<BTreeSet<String>, StorageError>
-    where
-        F: Fn(Arc<dyn Store>) -> Fut,
-        Fut: Future<Output = Result<(Vec<String>, Vec<String>), tonic::Status>>,
-    {
-        let calls = self.chosen(matchers, start, end).into_iter().map(|s| {
-            let answer = ask(Arc::clone(&s.store));
-            async move { (s, answer.await) }
-        });
-        let mut union = BTreeSet::new();
-        for (store, answer) in futures::future::join_all(calls).await {
-            match answer {
-                Ok((strings, warnings)) => {
-                    warnings.into_iter().for_each(|w| self.warn(w));
-                    union.extend(strings);
-                }
-                Err(status) => self.failed(&store.name, &status)?,
-            }
-        }
-        Ok(union)
-    }
-
-    /// Label names of the series matching `matchers` (all series when empty) in
-    /// [start, end], over every store; replica labels are left out with dedup on.
-    pub async fn label_names(
-        &self,
-        matchers: &[Matcher],
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        let request = thanos::LabelNamesRequest {
-            partial_response_strategy: self.strategy(),
-            start,
-            end,
-            matchers: matchers.iter().map(matcher_to_thanos).collect(),
-            ..Default::default()
-        };
-        let mut names = self
-            .union(matchers, start, end, |store| {
-                let request = request.clone();
-                async move {
-                    let r = store.label_names(request).await?;
-                    Ok((r.names, r.warnings))
-                }
-            })
-            .await?;
-        if self.options.dedup {
-            for replica in &self.options.replica_labels {
-                names.remove(replica);
-            }
-        }
-        Ok(names.into_iter().collect())
-    }
-
-    /// Values of label `name` over the series matching `matchers` in [start, end].
-    pub async fn label_values(
-        &self,
-        name: &str,
-        matchers: &[Matcher],
-        start: i64,
-        end: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        let request = thanos::LabelValuesRequest {
-            label: name.to_string(),
-            partial_response_strategy: self.strategy(),
-            start,
-            end,
-            matchers: matchers.iter().map(matcher_to_thanos).collect(),
-            ..Default::default()
-        };
-        let values = self
-            .union(matchers, start, end, |store| {
-                let request = request.clone();
-                async move {
-                    let r = store.label_values(request).await?;
-                    Ok((r.values, r.warnings))
-                }
-            })
-            .await?;
-        Ok(values.into_iter().collect())
+    ) -> Result<Vec<NamedStore>, Status> {
+        let matchers: Vec<Matcher> =
+            matchers_from_thanos(matchers).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(self
+            .stores
+            .stores()
+            .into_iter()
+            .filter(|s| store_matches(s.store.as_ref(), &matchers, start, end))
+            .collect())
     }
 }
 
-#[async_trait::async_trait]
-impl Queryable for ProxyQueryable {
-    async fn select(
-        &self,
-        matchers: &[Matcher],
-        hints: &SelectHints,
-    ) -> Result<Vec<Series>, StorageError> {
-        let aggregates = crate::downsampled::aggregates_for(hints.func);
-        let request = thanos::SeriesRequest {
-            min_time: hints.start,
-            max_time: hints.end,
-            matchers: matchers.iter().map(matcher_to_thanos).collect(),
-            aggregates: aggregates.iter().map(|a| *a as i32).collect(),
-            max_resolution_window: self.options.max_resolution_window,
-            partial_response_strategy: self.strategy(),
-            skip_chunks: hints.func == Some(rthanos_promql::SelectFunc::Series),
-            step: hints.step,
-            range: hints.range,
-            ..Default::default()
-        };
-        let chosen: Vec<&NamedStore> = self
-            .stores
-            .iter()
-            .filter(|s| store_matches(s.store.as_ref(), matchers, hints.start, hints.end))
-            .collect();
-        let mut merged = fan_out(&chosen, &request, self.options.partial_response).await;
-        // Series by their labels without replica labels; each entry one replica's chunks.
-        let mut groups: BTreeMap<Labels, Vec<crate::dedup::Replica>> = BTreeMap::new();
-        let strip = if self.options.dedup {
-            self.options.replica_labels.as_slice()
-        } else {
-            &[]
-        };
-        while let Some(frame) = merged.next().await {
-            let frame = frame.map_err(|status| StorageError(status.message().to_string()))?;
-            match frame.result {
-                Some(Frame::Series(series)) => {
-                    let labels = labels_from_thanos(
-                        series
-                            .labels
-                            .into_iter()
-                            .filter(|l| !strip.contains(&l.name))
-                            .collect(),
-                    );
-                    let replica = if crate::downsampled::all_raw(&series.chunks) {
-                        crate::dedup::Replica::Raw(
-                            series
-                                .chunks
-                                .into_iter()
-                                .filter_map(|c| c.raw)
-                                .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
-                                .map(|raw| XorChunk {
-                                    data: raw.data.to_vec(),
-                                })
-                                .collect(),
-                        )
-                    } else {
-                        crate::dedup::Replica::Decoded(
-                            crate::downsampled::samples(&series.chunks, &aggregates)
-                                .map_err(StorageError)?,
-                        )
-                    };
-                    groups.entry(labels).or_default().push(replica);
-                }
-                Some(Frame::Warning(w)) => self.warn(w),
-                _ => {}
+/// Whether failures become warnings: WARN is the default strategy, as in Thanos.
+fn warn_on_failure(strategy: i32, disabled: bool) -> bool {
+    !disabled && strategy != PartialResponseStrategy::Abort as i32
+}
+
+/// Unions the strings that every store answers; a failure is a warning or the error.
+async fn union<F, Fut>(
+    stores: Vec<NamedStore>,
+    warn: bool,
+    ask: F,
+) -> Result<(Vec<String>, Vec<String>), Status>
+where
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<(Vec<String>, Vec<String>), Status>>,
+{
+    let answers = futures::future::join_all(stores.iter().map(|s| ask(Arc::clone(&s.store)))).await;
+    let mut strings = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for (store, answer) in stores.iter().zip(answers) {
+        match answer {
+            Ok((found, their_warnings)) => {
+                strings.extend(found);
+                warnings.extend(their_warnings);
+            }
+            Err(status) if warn => {
+                warnings.push(format!("store {}: {}", store.name, status.message()))
+            }
+            Err(status) => {
+                return Err(Status::new(
+                    status.code(),
+                    format!("store {}: {}", store.name, status.message()),
+                ));
             }
         }
-        // Thanos's `isCounter`: rate, increase, irate and resets.
-        let counter = hints
-            .func
-            .is_some_and(rthanos_promql::SelectFunc::is_counter);
-        let out = groups
-            .into_iter()
-            .map(|(labels, replicas)| crate::dedup::deduplicated(labels, replicas, counter))
-            .collect();
-        Ok(out)
+    }
+    Ok((strings.into_iter().collect(), warnings))
+}
+
+/// Metadata and exemplars of the endpoints, merged as the HTTP API merges them (no dedup:
+/// the querier above does it).
+#[tonic::async_trait]
+impl MetadataApi for ProxyStore {
+    fn support(&self) -> MetadataSupport {
+        let mut support = MetadataSupport::default();
+        for endpoint in self.stores.metadata_apis() {
+            let theirs = endpoint.api.support();
+            support.metric_metadata |= theirs.metric_metadata;
+            if let Some((min, max)) = theirs.exemplars {
+                support.exemplars = Some(
+                    support
+                        .exemplars
+                        .map_or((min, max), |(a, b)| (a.min(min), b.max(max))),
+                );
+            }
+        }
+        support
+    }
+
+    async fn metric_metadata(
+        &self,
+        request: MetricMetadataRequest,
+    ) -> Result<(MetricMetadata, Vec<String>), Status> {
+        let warn = warn_on_failure(request.partial_response_strategy, false);
+        crate::metadata::metric_metadata(&self.stores.metadata_apis(), request, warn)
+            .await
+            .map_err(Status::unavailable)
+    }
+
+    async fn exemplars(
+        &self,
+        request: ExemplarsRequest,
+    ) -> Result<(Vec<ExemplarData>, Vec<String>), Status> {
+        let warn = warn_on_failure(request.partial_response_strategy, false);
+        crate::metadata::exemplars(&self.stores.metadata_apis(), request, &[], warn)
+            .await
+            .map_err(Status::unavailable)
+    }
+}
+
+#[tonic::async_trait]
+impl Store for ProxyStore {
+    /// Serving while any endpoint is: the union of their label sets and the span of their
+    /// time ranges.
+    fn info(&self) -> StoreInfo {
+        let mut label_sets = BTreeSet::<Labels>::new();
+        let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+        let mut serving = false;
+        for named in self.stores.stores() {
+            let info = named.store.info();
+            if !info.serving {
+                continue;
+            }
+            serving = true;
+            label_sets.extend(info.label_sets);
+            min_time = min_time.min(info.min_time);
+            max_time = max_time.max(info.max_time);
+        }
+        StoreInfo {
+            serving,
+            component: Component::Query,
+            label_sets: label_sets.into_iter().collect(),
+            min_time,
+            max_time,
+            supports_sharding: false,
+            // Passed on to the endpoints, which drop the labels themselves.
+            supports_without_replica_labels: true,
+        }
+    }
+
+    async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
+        let chosen = self.chosen(&request.matchers, request.min_time, request.max_time)?;
+        let warn = warn_on_failure(
+            request.partial_response_strategy,
+            request.partial_response_disabled,
+        );
+        let chosen: Vec<&NamedStore> = chosen.iter().collect();
+        Ok(fan_out(&chosen, &request, warn).await)
+    }
+
+    async fn label_names(&self, request: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
+        let chosen = self.chosen(&request.matchers, request.start, request.end)?;
+        let warn = warn_on_failure(
+            request.partial_response_strategy,
+            request.partial_response_disabled,
+        );
+        let (names, warnings) = union(chosen, warn, |store| {
+            let request = request.clone();
+            async move {
+                let r = store.label_names(request).await?;
+                Ok((r.names, r.warnings))
+            }
+        })
+        .await?;
+        Ok(LabelNamesResponse {
+            names,
+            warnings,
+            hints: None,
+        })
+    }
+
+    async fn label_values(
+        &self,
+        request: LabelValuesRequest,
+    ) -> Result<LabelValuesResponse, Status> {
+        let chosen = self.chosen(&request.matchers, request.start, request.end)?;
+        let warn = warn_on_failure(
+            request.partial_response_strategy,
+            request.partial_response_disabled,
+        );
+        let (values, warnings) = union(chosen, warn, |store| {
+            let request = request.clone();
+            async move {
+                let r = store.label_values(request).await?;
+                Ok((r.values, r.warnings))
+            }
+        })
+        .await?;
+        Ok(LabelValuesResponse {
+            values,
+            warnings,
+            hints: None,
+        })
     }
 }

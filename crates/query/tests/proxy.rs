@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use rthanos_model::Labels;
 use rthanos_promql::{Engine, Sample, Value};
-use rthanos_query::proxy::{NamedStore, ProxyOptions, ProxyQueryable};
+use rthanos_query::proxy::{NamedStore, ProxyOptions};
+use rthanos_query::queryable::ProxyQueryable;
 use rthanos_storeapi::convert::{labels_to_thanos, matchers_from_thanos};
 use rthanos_storeapi::thanos::{
     self, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -232,7 +233,7 @@ impl Store for Known {
 
 struct Static(Vec<NamedStore>);
 
-impl rthanos_query::api::StoreSource for Static {
+impl rthanos_query::proxy::StoreSource for Static {
     fn stores(&self) -> Vec<NamedStore> {
         self.0.clone()
     }
