@@ -188,15 +188,20 @@ impl Queue {
                 .capacity
                 .max(self.config.queue.max_samples_per_send);
             if (tail.cursor < to && tail.pending_count < capacity) || checkpoint.is_some() {
-                let (back, read) = tokio::task::spawn_blocking(move || {
+                let reading = tokio::task::spawn_blocking(move || {
                     if let Some(checkpoint) = checkpoint {
                         tail.forget_truncated(checkpoint);
                     }
                     let read = tail.read_to(to, capacity);
                     (tail, read)
                 })
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                .await;
+                let (back, read) = match reading {
+                    Ok(done) => done,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // The runtime is shutting down: what is unsent stays in the log.
+                    Err(_) => return,
+                };
                 tail = back;
                 if let Err(e) = read {
                     self.metrics.decode_failures.inc();
