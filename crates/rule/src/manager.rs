@@ -290,6 +290,17 @@ fn clean_path(path: &str) -> String {
 /// # Errors
 /// A pattern is not a valid glob.
 pub fn rule_files(patterns: &[String]) -> Result<Vec<String>, LoadError> {
+    let (files, problems) = matching_files(patterns);
+    if problems.is_empty() {
+        Ok(files)
+    } else {
+        Err(LoadError { problems })
+    }
+}
+
+/// The files `patterns` match, and the patterns that are no glob (each a problem, as Thanos
+/// words it: the others are still read).
+fn matching_files(patterns: &[String]) -> (Vec<String>, Vec<String>) {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for pattern in patterns {
@@ -302,14 +313,12 @@ pub fn rule_files(patterns: &[String]) -> Result<Vec<String>, LoadError> {
                     }
                 }
             }
-            Err(e) => problems.push(format!("{pattern}: {e}")),
+            Err(e) => problems.push(format!(
+                "retrieving rule files failed. Ignoring file. pattern {pattern}: {e}"
+            )),
         }
     }
-    if problems.is_empty() {
-        Ok(files)
-    } else {
-        Err(LoadError { problems })
-    }
+    (files, problems)
 }
 
 /// Reads the groups of `files`.
@@ -396,11 +405,12 @@ impl Manager {
     /// Loads the files `patterns` name and runs their groups in place of the current ones.
     ///
     /// # Errors
-    /// A file is not valid: nothing changes.
+    /// A file is not valid: nothing changes. A pattern that is no glob is passed over, as
+    /// Thanos does: the other files are loaded, and the pattern is the error.
     pub async fn update(&self, patterns: &[String]) -> Result<(), LoadError> {
         let result = self.apply(patterns).await;
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 self.metrics
                     .reload_ok
                     .with_label_values(&[] as &[&str])
@@ -417,11 +427,15 @@ impl Manager {
                 .with_label_values(&[] as &[&str])
                 .set(0),
         }
-        result
+        match result? {
+            ignored if ignored.is_empty() => Ok(()),
+            ignored => Err(LoadError { problems: ignored }),
+        }
     }
 
-    async fn apply(&self, patterns: &[String]) -> Result<(), LoadError> {
-        let files = rule_files(patterns)?;
+    /// Loads and runs the groups; returns the patterns passed over.
+    async fn apply(&self, patterns: &[String]) -> Result<Vec<String>, LoadError> {
+        let (files, ignored) = matching_files(patterns);
         let new_groups = load_groups(&files, &self.options.data_dir, self.options.eval_interval)?;
         let first = !self
             .loaded_once
@@ -515,7 +529,7 @@ impl Manager {
         if let Ok(mut published) = self.published.write() {
             *published = running.iter().map(|r| Arc::clone(&r.snapshot)).collect();
         }
-        Ok(())
+        Ok(ignored)
     }
 
     fn start(&self, mut group: Group, restore: bool) -> Running {
@@ -755,6 +769,58 @@ mod tests {
         ) -> Option<(i64, f64)> {
             None
         }
+    }
+
+    #[tokio::test]
+    async fn a_pattern_that_is_no_glob_is_passed_over_and_reported() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("rules.yml");
+        std::fs::write(
+            &file,
+            "groups:\n- name: g\n  interval: 1h\n  rules:\n  - record: r\n    expr: vector(1)\n",
+        )
+        .expect("rules");
+        let registry = Registry::new();
+        let manager = Manager::new(
+            ManagerOptions {
+                data_dir: dir.path().to_path_buf(),
+                eval_interval: Duration::from_secs(3600),
+                outage_tolerance: Duration::from_secs(3600),
+                for_grace_period: Duration::from_secs(600),
+                clock: system_clock(),
+            },
+            EvalEnv {
+                querier: Arc::new(Stuck {
+                    entered: tokio::sync::Notify::new(),
+                    release: tokio::sync::Notify::new(),
+                }) as Arc<dyn RuleQuerier>,
+                sink: Arc::new(Nothing),
+                templater: Arc::new(VerbatimTemplates),
+                notifier: Arc::new(NoNotifier),
+                observer: Arc::new(NoObserver),
+                resend_delay_ms: 60_000,
+            },
+            Arc::new(Nothing),
+            Arc::new(RuleMetrics::new(&registry).expect("metrics")),
+        );
+        let err = manager
+            .update(&[file.display().to_string(), "[rules".to_string()])
+            .await
+            .expect_err("a bad pattern");
+        assert!(
+            err.problems[0].contains("Ignoring file. pattern [rules"),
+            "{err:?}"
+        );
+        // The good file is loaded all the same, and the reload counts as done (Thanos's).
+        let groups = manager.groups().await;
+        assert_eq!(groups.len(), 1);
+        let ok = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "thanos_rule_config_last_reload_successful")
+            .map(|f| f.get_metric()[0].get_gauge().value());
+        assert_eq!(ok, Some(1.0));
+        manager.stop().await;
     }
 
     #[tokio::test]
