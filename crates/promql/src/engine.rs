@@ -462,7 +462,11 @@ impl Engine {
         // The selectors' selects run together, `max_concurrent_select` at a time, as
         // Thanos's querier makes them.
         let mut data = HashMap::new();
-        let limit = self.options.max_concurrent_select.max(1);
+        // 0 is no limit, as Thanos's gate reads it.
+        let limit = match self.options.max_concurrent_select {
+            0 => usize::MAX,
+            n => n,
+        };
         let mut waiting = fetches.into_iter();
         let mut running = futures::stream::FuturesUnordered::new();
         loop {

@@ -438,7 +438,7 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     let arg = |i: usize| -> Result<&Expr, QueryError> {
         args.get(i)
             .map(|a| a.as_ref())
-            .ok_or_else(|| QueryError::Parse(format!("missing argument {i} of {name}")))
+            .ok_or_else(|| QueryError::Parse(format!("missing argument {i} of {}", func.name())))
     };
     match func {
         Function::Time => Ok(Val::Scalar(

@@ -101,8 +101,9 @@ impl Series {
 /// A Prometheus XOR chunk as a store keeps it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct XorChunk {
-    /// The chunk's bytes (the 2-byte sample count, then the bit stream).
-    pub data: Vec<u8>,
+    /// The chunk's bytes (the 2-byte sample count, then the bit stream), shared with the
+    /// gRPC frame they came in: no copy between the wire and the decoder.
+    pub data: bytes::Bytes,
 }
 
 impl XorChunk {

@@ -88,13 +88,16 @@ pub(crate) async fn fan_out(
                 errors_as_warnings(s.name.clone(), stream)
             } else {
                 let name = s.name.clone();
-                Box::pin(stream.map(move |frame| {
-                    frame.map_err(|status| {
-                        tonic::Status::new(
-                            status.code(),
-                            format!("store {name}: {}", status.message()),
-                        )
-                    })
+                // A store's own warning fails the request too, as in Thanos's proxy.
+                Box::pin(stream.map(move |frame| match frame {
+                    Ok(thanos::SeriesResponse {
+                        result: Some(thanos::series_response::Result::Warning(w)),
+                    }) => Err(Status::aborted(w)),
+                    Ok(frame) => Ok(frame),
+                    Err(status) => Err(Status::new(
+                        status.code(),
+                        format!("store {name}: {}", status.message()),
+                    )),
                 })) as SeriesStream
             }
         }
@@ -260,11 +263,16 @@ impl Store for ProxyStore {
     }
 
     async fn series(&self, request: SeriesRequest) -> Result<SeriesStream, Status> {
-        let chosen = self.chosen(&request.matchers, request.min_time, request.max_time)?;
         let warn = warn_on_failure(
             request.partial_response_strategy,
             request.partial_response_disabled,
         );
+        // No endpoint at all (not one that does not match) is an error without partial
+        // responses: Thanos's ErrorNoStoresAvailable.
+        if !warn && self.stores.stores().is_empty() {
+            return Err(Status::unknown("No StoreAPIs available"));
+        }
+        let chosen = self.chosen(&request.matchers, request.min_time, request.max_time)?;
         let chosen: Vec<&NamedStore> = chosen.iter().collect();
         Ok(fan_out(&chosen, &request, warn).await)
     }

@@ -439,3 +439,78 @@ async fn resolution_and_aggregates_follow_thanos_parameters() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["errorType"], "bad_data");
 }
+
+/// A store that answers every select with a warning only.
+struct Warns;
+
+#[tonic::async_trait]
+impl Store for Warns {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            serving: true,
+            component: Component::Store,
+            label_sets: Vec::new(),
+            min_time: 0,
+            max_time: i64::MAX,
+            supports_sharding: false,
+            supports_without_replica_labels: false,
+        }
+    }
+
+    async fn series(&self, _: SeriesRequest) -> Result<SeriesStream, Status> {
+        Ok(Box::pin(futures::stream::iter([Ok(SeriesResponse {
+            result: Some(Frame::Warning("block 01ABC skipped".to_string())),
+        })])))
+    }
+
+    async fn label_names(&self, _: LabelNamesRequest) -> Result<LabelNamesResponse, Status> {
+        Ok(LabelNamesResponse::default())
+    }
+
+    async fn label_values(&self, _: LabelValuesRequest) -> Result<LabelValuesResponse, Status> {
+        Ok(LabelValuesResponse::default())
+    }
+}
+
+#[tokio::test]
+async fn without_partial_responses_a_store_warning_or_no_store_is_an_error() {
+    let engine = Engine::default();
+    let partial = ProxyOptions {
+        partial_response: true,
+        ..ProxyOptions::default()
+    };
+    // No store at all: Thanos's "No StoreAPIs available", or an empty answer.
+    let err = engine
+        .instant_query(
+            &ProxyQueryable::new(Vec::new(), ProxyOptions::default()),
+            "up",
+            0,
+        )
+        .await
+        .expect_err("no store");
+    assert!(err.to_string().contains("No StoreAPIs available"), "{err}");
+    let none = ProxyQueryable::new(Vec::new(), partial.clone());
+    assert!(
+        matches!(engine.instant_query(&none, "up", 0).await, Ok(Value::Vector(v)) if v.is_empty())
+    );
+    // A store's own warning: the query's error, or a warning with the answer.
+    let warns = vec![NamedStore {
+        name: "store-1".to_string(),
+        store: Arc::new(Warns),
+    }];
+    let err = engine
+        .instant_query(
+            &ProxyQueryable::new(warns.clone(), ProxyOptions::default()),
+            "up",
+            0,
+        )
+        .await
+        .expect_err("aborted");
+    assert!(err.to_string().contains("block 01ABC skipped"), "{err}");
+    let warned = ProxyQueryable::new(warns, partial);
+    engine
+        .instant_query(&warned, "up", 0)
+        .await
+        .expect("answer");
+    assert_eq!(warned.warnings(), ["block 01ABC skipped"]);
+}
