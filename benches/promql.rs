@@ -71,7 +71,7 @@ impl Queryable for Blocks {
                     }
                     let chunk = block.chunks().chunk(c.reference).map_err(err)?;
                     chunks.push(XorChunk {
-                        data: chunk.data.to_vec().into(),
+                        data: chunk.data.to_vec(),
                     });
                 }
             }

@@ -291,9 +291,7 @@ impl Queryable for Chunked {
     ) -> Result<Vec<Series>, StorageError> {
         let points = |from: i64, to: i64| (from..to).map(|k| (k * 15_000, k as f64));
         let chunk = |from, to| rthanos_promql::XorChunk {
-            data: rthanos_chunkenc::xor::encode(points(from, to))
-                .expect("encode")
-                .into(),
+            data: rthanos_chunkenc::xor::encode(points(from, to)).expect("encode"),
         };
         let mut series = Series::new(Labels::from_pairs([("__name__", "m")]), Vec::new());
         series.chunks = vec![chunk(0, 50), chunk(40, 100)];

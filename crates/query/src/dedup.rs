@@ -242,7 +242,7 @@ mod tests {
             encoder.append(s.t, s.v).expect("append");
         }
         XorChunk {
-            data: encoder.bytes().into(),
+            data: encoder.bytes(),
         }
     }
 
@@ -289,7 +289,7 @@ mod tests {
             Labels::default(),
             vec![
                 Replica::Raw(vec![XorChunk {
-                    data: vec![0, 9, 1].into(),
+                    data: vec![0, 9, 1],
                 }]),
                 Replica::Decoded(b),
             ],

@@ -44,7 +44,7 @@ pub fn all_raw(chunks: &[AggrChunk]) -> bool {
 fn decode(chunk: &Chunk) -> Result<Vec<Sample>, String> {
     let mut out = Vec::new();
     rthanos_promql::XorChunk {
-        data: chunk.data.clone(),
+        data: chunk.data.to_vec(),
     }
     .decode_into(&mut out)?;
     Ok(out)

@@ -173,7 +173,9 @@ impl Queryable for ProxyQueryable {
                                 .into_iter()
                                 .filter_map(|c| c.raw)
                                 .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
-                                .map(|raw| XorChunk { data: raw.data })
+                                .map(|raw| XorChunk {
+                                    data: raw.data.to_vec(),
+                                })
                                 .collect(),
                         )
                     } else {
