@@ -771,6 +771,29 @@ mod tests {
         }
     }
 
+    /// A manager over `querier` with groups' own intervals (1 h by default), storing nothing.
+    fn manager(dir: &std::path::Path, querier: Arc<Stuck>, registry: &Registry) -> Manager {
+        Manager::new(
+            ManagerOptions {
+                data_dir: dir.to_path_buf(),
+                eval_interval: Duration::from_secs(3600),
+                outage_tolerance: Duration::from_secs(3600),
+                for_grace_period: Duration::from_secs(600),
+                clock: system_clock(),
+            },
+            EvalEnv {
+                querier: querier as Arc<dyn RuleQuerier>,
+                sink: Arc::new(Nothing),
+                templater: Arc::new(VerbatimTemplates),
+                notifier: Arc::new(NoNotifier),
+                observer: Arc::new(NoObserver),
+                resend_delay_ms: 60_000,
+            },
+            Arc::new(Nothing),
+            Arc::new(RuleMetrics::new(registry).expect("metrics")),
+        )
+    }
+
     #[tokio::test]
     async fn a_pattern_that_is_no_glob_is_passed_over_and_reported() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -781,28 +804,11 @@ mod tests {
         )
         .expect("rules");
         let registry = Registry::new();
-        let manager = Manager::new(
-            ManagerOptions {
-                data_dir: dir.path().to_path_buf(),
-                eval_interval: Duration::from_secs(3600),
-                outage_tolerance: Duration::from_secs(3600),
-                for_grace_period: Duration::from_secs(600),
-                clock: system_clock(),
-            },
-            EvalEnv {
-                querier: Arc::new(Stuck {
-                    entered: tokio::sync::Notify::new(),
-                    release: tokio::sync::Notify::new(),
-                }) as Arc<dyn RuleQuerier>,
-                sink: Arc::new(Nothing),
-                templater: Arc::new(VerbatimTemplates),
-                notifier: Arc::new(NoNotifier),
-                observer: Arc::new(NoObserver),
-                resend_delay_ms: 60_000,
-            },
-            Arc::new(Nothing),
-            Arc::new(RuleMetrics::new(&registry).expect("metrics")),
-        );
+        let querier = Arc::new(Stuck {
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        let manager = manager(dir.path(), querier, &registry);
         let err = manager
             .update(&[file.display().to_string(), "[rules".to_string()])
             .await
@@ -836,25 +842,7 @@ mod tests {
             entered: tokio::sync::Notify::new(),
             release: tokio::sync::Notify::new(),
         });
-        let manager = Manager::new(
-            ManagerOptions {
-                data_dir: dir.path().to_path_buf(),
-                eval_interval: Duration::from_secs(1),
-                outage_tolerance: Duration::from_secs(3600),
-                for_grace_period: Duration::from_secs(600),
-                clock: system_clock(),
-            },
-            EvalEnv {
-                querier: Arc::clone(&querier) as Arc<dyn RuleQuerier>,
-                sink: Arc::new(Nothing),
-                templater: Arc::new(VerbatimTemplates),
-                notifier: Arc::new(NoNotifier),
-                observer: Arc::new(NoObserver),
-                resend_delay_ms: 60_000,
-            },
-            Arc::new(Nothing),
-            Arc::new(RuleMetrics::new(&Registry::new()).expect("metrics")),
-        );
+        let manager = manager(dir.path(), Arc::clone(&querier), &Registry::new());
         manager
             .update(&[file.display().to_string()])
             .await

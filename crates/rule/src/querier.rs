@@ -403,8 +403,8 @@ struct ApiSample {
     value: (serde_json::Value, String),
 }
 
-/// Reads an instant query's answer: a vector, or a scalar as one sample without labels.
-fn parse_query_response(body: &[u8]) -> Result<QueryOutcome, String> {
+/// A successful API answer's data and warnings; an error answer is its `errorType: error`.
+fn api_data(body: &[u8]) -> Result<(ApiData, Vec<String>), String> {
     let response: ApiResponse = serde_json::from_slice(body).map_err(|e| {
         let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
         format!("not a Prometheus API response ({e}): {head}")
@@ -413,6 +413,12 @@ fn parse_query_response(body: &[u8]) -> Result<QueryOutcome, String> {
         return Err(format!("{}: {}", response.error_type, response.error));
     }
     let data = response.data.ok_or("success without data")?;
+    Ok((data, response.warnings))
+}
+
+/// Reads an instant query's answer: a vector, or a scalar as one sample without labels.
+fn parse_query_response(body: &[u8]) -> Result<QueryOutcome, String> {
+    let (data, warnings) = api_data(body)?;
     let value = |v: &str| -> Result<f64, String> {
         v.parse::<f64>()
             .map_err(|_| format!("sample value {v:?} is not a number"))
@@ -435,10 +441,7 @@ fn parse_query_response(body: &[u8]) -> Result<QueryOutcome, String> {
             return Err(format!("rule result is not a vector or scalar: {other}"));
         }
     };
-    Ok(QueryOutcome {
-        samples,
-        warnings: response.warnings,
-    })
+    Ok(QueryOutcome { samples, warnings })
 }
 
 #[derive(Deserialize)]
@@ -454,14 +457,7 @@ pub type Matrix = Vec<(Labels, Vec<(i64, f64)>)>;
 
 /// Reads a range query's answer: a matrix, each point's time in ms.
 fn parse_matrix_response(body: &[u8]) -> Result<Matrix, String> {
-    let response: ApiResponse = serde_json::from_slice(body).map_err(|e| {
-        let head = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-        format!("not a Prometheus API response ({e}): {head}")
-    })?;
-    if response.status != "success" {
-        return Err(format!("{}: {}", response.error_type, response.error));
-    }
-    let data = response.data.ok_or("success without data")?;
+    let (data, _) = api_data(body)?;
     if data.result_type != "matrix" {
         return Err(format!(
             "range query result is not a matrix: {}",
