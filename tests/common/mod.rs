@@ -17,6 +17,9 @@ pub struct Process {
     pub grpc_port: u16,
     log: std::path::PathBuf,
     _log_dir: tempfile::TempDir,
+    /// Started through a wrapper in a process group of its own: killed as a group, since a
+    /// wrapper such as `strace` leaves its child running when it alone is killed.
+    group: bool,
 }
 
 impl Process {
@@ -48,7 +51,10 @@ impl Process {
         if args.first().is_none_or(|c| c != "compact") {
             command.arg(format!("--grpc-address=127.0.0.1:{grpc_port}"));
         }
-        Self::spawn(command, http_port, grpc_port)
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut process = Self::spawn(command, http_port, grpc_port);
+        process.group = true;
+        process
     }
 
     /// `rthanos <args…>` exactly as given, its addresses among them (`http_port` and
@@ -73,6 +79,7 @@ impl Process {
             grpc_port,
             log,
             _log_dir: log_dir,
+            group: false,
         }
     }
 
@@ -163,6 +170,11 @@ impl Process {
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if self.group {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
