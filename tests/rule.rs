@@ -895,27 +895,28 @@ fn stateless_ruler_remote_writes_every_committed_sample_through_outages() {
         },
         &ruler,
     );
-    let restarted_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
     let mut ruler = common::Process::start(&args);
     ruler.wait_ready(Duration::from_secs(30));
-    // The backlog is sent from the saved position, and new evaluations after it.
+    // Times are the ruler's own: the first run evaluated at most one slot after `committed`
+    // (read just before the kill); everything later is the second run's.
     let committed_ms = (committed * 1000.0).round() as i64;
+    let first_run_end = committed_ms + 1000;
+    // The backlog is sent from the saved position, and new evaluations after it.
     wait(
         "samples after the restart at the target",
         Duration::from_secs(60),
         &|| {
             raw_samples(target_port, "rule:time", "10m")
                 .last()
-                .is_some_and(|(t, _)| *t > restarted_at)
+                .is_some_and(|(t, _)| *t > first_run_end)
         },
         &ruler,
     );
-    // `for` state came back through the querier from the target: active since before the
-    // restart (Thanos's range query sees the series up to now, so no outage is counted).
+    // `for` state came back through the querier from the target: active since the first
+    // run (Thanos's range query sees the series up to now, so no outage is counted); until
+    // restored, the second run has it active since its own first evaluation.
     ruler.wait_for(Duration::from_secs(30), "the alert restored", |r| {
-        active_at_ms(r).is_some_and(|at| at < restarted_at - 1000)
+        active_at_ms(r).is_some_and(|at| at < committed_ms)
     });
     let restored = active_at_ms(&ruler).expect("alert");
     // Seconds in the series' value, and the outage seen as at most a step long.

@@ -81,13 +81,8 @@ impl ProxyQueryable {
             matchers: matchers.iter().map(matcher_to_thanos).collect(),
             ..Default::default()
         };
-        let answer = self
-            .proxy
-            .label_names(request)
-            .await
-            .map_err(|status| StorageError(status.message().to_string()))?;
-        answer.warnings.into_iter().for_each(|w| self.warn(w));
-        let mut names = answer.names;
+        let answer = self.proxy.label_names(request).await;
+        let mut names = self.strings(answer.map(|a| (a.names, a.warnings)))?;
         if self.options.dedup {
             names.retain(|n| !self.options.replica_labels.contains(n));
         }
@@ -113,13 +108,19 @@ impl ProxyQueryable {
             matchers: matchers.iter().map(matcher_to_thanos).collect(),
             ..Default::default()
         };
-        let answer = self
-            .proxy
-            .label_values(request)
-            .await
-            .map_err(|status| StorageError(status.message().to_string()))?;
-        answer.warnings.into_iter().for_each(|w| self.warn(w));
-        Ok(answer.values)
+        let answer = self.proxy.label_values(request).await;
+        self.strings(answer.map(|a| (a.values, a.warnings)))
+    }
+
+    /// A label API's strings, its warnings kept for the API; a failure is the query's error.
+    fn strings(
+        &self,
+        answer: Result<(Vec<String>, Vec<String>), tonic::Status>,
+    ) -> Result<Vec<String>, StorageError> {
+        let (strings, warnings) =
+            answer.map_err(|status| StorageError(status.message().to_string()))?;
+        warnings.into_iter().for_each(|w| self.warn(w));
+        Ok(strings)
     }
 }
 

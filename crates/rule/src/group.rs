@@ -228,6 +228,16 @@ pub enum RuleState {
     Alerting(AlertingRule),
 }
 
+impl RuleState {
+    /// The recorded metric or alert name, and the rule's (unexpanded) labels.
+    fn name_and_labels(&self) -> (&str, &BTreeMap<String, String>) {
+        match self {
+            RuleState::Recording { name, labels } => (name, labels),
+            RuleState::Alerting(rule) => (rule.name(), rule.labels()),
+        }
+    }
+}
+
 /// One rule of a group and what its last evaluation left.
 #[derive(Clone, Debug)]
 pub struct RuleEntry {
@@ -578,39 +588,18 @@ fn canonical_expr(expr: &str) -> String {
 
 /// Prometheus's `nameAndLabels`: the rule's name and its (unexpanded) labels.
 fn same_name_and_labels(a: &RuleState, b: &RuleState) -> bool {
-    match (a, b) {
-        (
-            RuleState::Recording { name, labels },
-            RuleState::Recording {
-                name: other_name,
-                labels: other_labels,
-            },
-        ) => name == other_name && labels == other_labels,
-        (RuleState::Alerting(a), RuleState::Alerting(b)) => {
-            a.name() == b.name() && a.labels() == b.labels()
-        }
-        (RuleState::Recording { name, labels }, RuleState::Alerting(b))
-        | (RuleState::Alerting(b), RuleState::Recording { name, labels }) => {
-            name == b.name() && labels == b.labels()
-        }
-    }
+    a.name_and_labels() == b.name_and_labels()
 }
 
+/// Prometheus's `rule.String()` equality, less the expression (compared apart).
 fn same_definition(a: &RuleState, b: &RuleState) -> bool {
     match (a, b) {
-        (
-            RuleState::Recording { name, labels },
-            RuleState::Recording {
-                name: other_name,
-                labels: other_labels,
-            },
-        ) => name == other_name && labels == other_labels,
-        (RuleState::Alerting(a), RuleState::Alerting(b)) => {
-            a.name() == b.name()
-                && a.hold_ms() == b.hold_ms()
-                && a.keep_firing_for_ms() == b.keep_firing_for_ms()
-                && a.labels() == b.labels()
-                && a.annotations() == b.annotations()
+        (RuleState::Recording { .. }, RuleState::Recording { .. }) => same_name_and_labels(a, b),
+        (RuleState::Alerting(x), RuleState::Alerting(y)) => {
+            same_name_and_labels(a, b)
+                && x.hold_ms() == y.hold_ms()
+                && x.keep_firing_for_ms() == y.keep_firing_for_ms()
+                && x.annotations() == y.annotations()
         }
         _ => false,
     }
