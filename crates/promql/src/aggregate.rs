@@ -152,9 +152,10 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
             let k = scalar_param(&op)?;
             let top = op == "topk";
             let mut kept = vec![StepValues::new(); input.len()];
-            // An instant query keeps the order of selection (best first per group).
+            // An instant query keeps Prometheus's order: groups as first seen, each best first.
             let mut selection_order: Vec<usize> = Vec::new();
-            let mut ranked: Vec<(usize, usize, f64)> = Vec::new();
+            let mut heaps: Vec<ValueHeap> = Vec::new();
+            let mut heap_of: Vec<Option<usize>> = vec![None; groups.len()];
             let mut walk = Gather::new(input.iter().map(|s| &s.values), n);
             while let Some((step, present)) = walk.next_step() {
                 let k = k[step];
@@ -168,25 +169,17 @@ pub(crate) fn eval_aggregate(a: &AggregateExpr, ctx: &Ctx<'_>) -> Result<Val, Qu
                     continue;
                 }
                 let k = if k > 1e15 { usize::MAX } else { k as usize };
-                // By group, then best first (NaN is worst either way); ties keep series order.
-                ranked.clear();
-                ranked.extend(present.iter().map(|&(i, v)| (member[i], i, v)));
-                ranked.sort_by(|&(gx, _, vx), &(gy, _, vy)| {
-                    gx.cmp(&gy).then_with(|| match (vx.is_nan(), vy.is_nan()) {
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => vy.total_cmp(&vx),
-                        _ => vx.total_cmp(&vy),
-                    })
-                });
-                let mut taken = 0usize;
-                let mut group = usize::MAX;
-                for &(g, i, v) in &ranked {
-                    if g != group {
-                        (group, taken) = (g, 0);
-                    }
-                    if taken < k {
-                        taken += 1;
+                heaps.clear();
+                heap_of.iter_mut().for_each(|h| *h = None);
+                for &(i, v) in present {
+                    let h = *heap_of[member[i]].get_or_insert_with(|| {
+                        heaps.push(ValueHeap::new(top));
+                        heaps.len() - 1
+                    });
+                    heaps[h].offer(k, i, v);
+                }
+                for heap in &mut heaps {
+                    for (i, v) in heap.best_first() {
                         kept[i].push(step, v);
                         if n == 1 {
                             selection_order.push(i);
@@ -436,4 +429,95 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         rank -= merged[b - 1].1;
     }
     start + (end - start) * (rank / count)
+}
+
+/// A group's `topk` / `bottomk` selection at one step, kept exactly as Prometheus 2.42 keeps
+/// it: Go's `container/heap` over its value heaps (lowest on top for topk, highest for
+/// bottomk, NaN always on top), so that ties are settled as Prometheus settles them.
+struct ValueHeap {
+    items: Vec<(usize, f64)>,
+    top: bool,
+}
+
+impl ValueHeap {
+    fn new(top: bool) -> ValueHeap {
+        ValueHeap {
+            items: Vec::new(),
+            top,
+        }
+    }
+
+    /// `vectorByValueHeap.Less` (topk) or `vectorByReverseValueHeap.Less` (bottomk).
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (a, b) = (self.items[i].1, self.items[j].1);
+        a.is_nan() || if self.top { a < b } else { a > b }
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let parent = (j - 1) / 2;
+            if !self.less(j, parent) {
+                break;
+            }
+            self.items.swap(parent, j);
+            j = parent;
+        }
+    }
+
+    fn down(&mut self, mut i: usize, n: usize) {
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                break;
+            }
+            let mut j = left;
+            if left + 1 < n && self.less(left + 1, left) {
+                j = left + 1;
+            }
+            if !self.less(j, i) {
+                break;
+            }
+            self.items.swap(i, j);
+            i = j;
+        }
+    }
+
+    /// Series `i` with value `v` offered to a selection of `k`, as Prometheus's aggregation
+    /// loop does.
+    fn offer(&mut self, k: usize, i: usize, v: f64) {
+        let Some(&(_, worst)) = self.items.first() else {
+            self.items.push((i, v));
+            return;
+        };
+        let better = if self.top { worst < v } else { worst > v };
+        if self.items.len() < k || better || worst.is_nan() {
+            if self.items.len() == k {
+                if k == 1 {
+                    self.items[0] = (i, v);
+                    return;
+                }
+                // heap.Pop: the top swapped to the end, sifted, removed.
+                let last = self.items.len() - 1;
+                self.items.swap(0, last);
+                self.down(0, last);
+                self.items.pop();
+            }
+            self.items.push((i, v));
+            self.up(self.items.len() - 1);
+        }
+    }
+
+    /// The selection best first: `sort.Sort(sort.Reverse(heap))`. Go sorts up to 12 elements
+    /// by insertion, which keeps ties in heap order; so does this, for any length (a larger
+    /// k with ties may order them otherwise than Go's pdqsort).
+    fn best_first(&mut self) -> impl Iterator<Item = (usize, f64)> + '_ {
+        for i in 1..self.items.len() {
+            let mut j = i;
+            while j > 0 && self.less(j - 1, j) {
+                self.items.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+        self.items.drain(..)
+    }
 }

@@ -279,26 +279,13 @@ fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
     )
 }
 
-/// A sample value as Prometheus's JSON writes it: Go's shortest 'f' format, but 'e' (with a
-/// signed two-digit exponent at least) below 1e-6 and from 1e21 in magnitude.
+/// A sample value as Prometheus's JSON writes it (unquoted), for answers built as JSON values.
 fn json_value(v: f64) -> String {
-    let abs = v.abs();
-    if v.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        let s = format!("{v:e}");
-        if let Some((mantissa, exponent)) = s.split_once('e') {
-            let (sign, digits) = exponent
-                .strip_prefix('-')
-                .map_or(("+", exponent), |d| ("-", d));
-            return format!("{mantissa}e{sign}{digits:0>2}");
-        }
-    }
-    format_value(v)
-}
-
-fn seconds(ms: i64) -> serde_json::Value {
-    // Prometheus prints times as decimal seconds, shortest form.
-    let s = format_value(ms as f64 / 1000.0);
-    serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
+    let mut quoted = Vec::new();
+    crate::json::write_value(&mut quoted, v);
+    String::from_utf8_lossy(&quoted)
+        .trim_matches('"')
+        .to_string()
 }
 
 fn metric(labels: &rthanos_model::Labels) -> serde_json::Value {
@@ -309,35 +296,10 @@ fn metric(labels: &rthanos_model::Labels) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-fn data(value: Value) -> serde_json::Value {
-    match value {
-        Value::Scalar { t, v } => {
-            json!({"resultType": "scalar", "result": [seconds(t), json_value(v)]})
-        }
-        Value::String { t, s } => json!({"resultType": "string", "result": [seconds(t), s]}),
-        Value::Vector(samples) => json!({
-            "resultType": "vector",
-            "result": samples.iter().map(|s| json!({
-                "metric": metric(&s.labels),
-                "value": [seconds(s.t), json_value(s.v)],
-            })).collect::<Vec<_>>(),
-        }),
-        Value::Matrix(series) => json!({
-            "resultType": "matrix",
-            "result": series.iter().map(|s| json!({
-                "metric": metric(&s.labels),
-                "values": s.samples.iter().map(|p| json!([seconds(p.t), json_value(p.v)])).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-        }),
-    }
-}
-
-fn success(value: Value, warnings: Vec<String>) -> Response {
-    let mut body = json!({"status": "success", "data": data(value)});
-    if !warnings.is_empty() {
-        body["warnings"] = warnings.into();
-    }
-    Json(body).into_response()
+fn seconds(ms: i64) -> serde_json::Value {
+    // Prometheus prints times as decimal seconds, shortest form.
+    let s = format_value(ms as f64 / 1000.0);
+    serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
 }
 
 /// The `query` parameter; one that is not UTF-8 is refused as Prometheus's lexer refuses it.
@@ -372,7 +334,7 @@ async fn run_query(state: Arc<ApiState>, all: AllParams) -> Result<Response, Api
     let window = max_resolution_window(&state, params, 0)?;
     let storage = proxy(&state, params).with_max_resolution_window(window);
     let value = engine.instant_query(&storage, &query, t).await?;
-    Ok(success(value, storage.warnings()))
+    Ok(crate::json::success(value, &storage.warnings()))
 }
 
 async fn run_query_range(state: Arc<ApiState>, all: AllParams) -> Result<Response, ApiError> {
@@ -420,7 +382,7 @@ async fn run_query_range(state: Arc<ApiState>, all: AllParams) -> Result<Respons
             .range_query(&storage, &query, start, end, step)
             .await?
     };
-    Ok(success(value, storage.warnings()))
+    Ok(crate::json::success(value, &storage.warnings()))
 }
 
 /// `start` / `end` of the metadata APIs (Prometheus's minimum and maximum times when absent

@@ -11,6 +11,7 @@ pub mod dedup;
 pub use rthanos_discovery as discovery;
 pub mod downsampled;
 pub mod endpoints;
+mod json;
 pub mod metadata;
 pub mod params;
 pub mod proxy;
