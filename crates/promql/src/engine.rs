@@ -734,8 +734,15 @@ pub(crate) fn eval_vector_selector(
     let reference = |step: i64| at.unwrap_or(step).saturating_sub(offset);
     let mut out = Vec::new();
     let mut times = Vec::new();
+    // Only the samples some step can see: from the first step's lookback to the last step.
+    let (first, last) = match (ctx.steps.first(), ctx.steps.last()) {
+        (Some(&first), Some(&last)) => (reference(first), reference(last)),
+        _ => return Ok((out, times)),
+    };
+    let min_t = first.min(last).saturating_sub(ctx.lookback);
+    let max_t = first.max(last);
     for stored in data.iter() {
-        let samples = series_samples(stored)?;
+        let samples = series_samples(stored, min_t, max_t)?;
         let mut values = StepValues::new();
         let mut own_times = Vec::new();
         // The reference times never go back, so one cursor walks the samples; steps where
@@ -828,10 +835,18 @@ impl Loaded<'_> {
 impl Windows<'_> {
     /// The samples (staleness markers left out) and each step's window.
     pub(crate) fn load(&self, steps: &[i64]) -> Result<Loaded<'_>, QueryError> {
+        let WindowEnds { at, offset, range } = self.ends;
         let samples: Cow<'_, [Sample]> = match &self.source {
             WindowSource::Owned(samples) => Cow::Borrowed(samples),
             WindowSource::Stored(series) => {
-                let all = series_samples(series)?;
+                let (first, last) = match (steps.first(), steps.last()) {
+                    (Some(&first), Some(&last)) => (
+                        at.unwrap_or(first).saturating_sub(offset),
+                        at.unwrap_or(last).saturating_sub(offset),
+                    ),
+                    _ => (0, -1),
+                };
+                let all = series_samples(series, first.saturating_sub(range), last)?;
                 if all.iter().any(|s| is_stale(s.v)) {
                     Cow::Owned(all.iter().filter(|s| !is_stale(s.v)).copied().collect())
                 } else {
@@ -839,7 +854,6 @@ impl Windows<'_> {
                 }
             }
         };
-        let WindowEnds { at, offset, range } = self.ends;
         let bounds = window_bounds(
             &samples,
             steps,
@@ -851,9 +865,13 @@ impl Windows<'_> {
 }
 
 /// A stored series' samples, its chunks decoded.
-pub(crate) fn series_samples(series: &Series) -> Result<Cow<'_, [Sample]>, QueryError> {
+pub(crate) fn series_samples(
+    series: &Series,
+    min_t: i64,
+    max_t: i64,
+) -> Result<Cow<'_, [Sample]>, QueryError> {
     series
-        .all_samples()
+        .samples_between(min_t, max_t)
         .map_err(|e| QueryError::Storage(StorageError(e)))
 }
 

@@ -87,6 +87,42 @@ impl Series {
         Ok(std::borrow::Cow::Owned(out))
     }
 
+    /// The samples in [`min_t`, `max_t`], as [`Series::all_samples`]; a chunk is decoded only
+    /// as far as `max_t` (an instant query's selector reads a chunk's first part only) and
+    /// samples before `min_t` are not kept.
+    pub fn samples_between(
+        &self,
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<std::borrow::Cow<'_, [Sample]>, String> {
+        let within = |samples: &[Sample]| {
+            let from = samples.partition_point(|s| s.t < min_t);
+            let to = from + samples[from..].partition_point(|s| s.t <= max_t);
+            from..to
+        };
+        if self.chunks.is_empty() && self.deferred.is_none() {
+            return Ok(std::borrow::Cow::Borrowed(
+                &self.samples[within(&self.samples)],
+            ));
+        }
+        let mut out = match &self.deferred {
+            Some(deferred) => {
+                let mut computed = deferred.compute()?;
+                let range = within(&computed);
+                computed.truncate(range.end);
+                computed.drain(..range.start);
+                computed
+            }
+            None => Vec::new(),
+        };
+        out.extend_from_slice(&self.samples[within(&self.samples)]);
+        for chunk in &self.chunks {
+            chunk.decode_between(min_t, max_t, &mut out)?;
+        }
+        sort_unique(&mut out);
+        Ok(std::borrow::Cow::Owned(out))
+    }
+
     /// A series of decoded samples.
     pub fn new(labels: Labels, samples: Vec<Sample>) -> Self {
         Self {
@@ -124,6 +160,37 @@ impl XorChunk {
         }
         sort_unique(&mut out);
         Ok(out)
+    }
+
+    /// Appends the chunk's samples in [`min_t`, `max_t`] to `out`, decoding no further than
+    /// the first sample after `max_t`.
+    pub fn decode_between(
+        &self,
+        min_t: i64,
+        max_t: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), String> {
+        let mut it = rthanos_chunkenc::XorIterator::new(&self.data).map_err(|e| e.to_string())?;
+        let (mut ts, mut vs) = ([0i64; 32], [0f64; 32]);
+        loop {
+            let n = it
+                .decode_batch(&mut ts, &mut vs)
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            let from = ts[..n].partition_point(|&t| t < min_t);
+            let to = from + ts[from..n].partition_point(|&t| t <= max_t);
+            out.extend(
+                ts[from..to]
+                    .iter()
+                    .zip(&vs[from..to])
+                    .map(|(&t, &v)| Sample { t, v }),
+            );
+            if to < n {
+                return Ok(());
+            }
+        }
     }
 
     /// Appends the chunk's samples to `out`.
@@ -198,5 +265,54 @@ pub fn format_value(v: f64) -> String {
         // as Go's 'f' format with precision -1.
         let s = format!("{v}");
         if s == "-0" { "-0".into() } else { s }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_between_keeps_the_range_of_every_source() {
+        let chunk = |from: i64, to: i64| XorChunk {
+            data: rthanos_chunkenc::xor::encode((from..to).map(|k| (k * 15_000, k as f64)))
+                .expect("encode"),
+        };
+        // Two overlapping chunks of 0..100 and 50..150 (times k × 15 s), plus a sample.
+        let series = Series {
+            labels: Labels::default(),
+            samples: vec![Sample {
+                t: 75 * 15_000,
+                v: 75.0,
+            }],
+            chunks: vec![chunk(0, 100), chunk(50, 150)],
+            deferred: None,
+        };
+        let (min_t, max_t) = (40 * 15_000, 60 * 15_000 + 1);
+        let got = series.samples_between(min_t, max_t).expect("decode");
+        let want: Vec<Sample> = (40..=60)
+            .map(|k| Sample {
+                t: k * 15_000,
+                v: k as f64,
+            })
+            .collect();
+        assert_eq!(got.as_ref(), want.as_slice());
+        let all = series.all_samples().expect("decode");
+        assert_eq!(all.len(), 150);
+        let within: Vec<Sample> = all
+            .iter()
+            .filter(|s| (min_t..=max_t).contains(&s.t))
+            .copied()
+            .collect();
+        assert_eq!(within, want);
+        // Decoded samples alone are borrowed, cut to the range.
+        let decoded = Series::new(Labels::default(), want);
+        assert_eq!(
+            decoded
+                .samples_between(45 * 15_000, 50 * 15_000)
+                .expect("slice")
+                .len(),
+            6
+        );
     }
 }

@@ -5,7 +5,6 @@
 //! proxy's warnings (unavailable stores, stores' own) are kept for the API to report with
 //! the result; its errors are the query's.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -149,8 +148,11 @@ impl Queryable for ProxyQueryable {
             .series(request)
             .await
             .map_err(|status| StorageError(status.message().to_string()))?;
-        // Series by their labels without replica labels; each entry one replica's chunks.
-        let mut groups: BTreeMap<Labels, Vec<crate::dedup::Replica>> = BTreeMap::new();
+        // Series by their labels without replica labels, each with one replica's chunks, in
+        // the merged stream's order: sorted already unless stripping replica labels unsorted
+        // it, and then sorted once at the end.
+        let mut received: Vec<(Labels, crate::dedup::Replica)> = Vec::new();
+        let mut in_order = true;
         let strip = if self.options.dedup {
             self.options.replica_labels.as_slice()
         } else {
@@ -185,7 +187,10 @@ impl Queryable for ProxyQueryable {
                                 .map_err(StorageError)?,
                         )
                     };
-                    groups.entry(labels).or_default().push(replica);
+                    if let Some((last, _)) = received.last() {
+                        in_order &= *last <= labels;
+                    }
+                    received.push((labels, replica));
                 }
                 Some(Frame::Warning(w)) => self.warn(w),
                 _ => {}
@@ -195,10 +200,19 @@ impl Queryable for ProxyQueryable {
         let counter = hints
             .func
             .is_some_and(rthanos_promql::SelectFunc::is_counter);
-        let out = groups
-            .into_iter()
-            .map(|(labels, replicas)| crate::dedup::deduplicated(labels, replicas, counter))
-            .collect();
+        if !in_order {
+            // Stable: a series' replicas stay in the order they came.
+            received.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let mut out: Vec<Series> = Vec::new();
+        let mut received = received.into_iter().peekable();
+        while let Some((labels, replica)) = received.next() {
+            let mut replicas = vec![replica];
+            while let Some((_, next)) = received.next_if(|(l, _)| *l == labels) {
+                replicas.push(next);
+            }
+            out.push(crate::dedup::deduplicated(labels, replicas, counter));
+        }
         Ok(out)
     }
 }
