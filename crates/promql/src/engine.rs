@@ -490,6 +490,20 @@ impl Engine {
         };
         let options = self.options.clone();
         let budget = SampleBudget::new(options.max_samples);
+        if evaluates_inline(&parsed, steps.len(), &data) {
+            let _slot = slot;
+            let ctx = Ctx {
+                steps,
+                lookback,
+                query_start: start,
+                query_end: end,
+                data: &data,
+                options: &self.options,
+                deadline,
+                budget: &budget,
+            };
+            return parsed.on_stack(|expr| eval(expr, &ctx));
+        }
         // The slot goes with the evaluation: a caller that gives up does not free it while
         // the evaluation still runs (to its deadline).
         let evaluation = tokio::task::spawn_blocking(move || {
@@ -511,6 +525,44 @@ impl Engine {
             // A panic in the evaluation is the query's error, not the process's end.
             Err(e) => exec_err(format!("query evaluation failed: {e}")),
         }
+    }
+}
+
+/// Data up to which an instant query is evaluated where its data arrived.
+const INLINE_EVALUATION_BYTES: usize = 256 * 1024;
+
+/// Whether an evaluation is small enough to run on the async worker that fetched its data
+/// rather than on the blocking pool: an instant query without subqueries over at most
+/// [`INLINE_EVALUATION_BYTES`] of data takes less time than the hop to the pool and back
+/// (two thread wake-ups, a third of a small query's time; docs/performance.md). Anything
+/// larger goes to the pool, so that probes and other requests never wait behind it.
+fn evaluates_inline(
+    parsed: &ParsedQuery,
+    steps: usize,
+    data: &HashMap<usize, Arc<Vec<Series>>>,
+) -> bool {
+    if steps != 1 || parsed.on_stack(has_subquery) {
+        return false;
+    }
+    let mut bytes = 0usize;
+    for series in data.values().flat_map(|s| s.iter()) {
+        bytes = bytes.saturating_add(series.encoded_bytes());
+        if bytes > INLINE_EVALUATION_BYTES {
+            return false;
+        }
+    }
+    true
+}
+
+fn has_subquery(expr: &Expr) -> bool {
+    match expr {
+        Expr::Subquery(_) => true,
+        Expr::Aggregate(a) => has_subquery(&a.expr) || a.param.as_deref().is_some_and(has_subquery),
+        Expr::Unary(u) => has_subquery(&u.expr),
+        Expr::Binary(b) => has_subquery(&b.lhs) || has_subquery(&b.rhs),
+        Expr::Paren(p) => has_subquery(&p.expr),
+        Expr::Call(c) => c.args.args.iter().any(|a| has_subquery(a)),
+        _ => false,
     }
 }
 

@@ -38,14 +38,24 @@ pub struct Series {
 
 /// Samples computed on demand, in time order, from data the store keeps encoded.
 #[derive(Clone)]
-pub struct DeferredSamples(Arc<DeferredFn>);
+pub struct DeferredSamples(Arc<DeferredFn>, usize);
 
 type DeferredFn = dyn Fn() -> Result<Vec<Sample>, String> + Send + Sync;
 
 impl DeferredSamples {
     /// Samples that `compute` makes, each time they are needed.
     pub fn new(compute: impl Fn() -> Result<Vec<Sample>, String> + Send + Sync + 'static) -> Self {
-        Self(Arc::new(compute))
+        Self(Arc::new(compute), 0)
+    }
+
+    /// The same, holding `bytes` of encoded data (what its computation reads).
+    pub fn with_encoded_bytes(self, bytes: usize) -> Self {
+        Self(self.0, bytes)
+    }
+
+    /// The encoded data its computation reads, in bytes, as given.
+    pub fn encoded_bytes(&self) -> usize {
+        self.1
     }
 
     /// The samples.
@@ -85,6 +95,17 @@ impl Series {
         }
         sort_unique(&mut out);
         Ok(std::borrow::Cow::Owned(out))
+    }
+
+    /// The data this series holds, in bytes (decoded samples at 16 bytes each, chunks and
+    /// deferred data as encoded): what evaluating it costs, roughly.
+    pub fn encoded_bytes(&self) -> usize {
+        self.samples.len() * 16
+            + self.chunks.iter().map(|c| c.data.len()).sum::<usize>()
+            + self
+                .deferred
+                .as_ref()
+                .map_or(0, DeferredSamples::encoded_bytes)
     }
 
     /// The samples in [`min_t`, `max_t`], as [`Series::all_samples`]; a chunk is decoded only

@@ -153,14 +153,24 @@ pub(crate) fn deduplicated(labels: Labels, mut replicas: Vec<Replica>, counter: 
         }
         return series;
     }
-    series.deferred = Some(DeferredSamples::new(move || {
-        let decoded = replicas
-            .iter()
-            .map(Replica::samples)
-            .collect::<Result<Vec<_>, _>>()?;
-        let views: Vec<&[Sample]> = decoded.iter().map(AsRef::as_ref).collect();
-        Ok(merge_replicas(&views, counter))
-    }));
+    let bytes = replicas
+        .iter()
+        .map(|r| match r {
+            Replica::Raw(chunks) => chunks.iter().map(|c| c.data.len()).sum(),
+            Replica::Decoded(samples) => samples.len() * 16,
+        })
+        .sum();
+    series.deferred = Some(
+        DeferredSamples::new(move || {
+            let decoded = replicas
+                .iter()
+                .map(Replica::samples)
+                .collect::<Result<Vec<_>, _>>()?;
+            let views: Vec<&[Sample]> = decoded.iter().map(AsRef::as_ref).collect();
+            Ok(merge_replicas(&views, counter))
+        })
+        .with_encoded_bytes(bytes),
+    );
     series
 }
 
