@@ -16,6 +16,10 @@ use rthanos_storeapi::thanos::{self, series_response::Result as Frame};
 
 use crate::proxy::{NamedStore, ProxyOptions, ProxyStore};
 
+/// Series per Series response message asked of the stores (Thanos's
+/// `DefaultResponseBatchSize`).
+pub const RESPONSE_BATCH_SIZE: i64 = 64;
+
 /// The stores as one `Queryable`, for one query.
 pub struct ProxyQueryable {
     proxy: ProxyStore,
@@ -141,6 +145,10 @@ impl Queryable for ProxyQueryable {
             skip_chunks: hints.func == Some(rthanos_promql::SelectFunc::Series),
             step: hints.step,
             range: hints.range,
+            // As Thanos's querier (`store.DefaultResponseBatchSize`): 64 series a message,
+            // where a series a message cost a gRPC message, an HTTP/2 DATA frame and a
+            // syscall each (docs/performance.md). Stores that do not batch ignore it.
+            response_batch_size: RESPONSE_BATCH_SIZE,
             ..Default::default()
         };
         let mut merged = self
@@ -158,39 +166,47 @@ impl Queryable for ProxyQueryable {
         } else {
             &[]
         };
+        let mut receive = |series: thanos::Series| -> Result<(), StorageError> {
+            let labels = labels_from_thanos(
+                series
+                    .labels
+                    .into_iter()
+                    .filter(|l| !strip.contains(&l.name))
+                    .collect(),
+            );
+            let replica = if crate::downsampled::all_raw(&series.chunks) {
+                crate::dedup::Replica::Raw(
+                    series
+                        .chunks
+                        .into_iter()
+                        .filter_map(|c| c.raw)
+                        .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
+                        .map(|raw| XorChunk {
+                            data: raw.data.to_vec(),
+                        })
+                        .collect(),
+                )
+            } else {
+                crate::dedup::Replica::Decoded(
+                    crate::downsampled::samples(&series.chunks, &aggregates)
+                        .map_err(StorageError)?,
+                )
+            };
+            if let Some((last, _)) = received.last() {
+                in_order &= *last <= labels;
+            }
+            received.push((labels, replica));
+            Ok(())
+        };
         while let Some(frame) = merged.next().await {
             let frame = frame.map_err(|status| StorageError(status.message().to_string()))?;
             match frame.result {
-                Some(Frame::Series(series)) => {
-                    let labels = labels_from_thanos(
-                        series
-                            .labels
-                            .into_iter()
-                            .filter(|l| !strip.contains(&l.name))
-                            .collect(),
-                    );
-                    let replica = if crate::downsampled::all_raw(&series.chunks) {
-                        crate::dedup::Replica::Raw(
-                            series
-                                .chunks
-                                .into_iter()
-                                .filter_map(|c| c.raw)
-                                .filter(|raw| raw.r#type == thanos::chunk::Encoding::Xor as i32)
-                                .map(|raw| XorChunk {
-                                    data: raw.data.to_vec(),
-                                })
-                                .collect(),
-                        )
-                    } else {
-                        crate::dedup::Replica::Decoded(
-                            crate::downsampled::samples(&series.chunks, &aggregates)
-                                .map_err(StorageError)?,
-                        )
-                    };
-                    if let Some((last, _)) = received.last() {
-                        in_order &= *last <= labels;
+                Some(Frame::Series(series)) => receive(series)?,
+                // A store that batches (asked to, as above) sends series in batches.
+                Some(Frame::Batch(batch)) => {
+                    for series in batch.series {
+                        receive(series)?;
                     }
-                    received.push((labels, replica));
                 }
                 Some(Frame::Warning(w)) => self.warn(w),
                 _ => {}
