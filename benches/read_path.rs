@@ -15,6 +15,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "shared/dataset.rs"]
+mod dataset;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -443,17 +445,6 @@ fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
-fn peak_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
@@ -609,8 +600,8 @@ fn main() {
             ratios[i].push(t / theirs);
             cells.push(format!("{:.1} ms ({:.2})", t * 1000.0, t / theirs));
         }
-        let prometheus_peak = peak_mib(setup.prometheus[0].1.pid());
-        let querier_peak = peak_mib(setup.queriers[0].1.pid());
+        let prometheus_peak = dataset::peak_rss_mib(setup.prometheus[0].1.pid());
+        let querier_peak = dataset::peak_rss_mib(setup.queriers[0].1.pid());
         if querier_peak > heaviest.1 {
             heaviest = (prometheus_peak, querier_peak, query.expression.clone());
         }
@@ -622,7 +613,7 @@ fn main() {
             cells.join(" | "),
             prometheus_peak,
             querier_peak,
-            peak_mib(setup.store.pid()),
+            dataset::peak_rss_mib(setup.store.pid()),
         );
     }
     println!();

@@ -490,23 +490,10 @@ impl Engine {
         };
         let options = self.options.clone();
         let budget = SampleBudget::new(options.max_samples);
-        if evaluates_inline(&parsed, steps.len(), &data) {
-            let _slot = slot;
-            let ctx = Ctx {
-                steps,
-                lookback,
-                query_start: start,
-                query_end: end,
-                data: &data,
-                options: &self.options,
-                deadline,
-                budget: &budget,
-            };
-            return parsed.on_stack(|expr| eval(expr, &ctx));
-        }
+        let inline = evaluates_inline(&parsed, steps.len(), &data);
         // The slot goes with the evaluation: a caller that gives up does not free it while
         // the evaluation still runs (to its deadline).
-        let evaluation = tokio::task::spawn_blocking(move || {
+        let evaluate = move || {
             let _slot = slot;
             let ctx = Ctx {
                 steps,
@@ -519,7 +506,11 @@ impl Engine {
                 budget: &budget,
             };
             parsed.on_stack(|expr| eval(expr, &ctx))
-        });
+        };
+        if inline {
+            return evaluate();
+        }
+        let evaluation = tokio::task::spawn_blocking(evaluate);
         match evaluation.await {
             Ok(result) => result,
             // A panic in the evaluation is the query's error, not the process's end.

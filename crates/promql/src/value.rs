@@ -184,15 +184,30 @@ impl XorChunk {
     }
 
     /// Appends the chunk's samples in [`min_t`, `max_t`] to `out`, decoding no further than
-    /// the first sample after `max_t`.
+    /// the first sample after `max_t` (in batches of 32, so that little is decoded past it).
     pub fn decode_between(
         &self,
         min_t: i64,
         max_t: i64,
         out: &mut Vec<Sample>,
     ) -> Result<(), String> {
+        self.decode_batches::<32>(min_t, max_t, out)
+    }
+
+    /// Appends the chunk's samples to `out`.
+    pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), String> {
+        self.decode_batches::<128>(i64::MIN, i64::MAX, out)
+    }
+
+    /// Decodes `N` samples at a time, keeping those in [`min_t`, `max_t`], until past `max_t`.
+    fn decode_batches<const N: usize>(
+        &self,
+        min_t: i64,
+        max_t: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), String> {
         let mut it = rthanos_chunkenc::XorIterator::new(&self.data).map_err(|e| e.to_string())?;
-        let (mut ts, mut vs) = ([0i64; 32], [0f64; 32]);
+        let (mut ts, mut vs) = ([0i64; N], [0f64; N]);
         loop {
             let n = it
                 .decode_batch(&mut ts, &mut vs)
@@ -211,21 +226,6 @@ impl XorChunk {
             if to < n {
                 return Ok(());
             }
-        }
-    }
-
-    /// Appends the chunk's samples to `out`.
-    pub fn decode_into(&self, out: &mut Vec<Sample>) -> Result<(), String> {
-        let mut it = rthanos_chunkenc::XorIterator::new(&self.data).map_err(|e| e.to_string())?;
-        let (mut ts, mut vs) = ([0i64; 128], [0f64; 128]);
-        loop {
-            let n = it
-                .decode_batch(&mut ts, &mut vs)
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Ok(());
-            }
-            out.extend(ts[..n].iter().zip(&vs[..n]).map(|(&t, &v)| Sample { t, v }));
         }
     }
 }
