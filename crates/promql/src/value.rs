@@ -40,11 +40,14 @@ pub struct Series {
 #[derive(Clone)]
 pub struct DeferredSamples(Arc<DeferredFn>, usize);
 
-type DeferredFn = dyn Fn() -> Result<Vec<Sample>, String> + Send + Sync;
+type DeferredFn = dyn Fn(i64) -> Result<Vec<Sample>, String> + Send + Sync;
 
 impl DeferredSamples {
-    /// Samples that `compute` makes, each time they are needed.
-    pub fn new(compute: impl Fn() -> Result<Vec<Sample>, String> + Send + Sync + 'static) -> Self {
+    /// Samples that `compute` makes, each time they are needed. `compute(max_t)` makes at
+    /// least every sample up to `max_t` (those after it may be left out).
+    pub fn new(
+        compute: impl Fn(i64) -> Result<Vec<Sample>, String> + Send + Sync + 'static,
+    ) -> Self {
         Self(Arc::new(compute), 0)
     }
 
@@ -60,7 +63,12 @@ impl DeferredSamples {
 
     /// The samples.
     pub fn compute(&self) -> Result<Vec<Sample>, String> {
-        (self.0)()
+        (self.0)(i64::MAX)
+    }
+
+    /// The samples up to `max_t` (and maybe some after).
+    pub fn compute_until(&self, max_t: i64) -> Result<Vec<Sample>, String> {
+        (self.0)(max_t)
     }
 }
 
@@ -128,7 +136,7 @@ impl Series {
         }
         let mut out = match &self.deferred {
             Some(deferred) => {
-                let mut computed = deferred.compute()?;
+                let mut computed = deferred.compute_until(max_t)?;
                 let range = within(&computed);
                 computed.truncate(range.end);
                 computed.drain(..range.start);
@@ -178,6 +186,20 @@ impl XorChunk {
         let mut out = Vec::with_capacity(chunks.iter().map(XorChunk::samples).sum());
         for chunk in chunks {
             chunk.decode_into(&mut out)?;
+        }
+        sort_unique(&mut out);
+        Ok(out)
+    }
+
+    /// As [`XorChunk::decode_all`], the samples up to `max_t` only, each chunk decoded no
+    /// further than its first sample after it.
+    pub fn decode_all_until(chunks: &[XorChunk], max_t: i64) -> Result<Vec<Sample>, String> {
+        if max_t == i64::MAX {
+            return Self::decode_all(chunks);
+        }
+        let mut out = Vec::new();
+        for chunk in chunks {
+            chunk.decode_between(i64::MIN, max_t, &mut out)?;
         }
         sort_unique(&mut out);
         Ok(out)

@@ -132,10 +132,13 @@ pub(crate) enum Replica {
 }
 
 impl Replica {
-    fn samples(&self) -> Result<std::borrow::Cow<'_, [Sample]>, String> {
+    /// Its samples up to `max_t` (decoded ones: all of them).
+    fn samples(&self, max_t: i64) -> Result<std::borrow::Cow<'_, [Sample]>, String> {
         match self {
             Replica::Decoded(samples) => Ok(std::borrow::Cow::Borrowed(samples)),
-            Replica::Raw(chunks) => XorChunk::decode_all(chunks).map(std::borrow::Cow::Owned),
+            Replica::Raw(chunks) => {
+                XorChunk::decode_all_until(chunks, max_t).map(std::borrow::Cow::Owned)
+            }
         }
     }
 }
@@ -161,10 +164,13 @@ pub(crate) fn deduplicated(labels: Labels, mut replicas: Vec<Replica>, counter: 
         })
         .sum();
     series.deferred = Some(
-        DeferredSamples::new(move || {
+        // Up to `max_t` only: the penalty algorithm looks forward, never back, so the merged
+        // samples up to `max_t` are the same whatever follows (a candidate after `max_t` is
+        // never taken before one at or before it).
+        DeferredSamples::new(move |max_t| {
             let decoded = replicas
                 .iter()
-                .map(Replica::samples)
+                .map(|r| r.samples(max_t))
                 .collect::<Result<Vec<_>, _>>()?;
             let views: Vec<&[Sample]> = decoded.iter().map(AsRef::as_ref).collect();
             Ok(merge_replicas(&views, counter))
@@ -180,6 +186,26 @@ mod tests {
 
     fn series(points: &[(i64, f64)]) -> Vec<Sample> {
         points.iter().map(|&(t, v)| Sample { t, v }).collect()
+    }
+
+    #[test]
+    fn a_merge_of_replicas_cut_at_a_time_is_the_full_merge_up_to_that_time() {
+        // Two replicas with gaps at different places, 15 s scrapes 3 s apart.
+        let mut a = scrape(0, 3_600_000, 15_000, 0);
+        a.retain(|s| !(600_000..900_000).contains(&s.t));
+        let mut b = scrape(0, 3_600_000, 15_000, 3_000);
+        b.retain(|s| !(1_800_000..2_000_000).contains(&s.t));
+        for counter in [false, true] {
+            let full = merge_pair(&a, &b, counter);
+            for max_t in [0, 7_000, 600_000, 612_000, 899_999, 1_803_000, 3_599_999] {
+                let cut = |r: &[Sample]| -> Vec<Sample> {
+                    r.iter().filter(|s| s.t <= max_t).copied().collect()
+                };
+                let merged = merge_pair(&cut(&a), &cut(&b), counter);
+                let prefix: Vec<Sample> = full.iter().filter(|s| s.t <= max_t).copied().collect();
+                assert_eq!(merged, prefix, "counter {counter}, cut at {max_t}");
+            }
+        }
     }
 
     fn scrape(from: i64, to: i64, every: i64, offset: i64) -> Vec<Sample> {
