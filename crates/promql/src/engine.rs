@@ -778,12 +778,10 @@ pub(crate) fn eval_vector_selector(
     let mut out = Vec::new();
     let mut times = Vec::new();
     // Only the samples some step can see: from the first step's lookback to the last step.
-    let (first, last) = match (ctx.steps.first(), ctx.steps.last()) {
-        (Some(&first), Some(&last)) => (reference(first), reference(last)),
-        _ => return Ok((out, times)),
+    let Some((first, max_t)) = reference_span(&ctx.steps, at, offset) else {
+        return Ok((out, times));
     };
-    let min_t = first.min(last).saturating_sub(ctx.lookback);
-    let max_t = first.max(last);
+    let min_t = first.saturating_sub(ctx.lookback);
     for stored in data.iter() {
         let samples = series_samples(stored, min_t, max_t)?;
         let mut values = StepValues::new();
@@ -825,6 +823,13 @@ pub(crate) fn eval_vector_selector(
         }
     }
     Ok((out, times))
+}
+
+/// The first and last reference times of `steps` (each step, or the @ time, less the
+/// offset): the span a selector's samples are read for; `None` without steps.
+fn reference_span(steps: &[i64], at: Option<i64>, offset: i64) -> Option<(i64, i64)> {
+    let reference = |step: i64| at.unwrap_or(step).saturating_sub(offset);
+    Some((reference(*steps.first()?), reference(*steps.last()?)))
 }
 
 /// Where a series' windows end: at each step (or at the @ time), less the offset; each window
@@ -882,13 +887,8 @@ impl Windows<'_> {
         let samples: Cow<'_, [Sample]> = match &self.source {
             WindowSource::Owned(samples) => Cow::Borrowed(samples),
             WindowSource::Stored(series) => {
-                let (first, last) = match (steps.first(), steps.last()) {
-                    (Some(&first), Some(&last)) => (
-                        at.unwrap_or(first).saturating_sub(offset),
-                        at.unwrap_or(last).saturating_sub(offset),
-                    ),
-                    _ => (0, -1),
-                };
+                // Only the samples some window holds.
+                let (first, last) = reference_span(steps, at, offset).unwrap_or((0, -1));
                 let all = series_samples(series, first.saturating_sub(range), last)?;
                 if all.iter().any(|s| is_stale(s.v)) {
                     Cow::Owned(all.iter().filter(|s| !is_stale(s.v)).copied().collect())

@@ -18,7 +18,7 @@ use crate::proxy::{NamedStore, ProxyOptions, ProxyStore};
 
 /// Series per Series response message asked of the stores (Thanos's
 /// `DefaultResponseBatchSize`).
-pub const RESPONSE_BATCH_SIZE: i64 = 64;
+const RESPONSE_BATCH_SIZE: i64 = 64;
 
 /// The stores as one `Queryable`, for one query.
 pub struct ProxyQueryable {
