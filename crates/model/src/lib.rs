@@ -8,6 +8,7 @@
 pub mod gostrconv;
 mod labels;
 mod matcher;
+pub mod regex_cache;
 pub mod relabel;
 mod timestamp;
 

@@ -137,13 +137,11 @@ impl Matcher {
         let (name, value) = (name.into(), value.into());
         let (regex, set) = match kind {
             MatchType::Regex | MatchType::NotRegex => {
-                let re =
-                    regex::Regex::new(&format!("^(?:{})$", go_regex(&value))).map_err(|e| {
-                        MatcherError {
-                            name: name.clone(),
-                            value: value.clone(),
-                            reason: e.to_string(),
-                        }
+                let re = crate::regex_cache::compiled(&format!("^(?:{})$", go_regex(&value)))
+                    .map_err(|e| MatcherError {
+                        name: name.clone(),
+                        value: value.clone(),
+                        reason: e.to_string(),
                     })?;
                 (Some(re), literal_alternation(&value))
             }

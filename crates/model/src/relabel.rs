@@ -114,8 +114,9 @@ impl Relabel {
         for (index, c) in configs.into_iter().enumerate() {
             let error = |reason: String| RelabelError::Rule { index, reason };
             let pattern = c.regex.unwrap_or_else(|| "(.*)".into());
-            let regex = regex::Regex::new(&format!("^(?s:{})$", crate::go_regex(&pattern)))
-                .map_err(|e| error(format!("invalid regex {pattern:?}: {e}")))?;
+            let regex =
+                crate::regex_cache::compiled(&format!("^(?s:{})$", crate::go_regex(&pattern)))
+                    .map_err(|e| error(format!("invalid regex {pattern:?}: {e}")))?;
             let needs_target = matches!(
                 c.action,
                 Action::Replace

@@ -156,10 +156,62 @@ impl Bucket {
         .await
     }
 
+    /// Reads byte ranges of one object, one piece per range and in the same order (each cut
+    /// at the object's end). A FILESYSTEM bucket opens the file once and reads each range in
+    /// place; other providers read the ranges concurrently. Each range counts as one
+    /// `get_range` operation in the metrics, as with [`Bucket::get_range`].
+    pub async fn get_ranges(
+        &self,
+        name: &str,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>, BucketError> {
+        let Some((file, size)) = self.local_file(name) else {
+            return futures::future::try_join_all(
+                ranges.iter().map(|r| self.get_range(name, r.clone())),
+            )
+            .await;
+        };
+        let path = Path::from(name);
+        let mut pieces = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            if range.is_empty() {
+                pieces.push(Bytes::new());
+                continue;
+            }
+            let piece = self
+                .observe(
+                    Operation::GetRange,
+                    name,
+                    async {
+                        if let Some(bytes) = read_in_place(&file, size, range) {
+                            return Ok(bytes);
+                        }
+                        self.store.get_range(&path, range.clone()).await
+                    },
+                    |b| b.len() as u64,
+                )
+                .await?;
+            pieces.push(piece);
+        }
+        Ok(pieces)
+    }
+
+    /// Whether the bucket's objects are local files (FILESYSTEM), read in place: reading a
+    /// few bytes more or one range more then costs little, unlike a request to a server.
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// Bytes `range` of a FILESYSTEM bucket's object read in place, cut at the file's end;
     /// `None` when the bucket is not local or the read does not simply succeed.
     fn local_range(&self, name: &str, range: &Range<u64>) -> Option<Bytes> {
-        use std::os::unix::fs::FileExt;
+        let (file, size) = self.local_file(name)?;
+        read_in_place(&file, size, range)
+    }
+
+    /// A FILESYSTEM bucket's object opened, with its size; `None` when the bucket is not
+    /// local or the file cannot simply be opened.
+    fn local_file(&self, name: &str) -> Option<(std::fs::File, u64)> {
         let root = self.local_root.as_ref()?;
         // Names are bucket paths: a component that could leave the root is object_store's
         // to refuse.
@@ -171,13 +223,7 @@ impl Bucket {
         }
         let file = std::fs::File::open(root.join(name)).ok()?;
         let size = file.metadata().ok()?.len();
-        if range.start >= size {
-            return None;
-        }
-        let end = range.end.min(size);
-        let mut buf = vec![0u8; usize::try_from(end - range.start).ok()?];
-        file.read_exact_at(&mut buf, range.start).ok()?;
-        Some(Bytes::from(buf))
+        Some((file, size))
     }
 
     /// Writes an object whole, replacing any object of that name. On a FILESYSTEM bucket the
@@ -488,6 +534,19 @@ fn holds_objects(dir: &std::path::Path) -> bool {
 
 /// Where a FILESYSTEM bucket object is written before it takes its name: `<name>#<digits>`,
 /// object_store's own staging name, which listings skip.
+/// Bytes `range` of a local file of `size` bytes, cut at its end; `None` when the range
+/// starts past the end or the read fails (the caller then takes object_store's path).
+fn read_in_place(file: &std::fs::File, size: u64, range: &Range<u64>) -> Option<Bytes> {
+    use std::os::unix::fs::FileExt;
+    if range.start >= size {
+        return None;
+    }
+    let end = range.end.min(size);
+    let mut buf = vec![0u8; usize::try_from(end - range.start).ok()?];
+    file.read_exact_at(&mut buf, range.start).ok()?;
+    Some(Bytes::from(buf))
+}
+
 fn local_staging(target: &std::path::Path) -> std::path::PathBuf {
     let mut staging = target.as_os_str().to_owned();
     staging.push(format!("#{}", std::process::id()));

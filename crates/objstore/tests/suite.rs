@@ -61,6 +61,13 @@ async fn suite(bucket: &Bucket, registry: &Registry) {
             .expect("empty")
             .is_empty()
     );
+    // Several ranges of one object: one piece each, in the order asked, cut at the end.
+    let pieces = bucket
+        .get_ranges(chunks, &[8..100, 0..2, 3..3, 5..7])
+        .await
+        .expect("ranges");
+    let pieces: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
+    assert_eq!(pieces, [&b"89"[..], b"01", b"", b"56"]);
 
     // Listing, with the delimiter (one level, directories end in '/') and without (recursive).
     assert_eq!(

@@ -627,12 +627,15 @@ pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
             let src = string_arg(arg(3)?, ctx)?;
             let pattern = string_arg(arg(4)?, ctx)?;
             // Prometheus 2.x anchors without (?s): `.` does not match a newline.
-            let regex = regex::Regex::new(&format!("^(?:{})$", rthanos_model::go_regex(&pattern)))
-                .map_err(|e| {
-                    QueryError::Execution(format!(
-                        "invalid regular expression in label_replace(): {pattern}: {e}"
-                    ))
-                })?;
+            let regex = rthanos_model::regex_cache::compiled(&format!(
+                "^(?:{})$",
+                rthanos_model::go_regex(&pattern)
+            ))
+            .map_err(|e| {
+                QueryError::Execution(format!(
+                    "invalid regular expression in label_replace(): {pattern}: {e}"
+                ))
+            })?;
             if !rthanos_model::is_valid_label_name(&dst) {
                 return exec_err(format!(
                     "invalid destination label name in label_replace(): {dst}"

@@ -26,6 +26,11 @@ use crate::partition::{MAX_GAP, partition};
 /// `index_stats`: a first read takes this much, and a longer entry is read again in full.
 const DEFAULT_MAX_SERIES_SIZE: u64 = 64 * 1024;
 const DEFAULT_MAX_CHUNK_SIZE: u64 = 16_000;
+/// On a FILESYSTEM bucket the first read of a series entry or chunk takes at most this much:
+/// a second read of a longer one is a positioned read of a cached file, cheaper than reading
+/// (and zeroing) the remote estimates for every entry. Most chunks of 120 samples and most
+/// series entries are a few hundred bytes.
+const LOCAL_FIRST_READ: u64 = 1024;
 /// Bytes around a series entry or chunk: a length prefix (≤ 10), an encoding byte, a CRC.
 const ENVELOPE: u64 = 15;
 
@@ -106,8 +111,14 @@ impl BucketBlock {
         Ok(Self {
             id,
             labels: Labels::from_pairs(thanos.labels),
-            max_series_size: positive(stats.series_max_size, DEFAULT_MAX_SERIES_SIZE),
-            max_chunk_size: positive(stats.chunk_max_size, DEFAULT_MAX_CHUNK_SIZE),
+            max_series_size: first_read(
+                &bucket,
+                positive(stats.series_max_size, DEFAULT_MAX_SERIES_SIZE),
+            ),
+            max_chunk_size: first_read(
+                &bucket,
+                positive(stats.chunk_max_size, DEFAULT_MAX_CHUNK_SIZE),
+            ),
             segment_sizes,
             meta,
             header,
@@ -290,15 +301,17 @@ impl BucketBlock {
             return Ok(Vec::new());
         }
         let object = format!("{}/{file}", self.id);
-        let parts = partition(ranges, MAX_GAP);
-        let reads = parts.iter().map(|part| {
-            let object = object.clone();
-            async move { self.bucket.get_range(&object, part.range.clone()).await }
-        });
-        let results = futures::future::join_all(reads).await;
+        // Local reads are not charged per request: only ranges that overlap are merged.
+        let gap = if self.bucket.is_local() { 0 } else { MAX_GAP };
+        let parts = partition(ranges, gap);
+        let part_ranges: Vec<Range<u64>> = parts.iter().map(|p| p.range.clone()).collect();
+        let read = self
+            .bucket
+            .get_ranges(&object, &part_ranges)
+            .await
+            .map_err(|e| StoreError::Bucket(e.to_string()))?;
         let mut out = vec![Bytes::new(); ranges.len()];
-        for (part, result) in parts.iter().zip(results) {
-            let bytes = result.map_err(|e| StoreError::Bucket(e.to_string()))?;
+        for (part, bytes) in parts.iter().zip(read) {
             *counter += bytes.len() as u64;
             self.metrics.bucket_bytes_fetched.inc_by(bytes.len() as u64);
             for &i in &part.members {
@@ -338,6 +351,16 @@ impl BucketBlock {
     fn corrupt(&self, e: &rthanos_tsdb::TsdbError) -> StoreError {
         self.metrics.corrupt_reads.inc();
         StoreError::Block(format!("block {}: {e}", self.id))
+    }
+}
+
+/// The first read of an entry whose largest size is `max`: all of it from a remote bucket (a
+/// second request costs a round trip), at most [`LOCAL_FIRST_READ`] from a local one.
+fn first_read(bucket: &Bucket, max: u64) -> u64 {
+    if bucket.is_local() {
+        max.min(LOCAL_FIRST_READ)
+    } else {
+        max
     }
 }
 
