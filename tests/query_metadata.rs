@@ -128,6 +128,22 @@ fn metadata_and_exemplars_come_through_the_querier() {
     assert_eq!(ours[0]["exemplars"], theirs[0]["exemplars"]);
     assert_eq!(ours[0]["exemplars"][0]["labels"]["trace_id"], "abc123");
     assert_eq!(ours[0]["exemplars"][0]["value"], "1.5");
+    // Byte for byte too: the time as Prometheus writes it (`….250`, not `….25`).
+    let exemplars_text = |port| {
+        let (_, body) = common::http_get(port, &exemplars_path).expect("exemplars");
+        let from = body.find(r#""exemplars":"#).expect("exemplars key");
+        body[from..]
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(exemplars_text(query.http_port), exemplars_text(prometheus));
+    assert!(
+        exemplars_text(prometheus).contains(".250}"),
+        "{}",
+        exemplars_text(prometheus)
+    );
 
     // Matchers on external labels are answered by the querier (Prometheus knows none).
     let by_cluster = |cluster: &str| {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rthanos_promql::{Engine, QueryError, Value, format_value};
+use rthanos_promql::{Engine, QueryError, Value};
 use serde_json::{Map, json};
 
 use crate::proxy::ProxyOptions;
@@ -280,26 +280,12 @@ fn proxy(state: &ApiState, params: &Params) -> ProxyQueryable {
 }
 
 /// A sample value as Prometheus's JSON writes it (unquoted), for answers built as JSON values.
-fn json_value(v: f64) -> String {
-    let mut quoted = Vec::new();
-    crate::json::write_value(&mut quoted, v);
-    String::from_utf8_lossy(&quoted)
-        .trim_matches('"')
-        .to_string()
-}
-
 fn metric(labels: &rthanos_model::Labels) -> serde_json::Value {
     let mut m = Map::new();
     for l in labels {
         m.insert(l.name.clone(), l.value.clone().into());
     }
     serde_json::Value::Object(m)
-}
-
-fn seconds(ms: i64) -> serde_json::Value {
-    // Prometheus prints times as decimal seconds, shortest form.
-    let s = format_value(ms as f64 / 1000.0);
-    serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
 }
 
 /// The `query` parameter; one that is not UTF-8 is refused as Prometheus's lexer refuses it.
@@ -729,30 +715,11 @@ async fn query_exemplars(
     )
     .await
     .map_err(|e| storage_error(rthanos_promql::StorageError(e)))?;
-    let label_map = |set: Option<rthanos_storeapi::thanos::LabelSet>| -> serde_json::Value {
-        let mut m = Map::new();
-        for l in set.map(|s| s.labels).unwrap_or_default() {
-            m.insert(l.name, l.value.into());
-        }
-        serde_json::Value::Object(m)
-    };
-    let data: Vec<serde_json::Value> = data
-        .into_iter()
-        .map(|d| {
-            json!({
-                "seriesLabels": label_map(d.series_labels),
-                "exemplars": d.exemplars.into_iter().map(|e| json!({
-                    "labels": label_map(e.labels),
-                    "value": json_value(e.value),
-                    "timestamp": seconds(e.ts),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    Ok(with_warnings(
-        json!({"status": "success", "data": data}),
-        warnings,
-    ))
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::json::exemplars(&data, &warnings),
+    )
+        .into_response())
 }
 
 fn with_warnings(mut body: serde_json::Value, warnings: Vec<String>) -> Response {

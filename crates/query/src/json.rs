@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use rthanos_model::Labels;
 use rthanos_promql::Value;
+use rthanos_storeapi::thanos;
 
 /// A chunk is sent once it holds this much.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -71,35 +72,66 @@ pub(crate) fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escape: Option<&[u8]> = match c {
-            '"' => Some(b"\\\""),
-            '\\' => Some(b"\\\\"),
-            '\n' => Some(b"\\n"),
-            '\r' => Some(b"\\r"),
-            '\t' => Some(b"\\t"),
-            '\u{2028}' => Some(b"\\u2028"),
-            '\u{2029}' => Some(b"\\u2029"),
-            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => Some(b""),
-            _ => None,
-        };
-        let Some(escape) = escape else {
+    let mut i = 0;
+    // Bytes are scanned, not chars: everything Go escapes is ASCII except U+2028 and
+    // U+2029, whose UTF-8 starts with 0xE2. Runs that need nothing are copied whole.
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !NEEDS_LOOK[usize::from(b)] {
+            i += 1;
             continue;
+        }
+        let (escape, len): (&[u8], usize) = match b {
+            b'"' => (b"\\\"", 1),
+            b'\\' => (b"\\\\", 1),
+            b'\n' => (b"\\n", 1),
+            b'\r' => (b"\\r", 1),
+            b'\t' => (b"\\t", 1),
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA8) => {
+                (b"\\u2028", 3)
+            }
+            0xE2 if bytes.get(i + 1) == Some(&0x80) && bytes.get(i + 2) == Some(&0xA9) => {
+                (b"\\u2029", 3)
+            }
+            0xE2 => {
+                i += 1;
+                continue;
+            }
+            // Other control characters, `<`, `>` and `&`: `\u00XX`.
+            _ => (b"", 1),
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            let b = c as u8;
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
             out.push(HEX[usize::from(b & 0xf)]);
         } else {
             out.extend_from_slice(escape);
         }
-        start = i + c.len_utf8();
+        i += len;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
+
+/// The bytes [`write_string`] must look at: those Go's JSON encoder escapes (control
+/// characters, `"`, `\\`, `<`, `>`, `&`) and 0xE2, the first byte of U+2028 and U+2029.
+static NEEDS_LOOK: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[b'<' as usize] = true;
+    table[b'>' as usize] = true;
+    table[b'&' as usize] = true;
+    table[0xE2] = true;
+    table
+};
 
 /// Labels as a JSON object (they are sorted by name, as Go sorts a map's keys).
 pub(crate) fn write_labels(out: &mut Vec<u8>, labels: &Labels) {
@@ -165,16 +197,7 @@ impl Answer {
             tail.push(b']');
         }
         tail.push(b'}');
-        if !warnings.is_empty() {
-            tail.extend_from_slice(br#","warnings":["#);
-            for (i, w) in warnings.iter().enumerate() {
-                if i > 0 {
-                    tail.push(b',');
-                }
-                write_string(&mut tail, w);
-            }
-            tail.push(b']');
-        }
+        write_warnings(&mut tail, warnings);
         tail.push(b'}');
         Answer {
             out,
@@ -256,6 +279,69 @@ pub(crate) fn success(value: Value, warnings: &[String]) -> Response {
     ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The success answer of `/api/v1/query_exemplars`, as Prometheus 2.42 writes it (each
+/// exemplar's `labels`, `value`, `timestamp`; times as `MarshalTimestamp` writes them).
+pub(crate) fn exemplars(data: &[thanos::ExemplarData], warnings: &[String]) -> Vec<u8> {
+    fn label_set(out: &mut Vec<u8>, set: Option<&thanos::LabelSet>) {
+        out.push(b'{');
+        for (i, l) in set
+            .map(|s| &s.labels[..])
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_string(out, &l.name);
+            out.push(b':');
+            write_string(out, &l.value);
+        }
+        out.push(b'}');
+    }
+    let mut out = br#"{"status":"success","data":["#.to_vec();
+    for (i, series) in data.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"seriesLabels":"#);
+        label_set(&mut out, series.series_labels.as_ref());
+        out.extend_from_slice(br#","exemplars":["#);
+        for (j, e) in series.exemplars.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"labels":"#);
+            label_set(&mut out, e.labels.as_ref());
+            out.extend_from_slice(br#","value":"#);
+            write_value(&mut out, e.value);
+            out.extend_from_slice(br#","timestamp":"#);
+            write_timestamp(&mut out, e.ts);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+    write_warnings(&mut out, warnings);
+    out.push(b'}');
+    out
+}
+
+/// `,"warnings":[…]` when there are any.
+fn write_warnings(out: &mut Vec<u8>, warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    out.extend_from_slice(br#","warnings":["#);
+    for (i, w) in warnings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(out, w);
+    }
+    out.push(b']');
+}
+
 /// The success answer as bytes.
 #[cfg(test)]
 pub(crate) fn success_bytes(value: Value, warnings: &[String]) -> Vec<u8> {
@@ -320,9 +406,56 @@ mod tests {
             ("tab\tnl\ncr\r", r#""tab\tnl\ncr\r""#),
             ("\u{1}\u{8}\u{c}\u{1f}", r#""\u0001\u0008\u000c\u001f""#),
             ("\u{2028}\u{2029}é", "\"\\u2028\\u2029é\""),
+            // Neighbours of U+2028 that share its first byte stay as they are.
+            (
+                "€\u{2027}\u{202a}x\u{2028}",
+                "\"€\u{2027}\u{202a}x\\u2028\"",
+            ),
+            ("\u{7f}end\u{e2}", "\"\u{7f}endâ\""),
         ] {
             assert_eq!(text(|o| write_string(o, s)), want, "{s:?}");
         }
+    }
+
+    #[test]
+    fn exemplars_are_written_as_prometheus_writes_them() {
+        use rthanos_storeapi::thanos::{Exemplar, ExemplarData, Label, LabelSet};
+        let set = |pairs: &[(&str, &str)]| {
+            Some(LabelSet {
+                labels: pairs
+                    .iter()
+                    .map(|(n, v)| Label {
+                        name: n.to_string(),
+                        value: v.to_string(),
+                    })
+                    .collect(),
+            })
+        };
+        let data = [ExemplarData {
+            series_labels: set(&[("__name__", "rpc_seconds_bucket"), ("le", "0.5")]),
+            exemplars: vec![
+                Exemplar {
+                    labels: set(&[("trace_id", "a<b")]),
+                    value: 0.25,
+                    ts: 1_700_000_001_500,
+                },
+                Exemplar {
+                    labels: set(&[]),
+                    value: 1e21,
+                    ts: -2_000,
+                },
+            ],
+        }];
+        let text =
+            String::from_utf8(super::exemplars(&data, &["partial".to_string()])).expect("utf8");
+        assert_eq!(
+            text,
+            r#"{"status":"success","data":[{"seriesLabels":{"__name__":"rpc_seconds_bucket","le":"0.5"},"exemplars":[{"labels":{"trace_id":"a\u003cb"},"value":"0.25","timestamp":1700000001.500},{"labels":{},"value":"1e+21","timestamp":-2}]}],"warnings":["partial"]}"#
+        );
+        assert_eq!(
+            String::from_utf8(super::exemplars(&[], &[])).expect("utf8"),
+            r#"{"status":"success","data":[]}"#
+        );
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {

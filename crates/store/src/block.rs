@@ -31,6 +31,8 @@ const DEFAULT_MAX_CHUNK_SIZE: u64 = 16_000;
 /// (and zeroing) the remote estimates for every entry. Most chunks of 120 samples and most
 /// series entries are a few hundred bytes.
 const LOCAL_FIRST_READ: u64 = 1024;
+/// Ranges of a local file this close are read together.
+const LOCAL_MAX_GAP: u64 = 4096;
 /// Bytes around a series entry or chunk: a length prefix (≤ 10), an encoding byte, a CRC.
 const ENVELOPE: u64 = 15;
 
@@ -301,8 +303,13 @@ impl BucketBlock {
             return Ok(Vec::new());
         }
         let object = format!("{}/{file}", self.id);
-        // Local reads are not charged per request: only ranges that overlap are merged.
-        let gap = if self.bucket.is_local() { 0 } else { MAX_GAP };
+        // Local reads are not charged per request; but a page more costs less than a
+        // system call more.
+        let gap = if self.bucket.is_local() {
+            LOCAL_MAX_GAP
+        } else {
+            MAX_GAP
+        };
         let parts = partition(ranges, gap);
         let part_ranges: Vec<Range<u64>> = parts.iter().map(|p| p.range.clone()).collect();
         let read = self
