@@ -739,25 +739,3 @@ async fn query_range(
 ) -> Result<Response, ApiError> {
     run_query_range(state, all).await
 }
-
-#[cfg(test)]
-mod tests {
-    use super::json_value;
-
-    #[test]
-    fn values_are_written_as_prometheus_json() {
-        for (v, want) in [
-            (1.5, "1.5"),
-            (-1e300, "-1e+300"),
-            (1e21, "1e+21"),
-            (123_456_789_012_345_680_000.0, "123456789012345680000"),
-            (1.5e-7, "1.5e-07"),
-            (1e-6, "0.000001"),
-            (0.0, "0"),
-            (f64::NAN, "NaN"),
-            (f64::NEG_INFINITY, "-Inf"),
-        ] {
-            assert_eq!(json_value(v), want, "{v}");
-        }
-    }
-}
