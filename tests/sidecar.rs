@@ -883,3 +883,180 @@ fn a_slow_upload_to_s3_survives_the_compactors_cleanup() {
         p.metric("thanos_bucket_store_blocks_loaded") == Some(blocks.len() as f64)
     });
 }
+
+/// Samples (time, value bits) by series labels.
+type SamplesBySeries = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
+
+/// Every sample of `request`'s answer within its time range, by series.
+async fn samples_by_series(store: &GrpcStore, request: SeriesRequest) -> SamplesBySeries {
+    let (min, max) = (request.min_time, request.max_time);
+    let mut frames = store.series(request).await.expect("series");
+    let mut out = SamplesBySeries::new();
+    while let Some(frame) = frames.next().await {
+        let Some(Frame::Series(series)) = frame.expect("frame").result else {
+            continue;
+        };
+        let labels = series
+            .labels
+            .into_iter()
+            .map(|l| (l.name, l.value))
+            .collect();
+        let samples = out.entry(labels).or_default();
+        for chunk in series.chunks {
+            let raw = chunk.raw.expect("raw chunk");
+            assert_eq!(raw.hash, xxhash_rust::xxh64::xxh64(&raw.data, 0));
+            let mut it = rthanos_chunkenc::XorIterator::new(&raw.data).expect("chunk");
+            while let Some((t, v)) = it.next_sample().expect("sample") {
+                if (min..=max).contains(&t) {
+                    samples.push((t, v.to_bits()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How many remote reads Prometheus has answered.
+fn remote_reads(prometheus: &Prometheus) -> u64 {
+    let (_, text) = common::http_get(prometheus.port, "/metrics").expect("metrics");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("prometheus_http_requests_total{")
+                && l.contains(r#"handler="/api/v1/read""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// With `--tsdb.read-blocks` (the default) the sidecar reads Prometheus's persisted blocks
+/// from its directory and only the head through remote read: the answers are sample for
+/// sample those of remote read alone (Thanos's way, `--tsdb.read-blocks=false`), for series
+/// that span the blocks and the head, and a range inside the blocks costs Prometheus no
+/// remote read.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocks_read_from_disk_answer_as_remote_read_does() {
+    use prost::Message as _;
+    use rthanos_storeapi::prometheus as prom;
+
+    let blocks = PromtoolBlocks::create(&generate(&small_spec()), "2h");
+    let data = tempfile::tempdir().expect("tmp");
+    copy_dir(&blocks.data_dir(), data.path());
+    let prometheus = Prometheus::start_with_flags(
+        data.path(),
+        EXTERNAL,
+        rthanos_testkit::free_port(),
+        &["--web.enable-remote-write-receiver"],
+    );
+    // The blocks end at `end`; the head gets 30 minutes after it for a third of the series.
+    let end = std::fs::read_dir(data.path())
+        .expect("data dir")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("meta.json")).ok())
+        .filter_map(|meta| serde_json::from_str::<serde_json::Value>(&meta).ok())
+        .filter_map(|meta| meta["maxTime"].as_i64())
+        .max()
+        .expect("blocks");
+    let mut reads_blocks = Process::start(&sidecar_args(&prometheus, data.path(), &[]));
+    reads_blocks.wait_ready(Duration::from_secs(60));
+    let store_a = client(&reads_blocks);
+    let everything = SeriesRequest {
+        min_time: i64::MIN,
+        max_time: i64::MAX,
+        matchers: vec![matcher(2, "__name__", ".+")],
+        ..Default::default()
+    };
+    let series = samples_by_series(&store_a, everything.clone()).await;
+    let timeseries: Vec<prom::TimeSeries> = series
+        .keys()
+        .step_by(3)
+        .map(|labels| prom::TimeSeries {
+            labels: labels
+                .iter()
+                .filter(|(name, _)| name != "cluster" && name != "replica")
+                .map(|(name, value)| prom::Label {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            samples: (0..60)
+                .map(|k| prom::Sample {
+                    value: f64::from(k) * 1.5,
+                    timestamp: end + i64::from(k) * 30_000,
+                })
+                .collect(),
+        })
+        .collect();
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&prom::WriteRequest { timeseries }.encode_to_vec())
+        .expect("snappy");
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/write", prometheus.url()))
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .expect("remote write");
+    assert!(response.status().is_success(), "{response:?}");
+
+    let mut remote_only = Process::start(&sidecar_args(
+        &prometheus,
+        data.path(),
+        &["--tsdb.read-blocks=false".to_string()],
+    ));
+    remote_only.wait_ready(Duration::from_secs(60));
+    let store_b = client(&remote_only);
+
+    // The sidecar's view of Prometheus is refreshed every second (get_config_interval): it
+    // reads from its blocks once it has seen the head's new first sample.
+    let inside = SeriesRequest {
+        min_time: end - 3_600_000,
+        max_time: end - 1,
+        ..everything.clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = remote_reads(&prometheus);
+        let answer = samples_by_series(&store_a, inside.clone()).await;
+        if remote_reads(&prometheus) == before {
+            assert_eq!(answer, samples_by_series(&store_b, inside.clone()).await);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar still reads its blocks through remote read"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    for request in [
+        everything.clone(),
+        // Across the boundary, and ending inside the head.
+        SeriesRequest {
+            min_time: end - 600_000,
+            max_time: end + 600_000,
+            ..everything.clone()
+        },
+        // The head alone.
+        SeriesRequest {
+            min_time: end,
+            max_time: i64::MAX,
+            ..everything.clone()
+        },
+        // A selection, with a matcher on an external label.
+        SeriesRequest {
+            matchers: vec![matcher(2, "code", "200|500"), matcher(0, "cluster", "eu1")],
+            ..everything.clone()
+        },
+    ] {
+        let ours = samples_by_series(&store_a, request.clone()).await;
+        let theirs = samples_by_series(&store_b, request.clone()).await;
+        assert!(!theirs.is_empty(), "{request:?}");
+        assert_eq!(ours, theirs, "{request:?}");
+    }
+    // The head's samples are there: series written to have 60 more samples than the others.
+    let all = samples_by_series(&store_a, everything).await;
+    let longest = all.values().map(Vec::len).max().unwrap_or_default();
+    let shortest = all.values().map(Vec::len).min().unwrap_or_default();
+    assert_eq!(longest, shortest + 60);
+}

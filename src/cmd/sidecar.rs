@@ -159,6 +159,19 @@ pub(crate) struct SidecarArgs {
         value_name = "TIME"
     )]
     pub(crate) min_time: TimeOrDuration,
+    /// rthanos only: serve Prometheus's persisted blocks by reading them from --tsdb.path
+    /// (mmapped index-headers, positioned reads) instead of through remote read, whenever
+    /// the directory provably holds what Prometheus has; the head is always read through
+    /// remote read. Index-headers are kept under the system's temporary directory. Off:
+    /// everything goes through remote read, as in Thanos.
+    #[arg(
+        id = "tsdb.read-blocks",
+        long = "tsdb.read-blocks",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub(crate) tsdb_read_blocks: bool,
 }
 
 impl SidecarArgs {
@@ -216,6 +229,11 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                     min_time: args.min_time,
                     bucket,
                     shipper_interval: rthanos_sidecar::SHIPPER_SYNC_INTERVAL,
+                    // One directory per process: two sidecars on one host (an HA pair on a
+                    // laptop) may hold copies of the same blocks.
+                    local_blocks: args.tsdb_read_blocks.then(|| {
+                        std::env::temp_dir().join(format!("rthanos-sidecar-{}", std::process::id()))
+                    }),
                 },
                 runtime.registry(),
                 runtime.supervisor().clone(),

@@ -5,6 +5,7 @@
 //! them fresh (the heartbeat that drives readiness and `thanos_sidecar_prometheus_up`) and
 //! syncs the shipper.
 
+pub mod local;
 mod metadata;
 pub mod prometheus;
 mod store;
@@ -80,6 +81,9 @@ pub struct SidecarConfig {
     pub bucket: Option<Bucket>,
     /// How often the shipper syncs.
     pub shipper_interval: Duration,
+    /// Where index-headers of Prometheus's blocks are kept when the sidecar reads them from
+    /// `--tsdb.path` itself; `None`: every read goes through remote read, as in Thanos.
+    pub local_blocks: Option<PathBuf>,
 }
 
 /// A configured sidecar.
@@ -91,6 +95,7 @@ pub struct Sidecar {
     prometheus_up: IntGauge,
     last_heartbeat: Gauge,
     supervisor: Supervisor,
+    local: Option<Arc<local::LocalBlocks>>,
 }
 
 impl Sidecar {
@@ -131,7 +136,15 @@ impl Sidecar {
             ),
             None => None,
         };
+        let local = match &config.local_blocks {
+            Some(header_dir) => Some(Arc::new(local::LocalBlocks::open(
+                &config.tsdb_path,
+                header_dir.clone(),
+            )?)),
+            None => None,
+        };
         Ok(Self {
+            local,
             metadata: Arc::new(Metadata::new(config.min_time)),
             config,
             prometheus,
@@ -148,6 +161,7 @@ impl Sidecar {
             self.prometheus.clone(),
             Arc::clone(&self.metadata),
             self.supervisor.clone(),
+            self.local.clone(),
         ))
     }
 
@@ -196,6 +210,7 @@ impl Sidecar {
             prometheus_up,
             last_heartbeat,
             supervisor,
+            local,
         } = self;
         let heartbeat = Heartbeat {
             prometheus,
@@ -221,6 +236,13 @@ impl Sidecar {
                 )
             })
         });
+        // Prometheus's blocks are listed from its directory, when the sidecar reads them.
+        let local_sync = local.map(|local| {
+            let shutdown = shutdown.clone();
+            supervisor.spawn_loop("local_blocks", local::SYNC_INTERVAL, move || {
+                Arc::clone(&local).sync_loop(shutdown.clone())
+            })
+        });
         if shipping.is_none() {
             tracing::info!("no --objstore.config: blocks are not uploaded");
         }
@@ -239,6 +261,9 @@ impl Sidecar {
             }
         }
         if let Some(task) = shipping {
+            let _ = task.await;
+        }
+        if let Some(task) = local_sync {
             let _ = task.await;
         }
         Ok(())
@@ -306,8 +331,8 @@ impl Heartbeat {
                 return Err(e);
             }
         }
-        match self.prometheus.lowest_timestamp(self.timeout).await {
-            Ok(lowest) => self.metadata.set_lowest_timestamp(lowest),
+        match self.prometheus.tsdb_times(self.timeout).await {
+            Ok(times) => self.metadata.set_tsdb_times(times),
             Err(e) => tracing::debug!(err = %e, "cannot read Prometheus's oldest sample time"),
         }
         Ok(())

@@ -14,6 +14,7 @@ pub struct Metadata {
     external_labels: RwLock<Option<Labels>>,
     up: AtomicBool,
     lowest_timestamp: AtomicI64,
+    head_min_time: AtomicI64,
     min_time_flag: TimeOrDuration,
 }
 
@@ -24,6 +25,7 @@ impl Metadata {
             external_labels: RwLock::new(None),
             up: AtomicBool::new(false),
             lowest_timestamp: AtomicI64::new(i64::MIN),
+            head_min_time: AtomicI64::new(i64::MAX),
             min_time_flag,
         }
     }
@@ -54,10 +56,24 @@ impl Metadata {
         self.up.load(Ordering::Relaxed) && self.external_labels().is_some()
     }
 
-    /// Records the oldest sample time (ms) Prometheus reports; `None` for an empty TSDB.
-    pub fn set_lowest_timestamp(&self, lowest: Option<i64>) {
+    /// Records the oldest sample time and the head's oldest sample time (ms) Prometheus
+    /// reports; `None` for an empty TSDB or head.
+    pub fn set_tsdb_times(&self, times: crate::prometheus::TsdbTimes) {
         self.lowest_timestamp
-            .store(lowest.unwrap_or(i64::MIN), Ordering::Relaxed);
+            .store(times.lowest.unwrap_or(i64::MIN), Ordering::Relaxed);
+        self.head_min_time
+            .store(times.head_min.unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+
+    /// The oldest sample time Prometheus reported, if any.
+    pub fn lowest_timestamp(&self) -> Option<i64> {
+        Some(self.lowest_timestamp.load(Ordering::Relaxed)).filter(|&t| t != i64::MIN)
+    }
+
+    /// The head's oldest sample time Prometheus reported; `None` for an empty head (or
+    /// before the first report).
+    pub fn head_min_time(&self) -> Option<i64> {
+        Some(self.head_min_time.load(Ordering::Relaxed)).filter(|&t| t != i64::MAX)
     }
 
     /// The oldest time served: the oldest sample, or `--min-time` if later (a relative

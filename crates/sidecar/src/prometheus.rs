@@ -18,6 +18,35 @@ use serde::Deserialize;
 use crate::SidecarError;
 use rthanos_httpclient::HttpClientConfig;
 
+/// Times Prometheus's TSDB reports about itself (ms).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TsdbTimes {
+    /// The oldest sample, in a block or the head.
+    pub lowest: Option<i64>,
+    /// The head's oldest sample.
+    pub head_min: Option<i64>,
+}
+
+impl TsdbTimes {
+    fn from_metrics(text: &str) -> Self {
+        let gauge = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        // An empty TSDB or head reports MaxInt64 (as a float, so compare loosely).
+        let time = |v: f64| (v < 9.0e18).then_some(v as i64);
+        match gauge("prometheus_tsdb_head_min_time") {
+            Some(head) => Self {
+                lowest: gauge("prometheus_tsdb_lowest_timestamp").and_then(time),
+                head_min: time(head),
+            },
+            // Without the head's time nothing can be said of the blocks: as if empty.
+            None => Self::default(),
+        }
+    }
+}
+
 /// Largest remote-read frame accepted: Prometheus cuts frames at 1 MiB of chunks, one series'
 /// chunks included, so anything far beyond is a broken stream.
 const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -94,9 +123,10 @@ impl PrometheusClient {
             .await
     }
 
-    /// The oldest sample time Prometheus holds (ms), from its `prometheus_tsdb_lowest_timestamp`
-    /// metric; `None` while the TSDB is empty.
-    pub async fn lowest_timestamp(&self, timeout: Duration) -> Result<Option<i64>, SidecarError> {
+    /// The oldest sample time Prometheus holds and the head's first sample time (ms), from
+    /// its `prometheus_tsdb_lowest_timestamp` and `prometheus_tsdb_head_min_time` metrics;
+    /// `None` for an empty TSDB or head.
+    pub async fn tsdb_times(&self, timeout: Duration) -> Result<TsdbTimes, SidecarError> {
         let response = self
             .get("metrics")?
             .timeout(timeout)
@@ -104,12 +134,7 @@ impl PrometheusClient {
             .await
             .map_err(unreachable)?;
         let text = checked(response).await?.text().await.map_err(unreachable)?;
-        let value = text
-            .lines()
-            .find_map(|line| line.strip_prefix("prometheus_tsdb_lowest_timestamp "))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        // An empty TSDB reports MaxInt64 (as a float, so compare loosely).
-        Ok(value.filter(|v| *v < 9.0e18).map(|v| v as i64))
+        Ok(TsdbTimes::from_metrics(&text))
     }
 
     /// Remote read of one query, answered as streamed XOR chunks: the frames as they arrive.
@@ -515,6 +540,31 @@ mod tests {
         buffer.push(corrupt.into());
         let err = buffer.next_frame().expect_err("bad CRC");
         assert!(err.to_string().contains("CRC32C"), "{err}");
+    }
+
+    #[test]
+    fn tsdb_times_come_from_prometheus_s_own_metrics() {
+        let text = "# HELP prometheus_tsdb_head_min_time Minimum time bound of the head block.\n\
+                    # TYPE prometheus_tsdb_head_min_time gauge\n\
+                    prometheus_tsdb_head_min_time 1.7000472e+12\n\
+                    prometheus_tsdb_head_min_time_seconds 1.7000472e+09\n\
+                    prometheus_tsdb_lowest_timestamp 1700006400000\n";
+        assert_eq!(
+            TsdbTimes::from_metrics(text),
+            TsdbTimes {
+                lowest: Some(1_700_006_400_000),
+                head_min: Some(1_700_047_200_000),
+            }
+        );
+        // An empty head reports MaxInt64.
+        let empty = "prometheus_tsdb_head_min_time 9.223372036854776e+18\n\
+                     prometheus_tsdb_lowest_timestamp 9.223372036854776e+18\n";
+        assert_eq!(TsdbTimes::from_metrics(empty), TsdbTimes::default());
+        // No head metric: nothing is known, not even the lowest timestamp.
+        assert_eq!(
+            TsdbTimes::from_metrics("prometheus_tsdb_lowest_timestamp 1700006400000\n"),
+            TsdbTimes::default()
+        );
     }
 
     #[test]

@@ -26,9 +26,11 @@ use rthanos_storeapi::thanos::{
 };
 use rthanos_storeapi::{
     Component, MetadataApi, MetadataSupport, SeriesStream, Store, StoreInfo, compare_labels,
+    merge_series,
 };
 use tonic::Status;
 
+use crate::local::LocalBlocks;
 use crate::metadata::Metadata;
 use crate::prometheus::{PrometheusClient, read_query};
 
@@ -37,20 +39,24 @@ pub struct PrometheusStore {
     prometheus: PrometheusClient,
     metadata: Arc<Metadata>,
     supervisor: Supervisor,
+    local: Option<Arc<LocalBlocks>>,
 }
 
 impl PrometheusStore {
     /// A store over `prometheus`, whose external labels and time range `metadata` tracks;
-    /// `supervisor` counts the panics of its read-ahead tasks.
+    /// `supervisor` counts the panics of its read-ahead tasks. With `local`, persisted
+    /// blocks are read from Prometheus's directory when they can be (see [`LocalBlocks`]).
     pub fn new(
         prometheus: PrometheusClient,
         metadata: Arc<Metadata>,
         supervisor: Supervisor,
+        local: Option<Arc<LocalBlocks>>,
     ) -> Self {
         Self {
             prometheus,
             metadata,
             supervisor,
+            local,
         }
     }
 
@@ -70,6 +76,70 @@ fn thanos_encoding(prometheus: i32) -> Option<i32> {
         3 => Some(thanos::chunk::Encoding::FloatHistogram as i32),
         _ => None,
     }
+}
+
+/// Remote-read frames as series with Prometheus's own labels, in Prometheus's order.
+fn remote_series(
+    frames: impl futures::Stream<
+        Item = Result<rthanos_storeapi::prometheus::ChunkedReadResponse, crate::SidecarError>,
+    > + Send
+    + 'static,
+) -> SeriesStream {
+    Box::pin(async_stream::try_stream! {
+        let mut frames = std::pin::pin!(frames);
+        while let Some(frame) = frames.next().await {
+            let frame = frame?;
+            for chunked in frame.chunked_series {
+                let labels = chunked
+                    .labels
+                    .into_iter()
+                    .map(|l| thanos::Label { name: l.name, value: l.value })
+                    .collect();
+                let mut chunks = Vec::with_capacity(chunked.chunks.len());
+                for chunk in chunked.chunks {
+                    let Some(encoding) = thanos_encoding(chunk.r#type) else {
+                        Err(Status::internal(format!(
+                            "remote read returned a chunk of unknown encoding {}",
+                            chunk.r#type
+                        )))?;
+                        continue;
+                    };
+                    chunks.push(AggrChunk {
+                        min_time: chunk.min_time_ms,
+                        max_time: chunk.max_time_ms,
+                        raw: Some(Chunk {
+                            r#type: encoding,
+                            hash: xxhash_rust::xxh64::xxh64(&chunk.data, 0),
+                            data: chunk.data,
+                        }),
+                        ..Default::default()
+                    });
+                }
+                yield series_frame(Series { labels, chunks });
+            }
+        }
+    })
+}
+
+/// `stream` with its runs of series that share a first own label sorted (see [`Reorder`]).
+fn sorted(stream: SeriesStream, external_names: HashSet<String>) -> SeriesStream {
+    Box::pin(async_stream::try_stream! {
+        let mut stream = stream;
+        let mut reorder = Reorder::new(true, external_names);
+        while let Some(frame) = stream.next().await {
+            match frame?.result {
+                Some(Frame::Series(series)) => {
+                    for series in reorder.push(series) {
+                        yield series_frame(series);
+                    }
+                }
+                other => yield SeriesResponse { result: other },
+            }
+        }
+        for series in reorder.flush() {
+            yield series_frame(series);
+        }
+    })
 }
 
 fn series_frame(series: Series) -> SeriesResponse {
@@ -263,44 +333,56 @@ impl Store for PrometheusStore {
             )));
         }
 
-        let frames = self
-            .prometheus
-            .remote_read(read_query(&matchers, min_time, max_time))
-            .await?;
+        // Persisted blocks from the directory where they may answer, the rest (the head,
+        // and blocks not listed yet) through remote read; merged by Prometheus's labels.
+        let mut sources: Vec<SeriesStream> = Vec::with_capacity(2);
+        let mut remote_from = min_time;
+        if let Some(local) = &self.local
+            && let Some(boundary) = local.boundary(&self.metadata)
+            && min_time < boundary
+        {
+            sources.push(
+                local
+                    .series(&matchers, min_time, max_time.min(boundary - 1), &external)
+                    .await?,
+            );
+            remote_from = boundary;
+        }
+        if remote_from <= max_time {
+            let frames = self
+                .prometheus
+                .remote_read(read_query(&matchers, remote_from, max_time))
+                .await?;
+            sources.push(remote_series(frames));
+        }
+        // Both come in the order of the series' own labels, which the external labels may
+        // break: each is put in order of the labels the merge compares.
+        if sources.len() > 1 {
+            sources = sources
+                .into_iter()
+                .map(|source| sorted(source, external_names.clone()))
+                .collect();
+        }
+        let merged = merge_series(sources);
         let converted = async_stream::try_stream! {
-            let mut frames = std::pin::pin!(frames);
+            let mut merged = merged;
             let mut reorder = Reorder::new(!added.is_empty(), external_names);
-            while let Some(frame) = frames.next().await {
-                let frame = frame?;
-                for chunked in frame.chunked_series {
-                    let labels = final_labels(
-                        chunked.labels.into_iter().map(|l| (l.name, l.value)),
-                        &external,
-                        &strip_own,
-                    );
-                    let mut chunks = Vec::with_capacity(chunked.chunks.len());
-                    for chunk in chunked.chunks {
-                        let Some(encoding) = thanos_encoding(chunk.r#type) else {
-                            Err(Status::internal(format!(
-                                "remote read returned a chunk of unknown encoding {}",
-                                chunk.r#type
-                            )))?;
-                            continue;
-                        };
-                        chunks.push(AggrChunk {
-                            min_time: chunk.min_time_ms,
-                            max_time: chunk.max_time_ms,
-                            raw: Some(Chunk {
-                                r#type: encoding,
-                                hash: xxhash_rust::xxh64::xxh64(&chunk.data, 0),
-                                data: chunk.data,
-                            }),
-                            ..Default::default()
-                        });
+            while let Some(frame) = merged.next().await {
+                match frame?.result {
+                    Some(Frame::Series(series)) => {
+                        let labels = final_labels(
+                            series.labels.into_iter().map(|l| (l.name, l.value)),
+                            &external,
+                            &strip_own,
+                        );
+                        for series in reorder.push(Series { labels, chunks: series.chunks }) {
+                            yield series_frame(series);
+                        }
                     }
-                    for series in reorder.push(Series { labels, chunks }) {
-                        yield series_frame(series);
+                    Some(Frame::Warning(warning)) => {
+                        yield SeriesResponse { result: Some(Frame::Warning(warning)) };
                     }
+                    _ => {}
                 }
             }
             for series in reorder.flush() {
