@@ -162,7 +162,7 @@ pub(crate) struct SidecarArgs {
     /// rthanos only: serve Prometheus's persisted blocks by reading them from --tsdb.path
     /// (mmapped index-headers, positioned reads) instead of through remote read, whenever
     /// the directory provably holds what Prometheus has; the head is always read through
-    /// remote read. Index-headers are kept under the system's temporary directory. Off:
+    /// remote read. Index-headers are kept under <tsdb.path>/thanos/index-headers. Off:
     /// everything goes through remote read, as in Thanos.
     #[arg(
         id = "tsdb.read-blocks",
@@ -224,16 +224,16 @@ pub(crate) async fn run(args: SidecarArgs) -> anyhow::Result<()> {
                     ready_timeout: args.prometheus_ready_timeout.as_std(),
                     get_config_interval: args.prometheus_get_config_interval.as_std(),
                     get_config_timeout: args.prometheus_get_config_timeout.as_std(),
-                    tsdb_path: args.tsdb_path,
+                    tsdb_path: args.tsdb_path.clone(),
                     upload_compacted: args.shipper_upload_compacted,
                     min_time: args.min_time,
                     bucket,
                     shipper_interval: rthanos_sidecar::SHIPPER_SYNC_INTERVAL,
-                    // One directory per process: two sidecars on one host (an HA pair on a
-                    // laptop) may hold copies of the same blocks.
-                    local_blocks: args.tsdb_read_blocks.then(|| {
-                        std::env::temp_dir().join(format!("rthanos-sidecar-{}", std::process::id()))
-                    }),
+                    // Beside the shipper's own files: writable wherever shipping works,
+                    // one per Prometheus, kept across restarts.
+                    local_blocks: args
+                        .tsdb_read_blocks
+                        .then(|| args.tsdb_path.join("thanos").join("index-headers")),
                 },
                 runtime.registry(),
                 runtime.supervisor().clone(),
