@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use rthanos_model::Labels;
 
-use crate::engine::{
-    Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, labels_by_modifier,
-};
-use crate::functions::quantile;
+use crate::context::{Ctx, StepSeries, Val, drop_name, labels_by_modifier};
+use crate::engine::eval;
+use crate::error::{QueryError, exec_err};
+use crate::quantile::quantile;
 use crate::steps::{Gather, StepValues};
 use crate::value::format_value;
 
@@ -359,7 +359,7 @@ pub(crate) fn histogram_quantile(
             values,
         })
         .collect();
-    crate::engine::merge_same_labels(out)
+    crate::context::merge_same_labels(out)
 }
 
 /// Go's `strconv.ParseFloat` for bucket bounds (`+Inf`, `1e3`, …).

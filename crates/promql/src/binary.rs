@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use rthanos_model::Labels;
 
-use crate::engine::{
-    Ctx, QueryError, StepSeries, Val, drop_name, eval, exec_err, labels_by_modifier,
-    merge_same_labels,
-};
+use crate::context::{Ctx, StepSeries, Val, drop_name, labels_by_modifier, merge_same_labels};
+use crate::engine::eval;
+use crate::error::{QueryError, exec_err};
 use crate::steps::{Gather, StepValues};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

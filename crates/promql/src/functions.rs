@@ -4,13 +4,16 @@ use chrono::{Datelike, Timelike};
 use promql_parser::parser::{Call, Expr};
 use rthanos_model::{Label, Labels};
 
-use crate::engine::{
-    Ctx, QueryError, StepSeries, Val, Windows, drop_name, eval, eval_vector_selector, exec_err,
-    matrix_windows, merge_same_labels, millis, offset_ms, subquery_windows, unique_labels,
+use crate::context::{
+    Ctx, StepSeries, Val, drop_name, merge_same_labels, millis, offset_ms, unique_labels,
 };
+use crate::engine::{eval, eval_vector_selector};
+use crate::error::{QueryError, exec_err};
 use crate::function::Function;
+use crate::quantile::quantile;
 use crate::steps::StepValues;
 use crate::value::Sample;
+use crate::windows::{Windows, matrix_windows, subquery_windows};
 
 fn unparen(expr: &Expr) -> &Expr {
     match expr {
@@ -253,32 +256,6 @@ fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// Prometheus's `quantile` over values (sorted here).
-pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    // NaN sorts first, as in Prometheus's value heap.
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.total_cmp(b),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
-}
-
 fn avg_over_time(samples: &[Sample]) -> f64 {
     let (mut mean, mut c, mut count) = (0.0f64, 0.0, 0.0);
     for s in samples {
@@ -436,388 +413,466 @@ fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
     Labels::from_pairs(pairs)
 }
 
+/// A call's arguments, with the function they are for.
+struct Args<'c> {
+    func: Function,
+    args: &'c [Box<Expr>],
+}
+
+impl Args<'_> {
+    /// Argument `i`, which the parser has checked is there.
+    fn arg(&self, i: usize) -> Result<&Expr, QueryError> {
+        self.args.get(i).map(|a| a.as_ref()).ok_or_else(|| {
+            QueryError::Parse(format!("missing argument {i} of {}", self.func.name()))
+        })
+    }
+
+    /// Optional argument `i`.
+    fn optional(&self, i: usize) -> Option<&Expr> {
+        self.args.get(i).map(|a| a.as_ref())
+    }
+}
+
+/// How a function is evaluated from its arguments.
+type Evaluator = fn(&Args<'_>, &Ctx<'_>) -> Result<Val, QueryError>;
+
+/// The evaluation column of the function table ([`Function`]): one evaluator per function,
+/// several functions sharing one where they differ by a flag (`rate` / `increase` / `delta`).
+fn evaluator(func: Function) -> Evaluator {
+    use Function as F;
+    match func {
+        F::Time => time,
+        F::Pi => |_, ctx| Ok(Val::Scalar(vec![std::f64::consts::PI; ctx.steps.len()])),
+        F::Vector => vector,
+        F::Scalar => scalar,
+        F::Timestamp => timestamp,
+        F::Rate | F::Increase | F::Delta => extrapolated_delta,
+        F::Irate | F::Idelta => last_two_samples,
+        F::Changes | F::Resets => changes_or_resets,
+        F::Deriv => deriv,
+        F::PredictLinear => predict_linear,
+        F::HoltWinters => holt_winters_call,
+        F::AvgOverTime => |args, ctx| over_range(args, ctx, |w| Some(avg_over_time(w))),
+        F::SumOverTime => |args, ctx| over_range(args, ctx, |w| Some(sum_over_time(w))),
+        F::CountOverTime => |args, ctx| over_range(args, ctx, |w| Some(w.len() as f64)),
+        F::PresentOverTime => |args, ctx| over_range(args, ctx, |_| Some(1.0)),
+        F::LastOverTime => last_over_time,
+        F::MinOverTime => |args, ctx| over_range(args, ctx, |w| Some(extreme(w, false))),
+        F::MaxOverTime => |args, ctx| over_range(args, ctx, |w| Some(extreme(w, true))),
+        F::StddevOverTime => {
+            |args, ctx| over_range(args, ctx, |w| Some(stdvar_over_time(w).sqrt()))
+        }
+        F::StdvarOverTime => |args, ctx| over_range(args, ctx, |w| Some(stdvar_over_time(w))),
+        F::QuantileOverTime => quantile_over_time,
+        F::AbsentOverTime => absent_over_time,
+        F::Absent => absent,
+        F::LabelReplace => label_replace,
+        F::LabelJoin => label_join,
+        F::HistogramQuantile => |args, ctx| {
+            crate::aggregate::histogram_quantile(
+                &scalar_arg(args.arg(0)?, ctx)?,
+                &vector_arg(args.arg(1)?, ctx)?,
+                ctx.steps.len(),
+            )
+        },
+        // Native-histogram functions: float series have no native histograms.
+        F::HistogramCount | F::HistogramSum | F::HistogramFraction => {
+            |_, _| Ok(Val::Vector(Vec::new()))
+        }
+        F::Sort | F::SortDesc => sort,
+        F::Clamp => clamp,
+        F::ClampMin | F::ClampMax => clamp_min_max,
+        F::Round => round,
+        F::Minute
+        | F::Hour
+        | F::DayOfWeek
+        | F::DayOfMonth
+        | F::DayOfYear
+        | F::Month
+        | F::Year
+        | F::DaysInMonth => date_function,
+        // Each is its own monomorphised loop: no indirect call per sample.
+        F::Abs => |args, ctx| math(args, ctx, f64::abs),
+        F::Ceil => |args, ctx| math(args, ctx, f64::ceil),
+        F::Floor => |args, ctx| math(args, ctx, f64::floor),
+        F::Exp => |args, ctx| math(args, ctx, f64::exp),
+        F::Sqrt => |args, ctx| math(args, ctx, f64::sqrt),
+        F::Ln => |args, ctx| math(args, ctx, f64::ln),
+        F::Log2 => |args, ctx| math(args, ctx, f64::log2),
+        F::Log10 => |args, ctx| math(args, ctx, f64::log10),
+        F::Sgn => |args, ctx| math(args, ctx, sgn),
+        F::Sin => |args, ctx| math(args, ctx, f64::sin),
+        F::Cos => |args, ctx| math(args, ctx, f64::cos),
+        F::Tan => |args, ctx| math(args, ctx, f64::tan),
+        F::Asin => |args, ctx| math(args, ctx, f64::asin),
+        F::Acos => |args, ctx| math(args, ctx, f64::acos),
+        F::Atan => |args, ctx| math(args, ctx, f64::atan),
+        F::Sinh => |args, ctx| math(args, ctx, f64::sinh),
+        F::Cosh => |args, ctx| math(args, ctx, f64::cosh),
+        F::Tanh => |args, ctx| math(args, ctx, f64::tanh),
+        F::Asinh => |args, ctx| math(args, ctx, f64::asinh),
+        F::Acosh => |args, ctx| math(args, ctx, f64::acosh),
+        F::Atanh => |args, ctx| math(args, ctx, f64::atanh),
+        // Go's order of operations, for the same last bit.
+        F::Deg => |args, ctx| math(args, ctx, |x| x * 180.0 / std::f64::consts::PI),
+        F::Rad => |args, ctx| math(args, ctx, |x| x * std::f64::consts::PI / 180.0),
+    }
+}
+
 /// Evaluates a function call.
 pub(crate) fn eval_call(call: &Call, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
     let name = call.func.name;
     let Some(func) = Function::of_call(name) else {
         return exec_err(format!("unknown function {name}"));
     };
-    let args = &call.args.args;
+    evaluator(func)(
+        &Args {
+            func,
+            args: &call.args.args,
+        },
+        ctx,
+    )
+}
+
+fn time(_: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    Ok(Val::Scalar(
+        ctx.steps.iter().map(|&t| t as f64 / 1000.0).collect(),
+    ))
+}
+
+fn vector(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let v = scalar_arg(args.arg(0)?, ctx)?;
+    Ok(Val::Vector(vec![StepSeries {
+        labels: Labels::default(),
+        values: v.into_iter().map(Some).collect(),
+    }]))
+}
+
+fn scalar(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
     let n = ctx.steps.len();
-    let arg = |i: usize| -> Result<&Expr, QueryError> {
-        args.get(i)
-            .map(|a| a.as_ref())
-            .ok_or_else(|| QueryError::Parse(format!("missing argument {i} of {}", func.name())))
-    };
-    match func {
-        Function::Time => Ok(Val::Scalar(
-            ctx.steps.iter().map(|&t| t as f64 / 1000.0).collect(),
-        )),
-        Function::Pi => Ok(Val::Scalar(vec![std::f64::consts::PI; n])),
-        Function::Vector => {
-            let v = scalar_arg(arg(0)?, ctx)?;
-            Ok(Val::Vector(vec![StepSeries {
-                labels: Labels::default(),
-                values: v.into_iter().map(Some).collect(),
-            }]))
+    let mut out = vec![f64::NAN; n];
+    let mut counts = vec![0usize; n];
+    for s in &series {
+        for (i, v) in s.values.iter() {
+            counts[i] += 1;
+            out[i] = v;
         }
-        Function::Scalar => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            let mut out = vec![f64::NAN; n];
-            let mut counts = vec![0usize; n];
-            for s in &series {
-                for (i, v) in s.values.iter() {
-                    counts[i] += 1;
-                    out[i] = v;
+    }
+    for (o, c) in out.iter_mut().zip(counts) {
+        if c != 1 {
+            *o = f64::NAN;
+        }
+    }
+    Ok(Val::Scalar(out))
+}
+
+fn timestamp(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    if let Expr::VectorSelector(vs) = unparen(args.arg(0)?) {
+        let (series, stamps) = eval_vector_selector(vs, ctx, true)?;
+        let out = series
+            .into_iter()
+            .zip(stamps)
+            .map(|(mut s, ts)| {
+                // The stamps are in the order of the values.
+                for (v, t) in s.values.values_mut().iter_mut().zip(ts) {
+                    *v = t as f64 / 1000.0;
                 }
-            }
-            for (o, c) in out.iter_mut().zip(counts) {
-                if c != 1 {
-                    *o = f64::NAN;
+                StepSeries {
+                    labels: drop_name(&s.labels),
+                    values: s.values,
                 }
-            }
-            Ok(Val::Scalar(out))
-        }
-        Function::Timestamp => {
-            if let Expr::VectorSelector(vs) = unparen(arg(0)?) {
-                let (series, stamps) = eval_vector_selector(vs, ctx, true)?;
-                let out = series
-                    .into_iter()
-                    .zip(stamps)
-                    .map(|(mut s, ts)| {
-                        // The stamps are in the order of the values.
-                        for (v, t) in s.values.values_mut().iter_mut().zip(ts) {
-                            *v = t as f64 / 1000.0;
-                        }
-                        StepSeries {
-                            labels: drop_name(&s.labels),
-                            values: s.values,
-                        }
-                    })
-                    .collect();
-                return merge_same_labels(out);
-            }
-            let series = vector_arg(arg(0)?, ctx)?;
-            map_values(series, |_, i| ctx.steps[i] as f64 / 1000.0)
-        }
-        // Range functions.
-        Function::Rate | Function::Increase | Function::Delta => {
-            let counter = func != Function::Delta;
-            let per_second = func == Function::Rate;
-            let r = range_arg(arg(0)?, ctx)?;
-            let range = r.range;
-            over_windows(&r, false, ctx, |w, _, end| {
-                Ok(extrapolated_rate(w, end, range, counter, per_second))
             })
-        }
-        Function::Irate | Function::Idelta => {
-            let per_second = func == Function::Irate;
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-                Ok(instant_value(w, per_second))
-            })
-        }
-        Function::Changes | Function::Resets => {
-            let resets = func == Function::Resets;
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-                let count = w
-                    .windows(2)
-                    .filter(|p| {
-                        if resets {
-                            p[1].v < p[0].v
-                        } else {
-                            p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())
-                        }
-                    })
-                    .count();
-                Ok(Some(count as f64))
-            })
-        }
-        Function::Deriv => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-            if w.len() < 2 {
-                return Ok(None);
-            }
-            Ok(Some(linear_regression(w, w[0].t).0))
-        }),
-        Function::PredictLinear => {
-            let duration = scalar_arg(arg(1)?, ctx)?;
-            let steps = ctx.steps.clone();
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
-                if w.len() < 2 {
-                    return Ok(None);
-                }
-                let (slope, intercept) = linear_regression(w, steps[i]);
-                Ok(Some(slope * duration[i] + intercept))
-            })
-        }
-        Function::HoltWinters => {
-            let sf = scalar_arg(arg(1)?, ctx)?;
-            let tf = scalar_arg(arg(2)?, ctx)?;
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, i, _| {
-                holt_winters(w, sf[i], tf[i])
-            })
-        }
-        Function::AvgOverTime => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-            Ok(Some(avg_over_time(w)))
-        }),
-        Function::SumOverTime => over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-            let (mut sum, mut c) = (0.0, 0.0);
-            for s in w {
-                (sum, c) = kahan_inc(s.v, sum, c);
-            }
-            Ok(Some(if f64::is_infinite(sum) { sum } else { sum + c }))
-        }),
-        Function::CountOverTime => {
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-                Ok(Some(w.len() as f64))
-            })
-        }
-        Function::PresentOverTime => {
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |_, _, _| {
-                Ok(Some(1.0))
-            })
-        }
-        Function::LastOverTime => over_windows(&range_arg(arg(0)?, ctx)?, true, ctx, |w, _, _| {
-            Ok(w.last().map(|s| s.v))
-        }),
-        Function::MinOverTime | Function::MaxOverTime => {
-            let max = func == Function::MaxOverTime;
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-                let mut best = w[0].v;
-                for s in w {
-                    if (max && s.v > best) || (!max && s.v < best) || best.is_nan() {
-                        best = s.v;
-                    }
-                }
-                Ok(Some(best))
-            })
-        }
-        Function::StddevOverTime | Function::StdvarOverTime => {
-            let dev = func == Function::StddevOverTime;
-            over_windows(&range_arg(arg(0)?, ctx)?, false, ctx, |w, _, _| {
-                let var = stdvar_over_time(w);
-                Ok(Some(if dev { var.sqrt() } else { var }))
-            })
-        }
-        Function::QuantileOverTime => {
-            let q = scalar_arg(arg(0)?, ctx)?;
-            over_windows(&range_arg(arg(1)?, ctx)?, false, ctx, |w, i, _| {
-                let mut values: Vec<f64> = w.iter().map(|s| s.v).collect();
-                Ok(Some(quantile(q[i], &mut values)))
-            })
-        }
-        Function::AbsentOverTime => {
-            let r = range_arg(arg(0)?, ctx)?;
-            let mut present = vec![false; n];
-            for w in &r.windows {
-                let loaded = w.load(&ctx.steps)?;
-                for (i, _) in loaded.windows() {
-                    present[i] = true;
-                }
-            }
-            absent_result(present, absent_labels(arg(0)?))
-        }
-        Function::Absent => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            absent_result(present_per_step(&series, n), absent_labels(arg(0)?))
-        }
-        Function::LabelReplace => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            let dst = string_arg(arg(1)?, ctx)?;
-            let replacement = string_arg(arg(2)?, ctx)?;
-            let src = string_arg(arg(3)?, ctx)?;
-            let pattern = string_arg(arg(4)?, ctx)?;
-            // Prometheus 2.x anchors without (?s): `.` does not match a newline.
-            let regex = rthanos_model::regex_cache::compiled(&format!(
-                "^(?:{})$",
-                rthanos_model::go_regex(&pattern)
-            ))
-            .map_err(|e| {
-                QueryError::Execution(format!(
-                    "invalid regular expression in label_replace(): {pattern}: {e}"
-                ))
-            })?;
-            if !rthanos_model::is_valid_label_name(&dst) {
-                return exec_err(format!(
-                    "invalid destination label name in label_replace(): {dst}"
-                ));
-            }
-            let out = series
-                .into_iter()
-                .map(|s| {
-                    let value = s.labels.get(&src).unwrap_or("");
-                    let labels = match regex.captures(value) {
-                        Some(caps) => {
-                            let mut result = String::new();
-                            caps.expand(&replacement, &mut result);
-                            set_label(&s.labels, &dst, &result)
-                        }
-                        None => s.labels.clone(),
-                    };
-                    StepSeries {
-                        labels,
-                        values: s.values,
-                    }
-                })
-                .collect();
-            merge_same_labels(out)
-        }
-        Function::LabelJoin => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            let dst = string_arg(arg(1)?, ctx)?;
-            let sep = string_arg(arg(2)?, ctx)?;
-            let mut sources = Vec::new();
-            for i in 3..args.len() {
-                sources.push(string_arg(arg(i)?, ctx)?);
-            }
-            if !rthanos_model::is_valid_label_name(&dst) {
-                return exec_err(format!(
-                    "invalid destination label name in label_join(): {dst}"
-                ));
-            }
-            for src in &sources {
-                if !rthanos_model::is_valid_label_name(src) {
-                    return exec_err(format!("invalid source label name in label_join(): {src}"));
-                }
-            }
-            let out = series
-                .into_iter()
-                .map(|s| {
-                    let joined = sources
-                        .iter()
-                        .map(|src| s.labels.get(src).unwrap_or(""))
-                        .collect::<Vec<_>>()
-                        .join(&sep);
-                    StepSeries {
-                        labels: set_label(&s.labels, &dst, &joined),
-                        values: s.values,
-                    }
-                })
-                .collect();
-            merge_same_labels(out)
-        }
-        Function::HistogramQuantile => crate::aggregate::histogram_quantile(
-            &scalar_arg(arg(0)?, ctx)?,
-            &vector_arg(arg(1)?, ctx)?,
-            n,
-        ),
-        // Native-histogram functions: float series have no native histograms.
-        Function::HistogramCount | Function::HistogramSum | Function::HistogramFraction => {
-            Ok(Val::Vector(Vec::new()))
-        }
-        Function::Sort | Function::SortDesc => {
-            let mut series = vector_arg(arg(0)?, ctx)?;
-            if n == 1 {
-                let desc = func == Function::SortDesc;
-                series.sort_by(|a, b| {
-                    let (x, y) = (
-                        a.values.get(0).unwrap_or(f64::NAN),
-                        b.values.get(0).unwrap_or(f64::NAN),
-                    );
-                    // NaN last in both directions, as Prometheus.
-                    match (x.is_nan(), y.is_nan()) {
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if desc => y.total_cmp(&x),
-                        _ => x.total_cmp(&y),
-                    }
-                });
-            }
-            Ok(Val::Vector(series))
-        }
-        Function::Clamp => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            let lo = scalar_arg(arg(1)?, ctx)?;
-            let hi = scalar_arg(arg(2)?, ctx)?;
-            // No result at a step whose bounds are the wrong way round (NaN bounds give NaN).
-            filter_map_values(series, |x, i| {
-                (hi[i].partial_cmp(&lo[i]) != Some(std::cmp::Ordering::Less))
-                    .then(|| go_max(lo[i], go_min(hi[i], x)))
-            })
-        }
-        Function::ClampMin | Function::ClampMax => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            let bound = scalar_arg(arg(1)?, ctx)?;
-            let min = func == Function::ClampMin;
-            map_values(series, |x, i| {
-                if min {
-                    go_max(bound[i], x)
+            .collect();
+        return merge_same_labels(out);
+    }
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    map_values(series, |_, i| ctx.steps[i] as f64 / 1000.0)
+}
+
+/// `f` over the windows of the range argument (the first), `__name__` dropped.
+fn over_range(
+    args: &Args<'_>,
+    ctx: &Ctx<'_>,
+    f: impl Fn(&[Sample]) -> Option<f64> + Sync,
+) -> Result<Val, QueryError> {
+    over_windows(&range_arg(args.arg(0)?, ctx)?, false, ctx, |w, _, _| {
+        Ok(f(w))
+    })
+}
+
+/// rate, increase, delta.
+fn extrapolated_delta(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let counter = args.func != Function::Delta;
+    let per_second = args.func == Function::Rate;
+    let r = range_arg(args.arg(0)?, ctx)?;
+    let range = r.range;
+    over_windows(&r, false, ctx, |w, _, end| {
+        Ok(extrapolated_rate(w, end, range, counter, per_second))
+    })
+}
+
+/// irate, idelta.
+fn last_two_samples(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let per_second = args.func == Function::Irate;
+    over_range(args, ctx, |w| instant_value(w, per_second))
+}
+
+fn changes_or_resets(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let resets = args.func == Function::Resets;
+    over_range(args, ctx, |w| {
+        let count = w
+            .windows(2)
+            .filter(|p| {
+                if resets {
+                    p[1].v < p[0].v
                 } else {
-                    go_min(bound[i], x)
+                    p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())
                 }
             })
+            .count();
+        Some(count as f64)
+    })
+}
+
+fn deriv(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    over_range(args, ctx, |w| {
+        (w.len() >= 2).then(|| linear_regression(w, w[0].t).0)
+    })
+}
+
+fn predict_linear(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let duration = scalar_arg(args.arg(1)?, ctx)?;
+    let steps = ctx.steps.clone();
+    over_windows(&range_arg(args.arg(0)?, ctx)?, false, ctx, |w, i, _| {
+        if w.len() < 2 {
+            return Ok(None);
         }
-        Function::Round => {
-            let series = vector_arg(arg(0)?, ctx)?;
-            let to_nearest = match args.get(1) {
-                Some(a) => scalar_arg(a, ctx)?,
-                None => vec![1.0; n],
+        let (slope, intercept) = linear_regression(w, steps[i]);
+        Ok(Some(slope * duration[i] + intercept))
+    })
+}
+
+fn holt_winters_call(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let sf = scalar_arg(args.arg(1)?, ctx)?;
+    let tf = scalar_arg(args.arg(2)?, ctx)?;
+    over_windows(&range_arg(args.arg(0)?, ctx)?, false, ctx, |w, i, _| {
+        holt_winters(w, sf[i], tf[i])
+    })
+}
+
+fn sum_over_time(w: &[Sample]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for s in w {
+        (sum, c) = kahan_inc(s.v, sum, c);
+    }
+    if f64::is_infinite(sum) { sum } else { sum + c }
+}
+
+/// The window's largest (`max`) or smallest value; NaN only when all are NaN.
+fn extreme(w: &[Sample], max: bool) -> f64 {
+    let mut best = w[0].v;
+    for s in w {
+        if (max && s.v > best) || (!max && s.v < best) || best.is_nan() {
+            best = s.v;
+        }
+    }
+    best
+}
+
+fn last_over_time(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    // The only range function that keeps the metric name.
+    over_windows(&range_arg(args.arg(0)?, ctx)?, true, ctx, |w, _, _| {
+        Ok(w.last().map(|s| s.v))
+    })
+}
+
+fn quantile_over_time(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let q = scalar_arg(args.arg(0)?, ctx)?;
+    over_windows(&range_arg(args.arg(1)?, ctx)?, false, ctx, |w, i, _| {
+        let mut values: Vec<f64> = w.iter().map(|s| s.v).collect();
+        Ok(Some(quantile(q[i], &mut values)))
+    })
+}
+
+fn absent_over_time(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let r = range_arg(args.arg(0)?, ctx)?;
+    let mut present = vec![false; ctx.steps.len()];
+    for w in &r.windows {
+        let loaded = w.load(&ctx.steps)?;
+        for (i, _) in loaded.windows() {
+            present[i] = true;
+        }
+    }
+    absent_result(present, absent_labels(args.arg(0)?))
+}
+
+fn absent(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    absent_result(
+        present_per_step(&series, ctx.steps.len()),
+        absent_labels(args.arg(0)?),
+    )
+}
+
+fn label_replace(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    let dst = string_arg(args.arg(1)?, ctx)?;
+    let replacement = string_arg(args.arg(2)?, ctx)?;
+    let src = string_arg(args.arg(3)?, ctx)?;
+    let pattern = string_arg(args.arg(4)?, ctx)?;
+    // Prometheus 2.x anchors without (?s): `.` does not match a newline.
+    let regex = rthanos_model::regex_cache::compiled(&format!(
+        "^(?:{})$",
+        rthanos_model::go_regex(&pattern)
+    ))
+    .map_err(|e| {
+        QueryError::Execution(format!(
+            "invalid regular expression in label_replace(): {pattern}: {e}"
+        ))
+    })?;
+    if !rthanos_model::is_valid_label_name(&dst) {
+        return exec_err(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        ));
+    }
+    let out = series
+        .into_iter()
+        .map(|s| {
+            let value = s.labels.get(&src).unwrap_or("");
+            let labels = match regex.captures(value) {
+                Some(caps) => {
+                    let mut result = String::new();
+                    caps.expand(&replacement, &mut result);
+                    set_label(&s.labels, &dst, &result)
+                }
+                None => s.labels.clone(),
             };
-            map_values(series, |x, i| {
-                let inverse = 1.0 / to_nearest[i];
-                (x * inverse + 0.5).floor() / inverse
-            })
-        }
-        Function::Minute
-        | Function::Hour
-        | Function::DayOfWeek
-        | Function::DayOfMonth
-        | Function::DayOfYear
-        | Function::Month
-        | Function::Year
-        | Function::DaysInMonth => {
-            let series = match args.first() {
-                Some(a) => vector_arg(a, ctx)?,
-                None => vec![StepSeries {
-                    labels: Labels::default(),
-                    values: ctx.steps.iter().map(|&t| Some(t as f64 / 1000.0)).collect(),
-                }],
-            };
-            map_values(series, |x, _| date_part(x, func))
-        }
-        _ => {
-            // Each function is its own monomorphised loop: no indirect call per sample.
-            macro_rules! math {
-                ($f:expr) => {{
-                    let series = vector_arg(arg(0)?, ctx)?;
-                    map_values(series, |x, _| $f(x))
-                }};
+            StepSeries {
+                labels,
+                values: s.values,
             }
-            match func {
-                Function::Abs => math!(f64::abs),
-                Function::Ceil => math!(f64::ceil),
-                Function::Floor => math!(f64::floor),
-                Function::Exp => math!(f64::exp),
-                Function::Sqrt => math!(f64::sqrt),
-                Function::Ln => math!(f64::ln),
-                Function::Log2 => math!(f64::log2),
-                Function::Log10 => math!(f64::log10),
-                Function::Sgn => math!(|x: f64| {
-                    if x > 0.0 {
-                        1.0
-                    } else if x < 0.0 {
-                        -1.0
-                    } else {
-                        x
-                    }
-                }),
-                Function::Sin => math!(f64::sin),
-                Function::Cos => math!(f64::cos),
-                Function::Tan => math!(f64::tan),
-                Function::Asin => math!(f64::asin),
-                Function::Acos => math!(f64::acos),
-                Function::Atan => math!(f64::atan),
-                Function::Sinh => math!(f64::sinh),
-                Function::Cosh => math!(f64::cosh),
-                Function::Tanh => math!(f64::tanh),
-                Function::Asinh => math!(f64::asinh),
-                Function::Acosh => math!(f64::acosh),
-                Function::Atanh => math!(f64::atanh),
-                // Go's order of operations, for the same last bit.
-                Function::Deg => math!(|x: f64| x * 180.0 / std::f64::consts::PI),
-                Function::Rad => math!(|x: f64| x * std::f64::consts::PI / 180.0),
-                other => exec_err(format!("unknown function {}", other.name())),
-            }
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+fn label_join(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    let dst = string_arg(args.arg(1)?, ctx)?;
+    let sep = string_arg(args.arg(2)?, ctx)?;
+    let mut sources = Vec::new();
+    for i in 3..args.args.len() {
+        sources.push(string_arg(args.arg(i)?, ctx)?);
+    }
+    if !rthanos_model::is_valid_label_name(&dst) {
+        return exec_err(format!(
+            "invalid destination label name in label_join(): {dst}"
+        ));
+    }
+    for src in &sources {
+        if !rthanos_model::is_valid_label_name(src) {
+            return exec_err(format!("invalid source label name in label_join(): {src}"));
         }
+    }
+    let out = series
+        .into_iter()
+        .map(|s| {
+            let joined = sources
+                .iter()
+                .map(|src| s.labels.get(src).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&sep);
+            StepSeries {
+                labels: set_label(&s.labels, &dst, &joined),
+                values: s.values,
+            }
+        })
+        .collect();
+    merge_same_labels(out)
+}
+
+fn sort(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let mut series = vector_arg(args.arg(0)?, ctx)?;
+    if ctx.steps.len() == 1 {
+        let desc = args.func == Function::SortDesc;
+        series.sort_by(|a, b| {
+            let (x, y) = (
+                a.values.get(0).unwrap_or(f64::NAN),
+                b.values.get(0).unwrap_or(f64::NAN),
+            );
+            // NaN last in both directions, as Prometheus.
+            match (x.is_nan(), y.is_nan()) {
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if desc => y.total_cmp(&x),
+                _ => x.total_cmp(&y),
+            }
+        });
+    }
+    Ok(Val::Vector(series))
+}
+
+fn clamp(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    let lo = scalar_arg(args.arg(1)?, ctx)?;
+    let hi = scalar_arg(args.arg(2)?, ctx)?;
+    // No result at a step whose bounds are the wrong way round (NaN bounds give NaN).
+    filter_map_values(series, |x, i| {
+        (hi[i].partial_cmp(&lo[i]) != Some(std::cmp::Ordering::Less))
+            .then(|| go_max(lo[i], go_min(hi[i], x)))
+    })
+}
+
+fn clamp_min_max(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    let bound = scalar_arg(args.arg(1)?, ctx)?;
+    if args.func == Function::ClampMin {
+        map_values(series, |x, i| go_max(bound[i], x))
+    } else {
+        map_values(series, |x, i| go_min(bound[i], x))
+    }
+}
+
+fn round(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    let to_nearest = match args.optional(1) {
+        Some(a) => scalar_arg(a, ctx)?,
+        None => vec![1.0; ctx.steps.len()],
+    };
+    map_values(series, |x, i| {
+        let inverse = 1.0 / to_nearest[i];
+        (x * inverse + 0.5).floor() / inverse
+    })
+}
+
+/// minute, hour, day_of_week, …: of the argument's values, or of each step's time.
+fn date_function(args: &Args<'_>, ctx: &Ctx<'_>) -> Result<Val, QueryError> {
+    let series = match args.optional(0) {
+        Some(a) => vector_arg(a, ctx)?,
+        None => vec![StepSeries {
+            labels: Labels::default(),
+            values: ctx.steps.iter().map(|&t| Some(t as f64 / 1000.0)).collect(),
+        }],
+    };
+    let func = args.func;
+    map_values(series, |x, _| date_part(x, func))
+}
+
+/// A function of each value (abs, ln, sin, …).
+fn math(args: &Args<'_>, ctx: &Ctx<'_>, f: impl Fn(f64) -> f64) -> Result<Val, QueryError> {
+    let series = vector_arg(args.arg(0)?, ctx)?;
+    map_values(series, |x, _| f(x))
+}
+
+/// Go's `sgn` of Prometheus: the sign, and zero or NaN as they are.
+fn sgn(x: f64) -> f64 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        x
     }
 }
 

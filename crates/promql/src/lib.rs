@@ -13,15 +13,21 @@
 
 mod aggregate;
 mod binary;
+mod context;
 mod engine;
+mod error;
 mod function;
 mod functions;
 mod parse;
+mod plan;
+mod quantile;
 mod steps;
 mod storage;
 mod value;
+mod windows;
 
-pub use engine::{Engine, EngineOptions, QueryError};
+pub use engine::{Engine, EngineOptions};
+pub use error::QueryError;
 pub use function::{Aggregation, Function, SelectFunc};
 pub use parse::{MAX_DEPTH, ParsedQuery, parse_query, parse_selector, selectors};
 pub use storage::{MemoryStorage, Queryable, SelectHints, StorageError};

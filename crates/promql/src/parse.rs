@@ -3,7 +3,7 @@
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, Expr};
 
-use crate::engine::QueryError;
+use crate::error::QueryError;
 use crate::function::HOLT_WINTERS_3X;
 
 /// A parsed query, and the stack its depth needs. Parsing, walking, evaluating and dropping an
@@ -100,7 +100,7 @@ pub fn parse_selector(selector: &str) -> Result<Vec<rthanos_model::Matcher>, Que
                 "invalid parameter \"match[]\": {selector:?}: unexpected modifier in a series selector"
             )))
         }
-        Expr::VectorSelector(vs) => crate::engine::selector_matchers(vs),
+        Expr::VectorSelector(vs) => crate::plan::selector_matchers(vs),
         _ => Err(QueryError::Parse(format!(
             "invalid parameter \"match[]\": {selector:?} is not a series selector"
         ))),
@@ -115,9 +115,9 @@ pub fn selectors(query: &str) -> Result<Vec<Vec<rthanos_model::Matcher>>, QueryE
         type Error = QueryError;
         fn pre_visit(&mut self, expr: &Expr) -> Result<bool, QueryError> {
             match expr {
-                Expr::VectorSelector(vs) => self.0.push(crate::engine::selector_matchers(vs)?),
+                Expr::VectorSelector(vs) => self.0.push(crate::plan::selector_matchers(vs)?),
                 Expr::MatrixSelector(ms) => {
-                    self.0.push(crate::engine::selector_matchers(&ms.vs)?);
+                    self.0.push(crate::plan::selector_matchers(&ms.vs)?);
                 }
                 _ => {}
             }

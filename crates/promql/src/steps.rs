@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::engine::QueryError;
+use crate::error::QueryError;
 
 /// A series' values at the steps where it has one, in step order.
 #[derive(Clone, Debug, Default, PartialEq)]
