@@ -1055,8 +1055,23 @@ async fn blocks_read_from_disk_answer_as_remote_read_does() {
         assert_eq!(ours, theirs, "{request:?}");
     }
     // The head's samples are there: series written to have 60 more samples than the others.
-    let all = samples_by_series(&store_a, everything).await;
+    let all = samples_by_series(&store_a, everything.clone()).await;
     let longest = all.values().map(Vec::len).max().unwrap_or_default();
     let shortest = all.values().map(Vec::len).min().unwrap_or_default();
     assert_eq!(longest, shortest + 60);
+
+    // A block deleted under the sidecar (as retention deletes the oldest) before it lists
+    // the directory again: its first read fails, and remote read answers instead. Prometheus
+    // still serves the block from its open files.
+    let oldest = std::fs::read_dir(data.path())
+        .expect("data dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("meta.json").exists())
+        .min()
+        .expect("a block");
+    std::fs::remove_dir_all(&oldest).expect("remove block");
+    assert_eq!(
+        samples_by_series(&store_a, everything.clone()).await,
+        samples_by_series(&store_b, everything).await
+    );
 }

@@ -91,6 +91,16 @@ impl Labels {
     }
 }
 
+impl IntoIterator for Labels {
+    type Item = Label;
+    type IntoIter = std::vec::IntoIter<Label>;
+
+    /// The labels, sorted by name, taken out of the set.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 impl<'a> IntoIterator for &'a Labels {
     type Item = &'a Label;
     type IntoIter = std::slice::Iter<'a, Label>;

@@ -121,6 +121,17 @@ fn remote_series(
     })
 }
 
+/// `stream` once its first frame has come, or the error that came first.
+async fn started(mut stream: SeriesStream) -> Result<SeriesStream, Status> {
+    match stream.next().await {
+        None => Ok(empty()),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(Box::pin(
+            futures::stream::once(async move { Ok(first) }).chain(stream),
+        )),
+    }
+}
+
 /// `stream` with its runs of series that share a first own label sorted (see [`Reorder`]).
 fn sorted(stream: SeriesStream, external_names: HashSet<String>) -> SeriesStream {
     Box::pin(async_stream::try_stream! {
@@ -341,12 +352,20 @@ impl Store for PrometheusStore {
             && let Some(boundary) = local.boundary(&self.metadata)
             && min_time < boundary
         {
-            sources.push(
-                local
-                    .series(&matchers, min_time, max_time.min(boundary - 1), &external)
-                    .await?,
-            );
-            remote_from = boundary;
+            let blocks = local
+                .series(&matchers, min_time, max_time.min(boundary - 1), &external)
+                .await?;
+            // A block Prometheus deleted (retention) since the last listing fails its first
+            // read, before any series comes: remote read then answers the whole request.
+            match started(blocks).await {
+                Ok(blocks) => {
+                    sources.push(blocks);
+                    remote_from = boundary;
+                }
+                Err(e) => {
+                    tracing::debug!(err = %e, "reading Prometheus's blocks failed; remote read answers");
+                }
+            }
         }
         if remote_from <= max_time {
             let frames = self

@@ -264,7 +264,8 @@ impl BucketStore {
                     .chunks
                     .retain(|c| c.max_time >= min && c.min_time <= max);
                 if !entry.chunks.is_empty() {
-                    let labels = final_labels(&entry.labels, &block.labels, &strip);
+                    let own = std::mem::take(&mut entry.labels);
+                    let labels = final_labels(own, &block.labels, &strip);
                     released.extend(reorder.push(Pending { labels, entry }));
                 }
             }
@@ -351,19 +352,28 @@ impl Labeled for Pending {
     }
 }
 
-/// A series' labels as served: its own, the block's external labels set over them, the
-/// replica labels the request strips removed; sorted.
-fn final_labels(own: &Labels, external: &Labels, strip: &BTreeSet<&str>) -> Vec<thanos::Label> {
+/// A series' labels as served: its own (taken, not copied), the block's external labels set
+/// over them, the replica labels the request strips removed; sorted.
+fn final_labels(own: Labels, external: &Labels, strip: &BTreeSet<&str>) -> Vec<thanos::Label> {
+    let served = |name: &str| !strip.contains(name);
     let mut labels: Vec<thanos::Label> = own
-        .iter()
-        .filter(|l| external.get(&l.name).is_none())
-        .chain(external.iter())
-        .filter(|l| !strip.contains(l.name.as_str()))
+        .into_iter()
+        .filter(|l| external.get(&l.name).is_none() && served(&l.name))
         .map(|l| thanos::Label {
-            name: l.name.clone(),
-            value: l.value.clone(),
+            name: l.name,
+            value: l.value,
         })
+        .chain(
+            external
+                .iter()
+                .filter(|l| served(&l.name))
+                .map(|l| thanos::Label {
+                    name: l.name.clone(),
+                    value: l.value.clone(),
+                }),
+        )
         .collect();
+    // Own labels come sorted: a run the sort only checks when there are no external ones.
     labels.sort_by(|a, b| a.name.cmp(&b.name));
     labels
 }

@@ -314,17 +314,7 @@ impl Prometheus {
     }
 
     fn ready(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = write!(
-            conn,
-            "GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        );
-        let mut answer = String::new();
-        let _ = conn.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.1 200")
+        answers_ready(self.port)
     }
 
     /// The process ID.
@@ -336,6 +326,21 @@ impl Prometheus {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+}
+
+/// Whether the server on `port` answers `GET /-/ready` with 200 (Prometheus, Alertmanager).
+fn answers_ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = write!(
+        conn,
+        "GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }
 
 /// A real Alertmanager (Debian's `prometheus-alertmanager`, 0.25) on a free loopback port,
@@ -374,6 +379,17 @@ impl Alertmanager {
             _dir: dir,
         };
         wait_for_port(port, "alertmanager", Duration::from_secs(60));
+        // The port opens before the API serves: alerts sent in between would be refused.
+        let limit = Duration::from_secs(60);
+        let deadline = time::deadline_after(limit);
+        while !answers_ready(port) {
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager not ready {}",
+                time::gave_up(limit, deadline)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         alertmanager
     }
 
