@@ -146,6 +146,24 @@ fn index_header(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // What a store's Series call looks up: every series' labels, whose names and most of
+    // whose values repeat from series to series.
+    let series_refs: Vec<u32> = (0..10_000u32)
+        .map(|i| match i % 4 {
+            0 => 0,
+            1 => 1,
+            2 => 2 + i % 50,
+            _ => 100 + (i * 7) % 30_000 / 4,
+        })
+        .collect();
+    group.bench_function("symbol of 2500 series' labels", |b| {
+        b.iter(|| {
+            series_refs
+                .iter()
+                .map(|&r| header.symbol(r).map_or(0, str::len))
+                .sum::<usize>()
+        })
+    });
     group.bench_function("label_values pod (30000)", |b| {
         b.iter(|| {
             header

@@ -3,6 +3,7 @@
 //! a local mmapped index and byte ranges fetched from object storage.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rthanos_model::{Label, Labels};
 
@@ -69,6 +70,57 @@ pub struct Symbols {
     step: u32,
     count: usize,
     table_start: usize,
+    /// For a sampled table: where symbols looked up lately start.
+    memo: Option<Memo>,
+}
+
+/// Where recently looked-up symbols start, for a sampled table: a direct-mapped table of
+/// (reference, offset) pairs. The labels of a store's series repeat (every series has the
+/// same few names, and many share their values), so most lookups jump straight to their
+/// symbol instead of skipping up to 31 strings. Shared by concurrent readers without a lock:
+/// a slot is one atomic word, and a stale or overwritten slot only costs a scan.
+struct Memo(Box<[AtomicU64]>);
+
+/// Slots of a [`Memo`]: 8 KiB per block.
+const MEMO_SLOTS: u32 = 1024;
+
+impl Memo {
+    fn new() -> Self {
+        Self((0..MEMO_SLOTS).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn slot(&self, reference: u32) -> &AtomicU64 {
+        // Fibonacci hashing spreads neighbouring references over the slots.
+        let at = reference.wrapping_mul(0x9E37_79B9) >> (32 - MEMO_SLOTS.trailing_zeros());
+        &self.0[at as usize % self.0.len()]
+    }
+
+    /// The offset of symbol `reference`, if remembered. A slot holds `reference + 1` in its
+    /// high half (0 is an empty slot) and the offset in its low half.
+    fn get(&self, reference: u32) -> Option<u32> {
+        let entry = self.slot(reference).load(Ordering::Relaxed);
+        (entry >> 32 == u64::from(reference) + 1).then_some(entry as u32)
+    }
+
+    fn put(&self, reference: u32, offset: u32) {
+        if reference < u32::MAX {
+            let entry = ((u64::from(reference) + 1) << 32) | u64::from(offset);
+            self.slot(reference).store(entry, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Clone for Memo {
+    /// An empty memo: what it remembers is only a shortcut.
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Memo({} slots)", self.0.len())
+    }
 }
 
 impl Symbols {
@@ -108,6 +160,7 @@ impl Symbols {
             step,
             count,
             table_start,
+            memo: (step > 1).then(Memo::new),
         })
     }
 
@@ -118,10 +171,24 @@ impl Symbols {
             .get((reference / self.step) as usize)
             .filter(|_| (reference as usize) < self.count)
             .ok_or_else(|| TsdbError::corrupt("index series", "symbol reference out of range"))?;
-        let start = self.table_start + at as usize;
-        let mut d = Decbuf::new(index.get(start..).unwrap_or_default(), "index symbol table");
-        for _ in 0..reference % self.step {
+        let symbol_at = |offset: u32| {
+            let start = self.table_start + offset as usize;
+            Decbuf::new(index.get(start..).unwrap_or_default(), "index symbol table")
+        };
+        let skip = reference % self.step;
+        if skip == 0 {
+            return symbol_at(at).uvarint_str();
+        }
+        if let Some(offset) = self.memo.as_ref().and_then(|m| m.get(reference)) {
+            return symbol_at(offset).uvarint_str();
+        }
+        let mut d = symbol_at(at);
+        let before = d.remaining();
+        for _ in 0..skip {
             d.uvarint_bytes()?;
+        }
+        if let (Some(memo), Ok(skipped)) = (&self.memo, u32::try_from(before - d.remaining())) {
+            memo.put(reference, at.saturating_add(skipped));
         }
         d.uvarint_str()
     }
@@ -655,5 +722,45 @@ impl<B: AsRef<[u8]>> crate::postings::PostingsSource for IndexReader<B> {
             Some(offset) => postings_at(self.data.as_ref(), offset),
             None => Ok(crate::postings::Postings::Decoded(Vec::new())),
         }
+    }
+}
+
+#[cfg(test)]
+mod symbol_tests {
+    use super::*;
+    use crate::encoding::put_uvarint;
+
+    /// An index holding only a symbol table section at offset 0.
+    fn table(symbols: &[String]) -> Vec<u8> {
+        let mut body = (symbols.len() as u32).to_be_bytes().to_vec();
+        for s in symbols {
+            put_uvarint(&mut body, s.len() as u64);
+            body.extend_from_slice(s.as_bytes());
+        }
+        let mut index = (body.len() as u32).to_be_bytes().to_vec();
+        index.extend_from_slice(&body);
+        index.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        index
+    }
+
+    #[test]
+    fn sampled_lookups_remembered_or_not_find_every_symbol() {
+        let symbols: Vec<String> = (0..5_000).map(|i| format!("symbol-{i:05}")).collect();
+        let index = table(&symbols);
+        let every = Symbols::parse(&index, 0).expect("table");
+        let sampled = Symbols::parse_sampled(&index, 0, 32).expect("table");
+        // Repeated references hit the memo; thousands of distinct ones overwrite its slots.
+        let references = (0..5_000u32)
+            .chain((0..20_000u32).map(|i| i * 7919 % 5_000))
+            .chain((0..1_000u32).map(|i| i % 7));
+        for reference in references {
+            let want = symbols[reference as usize].as_str();
+            assert_eq!(every.lookup(&index, reference).expect("symbol"), want);
+            assert_eq!(sampled.lookup(&index, reference).expect("symbol"), want);
+        }
+        assert!(sampled.lookup(&index, 5_000).is_err());
+        // A clone starts with an empty memo and finds the same symbols.
+        let clone = sampled.clone();
+        assert_eq!(clone.lookup(&index, 4_999).expect("symbol"), "symbol-04999");
     }
 }
