@@ -762,6 +762,9 @@ mod symbol_tests {
         // A clone starts with an empty memo and finds the same symbols.
         let clone = sampled.clone();
         assert_eq!(clone.lookup(&index, 4_999).expect("symbol"), "symbol-04999");
-        assert_eq!(sampled.lookup(&index, 4_998).expect("symbol"), "symbol-04998");
+        assert_eq!(
+            sampled.lookup(&index, 4_998).expect("symbol"),
+            "symbol-04998"
+        );
     }
 }
