@@ -135,14 +135,22 @@ static NEEDS_LOOK: [bool; 256] = {
 
 /// Labels as a JSON object (they are sorted by name, as Go sorts a map's keys).
 pub(crate) fn write_labels(out: &mut Vec<u8>, labels: &Labels) {
+    write_pairs(
+        out,
+        labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+    );
+}
+
+/// Name-value pairs, in the order given, as a JSON object.
+fn write_pairs<'a>(out: &mut Vec<u8>, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
     out.push(b'{');
-    for (i, l) in labels.iter().enumerate() {
+    for (i, (name, value)) in pairs.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_string(out, &l.name);
+        write_string(out, name);
         out.push(b':');
-        write_string(out, &l.value);
+        write_string(out, value);
     }
     out.push(b'}');
 }
@@ -283,21 +291,11 @@ pub(crate) fn success(value: Value, warnings: &[String]) -> Response {
 /// exemplar's `labels`, `value`, `timestamp`; times as `MarshalTimestamp` writes them).
 pub(crate) fn exemplars(data: &[thanos::ExemplarData], warnings: &[String]) -> Vec<u8> {
     fn label_set(out: &mut Vec<u8>, set: Option<&thanos::LabelSet>) {
-        out.push(b'{');
-        for (i, l) in set
-            .map(|s| &s.labels[..])
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_string(out, &l.name);
-            out.push(b':');
-            write_string(out, &l.value);
-        }
-        out.push(b'}');
+        let labels = set.map(|s| &s.labels[..]).unwrap_or_default();
+        write_pairs(
+            out,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
     }
     let mut out = br#"{"status":"success","data":["#.to_vec();
     for (i, series) in data.iter().enumerate() {

@@ -346,33 +346,49 @@ impl Store for PrometheusStore {
 
         // Persisted blocks from the directory where they may answer, the rest (the head,
         // and blocks not listed yet) through remote read; merged by Prometheus's labels.
-        let mut sources: Vec<SeriesStream> = Vec::with_capacity(2);
-        let mut remote_from = min_time;
-        if let Some(local) = &self.local
-            && let Some(boundary) = local.boundary(&self.metadata)
-            && min_time < boundary
-        {
-            let blocks = local
-                .series(&matchers, min_time, max_time.min(boundary - 1), &external)
-                .await?;
-            // A block Prometheus deleted (retention) since the last listing fails its first
-            // read, before any series comes: remote read then answers the whole request.
-            match started(blocks).await {
-                Ok(blocks) => {
-                    sources.push(blocks);
-                    remote_from = boundary;
-                }
-                Err(e) => {
-                    tracing::debug!(err = %e, "reading Prometheus's blocks failed; remote read answers");
-                }
-            }
-        }
-        if remote_from <= max_time {
+        let selection = matchers.as_slice();
+        let remote = |from: i64| async move {
             let frames = self
                 .prometheus
-                .remote_read(read_query(&matchers, remote_from, max_time))
+                .remote_read(read_query(selection, from, max_time))
                 .await?;
-            sources.push(remote_series(frames));
+            Ok::<_, Status>(remote_series(frames))
+        };
+        let mut sources: Vec<SeriesStream> = Vec::with_capacity(2);
+        let boundary = self
+            .local
+            .as_ref()
+            .and_then(|local| Some((local, local.boundary(&self.metadata)?)))
+            .filter(|(_, boundary)| min_time < *boundary);
+        match boundary {
+            Some((local, boundary)) => {
+                let blocks = local
+                    .series(&matchers, min_time, max_time.min(boundary - 1), &external)
+                    .await?;
+                // The head's remote read goes out while the blocks are read.
+                let head = async {
+                    if boundary <= max_time {
+                        remote(boundary).await.map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                };
+                let (blocks, head) = tokio::join!(started(blocks), head);
+                match blocks {
+                    Ok(blocks) => {
+                        sources.push(blocks);
+                        sources.extend(head?);
+                    }
+                    // A block Prometheus deleted (retention) since the last listing fails
+                    // its first read, before any series comes: remote read then answers the
+                    // whole request.
+                    Err(e) => {
+                        tracing::debug!(err = %e, "reading Prometheus's blocks failed; remote read answers");
+                        sources.push(remote(min_time).await?);
+                    }
+                }
+            }
+            None => sources.push(remote(min_time).await?),
         }
         // Both come in the order of the series' own labels, which the external labels may
         // break: each is put in order of the labels the merge compares.
