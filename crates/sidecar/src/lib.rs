@@ -136,20 +136,12 @@ impl Sidecar {
             ),
             None => None,
         };
-        // Reading blocks from the disk is an optimisation: a sidecar that cannot (a
-        // read-only root filesystem for the index-headers, say) reads them as Thanos does.
-        let local = match &config.local_blocks {
-            Some(header_dir) => {
-                match local::LocalBlocks::open(&config.tsdb_path, header_dir.clone()) {
-                    Ok(local) => Some(Arc::new(local)),
-                    Err(e) => {
-                        tracing::warn!(err = %e, dir = %header_dir.display(), "cannot keep index-headers; Prometheus's blocks are read through remote read");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
+        let local = config.local_blocks.as_ref().map(|header_dir| {
+            Arc::new(local::LocalBlocks::new(
+                &config.tsdb_path,
+                header_dir.clone(),
+            ))
+        });
         Ok(Self {
             local,
             metadata: Arc::new(Metadata::new(config.min_time)),

@@ -16,7 +16,8 @@
 //! a moment) and retention (a block gone) are what the store gateway's sync already handles.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -53,17 +54,33 @@ struct Covered {
 /// The blocks of one Prometheus's directory, served by a store gateway's block reader.
 pub struct LocalBlocks {
     tsdb_path: PathBuf,
-    store: Arc<BucketStore>,
+    header_dir: PathBuf,
+    /// Made at the first sync that finds the directory, so that the sidecar creates nothing
+    /// in a `--tsdb.path` that does not exist (yet).
+    store: OnceLock<Arc<BucketStore>>,
+    /// A store could not be made: said once, not at every sync.
+    refused: AtomicBool,
     covered: RwLock<Option<Covered>>,
 }
 
 impl LocalBlocks {
-    /// Blocks of `tsdb_path`, with index-headers kept under `header_dir`. Nothing is served
-    /// until the first [`LocalBlocks::sync`].
-    pub fn open(tsdb_path: &Path, header_dir: PathBuf) -> Result<Self, SidecarError> {
+    /// Blocks of `tsdb_path`, with index-headers kept under `header_dir`. Nothing is read or
+    /// created until the first [`LocalBlocks::sync`], and nothing served until then.
+    pub fn new(tsdb_path: &Path, header_dir: PathBuf) -> Self {
+        Self {
+            tsdb_path: tsdb_path.to_path_buf(),
+            header_dir,
+            store: OnceLock::new(),
+            refused: AtomicBool::new(false),
+            covered: RwLock::new(None),
+        }
+    }
+
+    /// The block reader over the directory.
+    fn open_store(&self) -> Result<BucketStore, SidecarError> {
         let yaml = format!(
             "type: FILESYSTEM\nconfig:\n  directory: {}\n",
-            serde_yaml::to_string(&tsdb_path.display().to_string())
+            serde_yaml::to_string(&self.tsdb_path.display().to_string())
                 .map_err(|e| SidecarError::Config(format!("--tsdb.path: {e}")))?
                 .trim_end()
         );
@@ -73,7 +90,7 @@ impl LocalBlocks {
         let bucket = Bucket::from_yaml(&yaml, &registry)
             .map_err(|e| SidecarError::Config(format!("--tsdb.path: {e}")))?;
         let config = StoreConfig {
-            data_dir: header_dir,
+            data_dir: self.header_dir.clone(),
             time_window: Arc::new(|| (i64::MIN, i64::MAX)),
             relabel: rthanos_model::relabel::Relabel::default(),
             ignore_deletion_marks_delay: Duration::ZERO,
@@ -84,23 +101,42 @@ impl LocalBlocks {
             series_max_concurrency: 20,
             chunk_pool_bytes: 2 << 30,
         };
-        let store = BucketStore::new(config, bucket, &registry)
-            .map_err(|e| SidecarError::Config(format!("--tsdb.path: {e}")))?;
-        Ok(Self {
-            tsdb_path: tsdb_path.to_path_buf(),
-            store: Arc::new(store),
-            covered: RwLock::new(None),
-        })
+        BucketStore::new(config, bucket, &registry)
+            .map_err(|e| SidecarError::Config(format!("index-headers: {e}")))
+    }
+
+    /// The block reader, made on first use once the directory exists.
+    fn store(&self) -> Option<&Arc<BucketStore>> {
+        if let Some(store) = self.store.get() {
+            return Some(store);
+        }
+        if !self.tsdb_path.is_dir() {
+            return None;
+        }
+        match self.open_store() {
+            Ok(store) => Some(self.store.get_or_init(|| Arc::new(store))),
+            Err(e) => {
+                // Reading blocks from the disk is an optimisation: a sidecar that cannot (a
+                // read-only volume for the index-headers, say) reads them as Thanos does.
+                if !self.refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(err = %e, dir = %self.header_dir.display(), "cannot read Prometheus's blocks from the disk; they are read through remote read");
+                }
+                None
+            }
+        }
     }
 
     /// Lists the directory again and loads or drops blocks.
     pub async fn sync(&self) {
-        let covered = match self.store.sync().await {
-            Ok(_) => self.covered_now(),
-            Err(e) => {
-                tracing::warn!(err = %e, "listing Prometheus's blocks failed; remote read serves them");
-                None
-            }
+        let covered = match self.store() {
+            None => None,
+            Some(store) => match store.sync().await {
+                Ok(_) => covered_now(store, &self.tsdb_path),
+                Err(e) => {
+                    tracing::warn!(err = %e, "listing Prometheus's blocks failed; remote read serves them");
+                    None
+                }
+            },
         };
         if let Ok(mut current) = self.covered.write() {
             *current = covered;
@@ -117,24 +153,6 @@ impl LocalBlocks {
                 _ = ticks.tick() => self.sync().await,
             }
         }
-    }
-
-    fn covered_now(&self) -> Option<Covered> {
-        let blocks = self.store.blocks();
-        let min_time = blocks.iter().map(|b| b.meta.min_time).min()?;
-        let max_time = blocks.iter().map(|b| b.meta.max_time).max()?;
-        let tombstones = blocks.iter().any(|b| {
-            std::fs::metadata(self.tsdb_path.join(b.id.to_string()).join("tombstones"))
-                .is_ok_and(|m| m.len() > EMPTY_TOMBSTONES)
-        });
-        if tombstones {
-            tracing::debug!("a block of Prometheus has tombstones; remote read serves all blocks");
-        }
-        Some(Covered {
-            min_time,
-            max_time,
-            tombstones,
-        })
     }
 
     /// The time below which the blocks answer for Prometheus now, or `None` when they may not
@@ -158,8 +176,10 @@ impl LocalBlocks {
         max_time: i64,
         external: &Labels,
     ) -> Result<SeriesStream, Status> {
-        let frames = self
-            .store
+        let Some(store) = self.store.get() else {
+            return Err(Status::unavailable("Prometheus's blocks are not read yet"));
+        };
+        let frames = store
             .series(SeriesRequest {
                 min_time,
                 max_time,
@@ -186,6 +206,25 @@ impl LocalBlocks {
             Ok(frame)
         })))
     }
+}
+
+/// What the blocks `store` loaded cover; `tsdb_path` is where their tombstones are.
+fn covered_now(store: &BucketStore, tsdb_path: &Path) -> Option<Covered> {
+    let blocks = store.blocks();
+    let min_time = blocks.iter().map(|b| b.meta.min_time).min()?;
+    let max_time = blocks.iter().map(|b| b.meta.max_time).max()?;
+    let tombstones = blocks.iter().any(|b| {
+        std::fs::metadata(tsdb_path.join(b.id.to_string()).join("tombstones"))
+            .is_ok_and(|m| m.len() > EMPTY_TOMBSTONES)
+    });
+    if tombstones {
+        tracing::debug!("a block of Prometheus has tombstones; remote read serves all blocks");
+    }
+    Some(Covered {
+        min_time,
+        max_time,
+        tombstones,
+    })
 }
 
 /// `labels` (sorted) with the `external` labels (sorted) whose names they lack, as
