@@ -17,6 +17,8 @@
 mod common;
 #[path = "shared/dataset.rs"]
 mod dataset;
+#[path = "shared/stack.rs"]
+mod stack;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -290,25 +292,7 @@ struct Setup {
 }
 
 fn start(data: &Path) -> Setup {
-    let mut prometheus = Vec::new();
-    let mut sidecars = Vec::new();
-    for replica in ["a", "b"] {
-        let dir = tempfile::tempdir().expect("tmp");
-        rthanos_testkit::copy_dir(data, dir.path());
-        let p = Prometheus::start(
-            dir.path(),
-            &format!("global:\n  external_labels:\n    cluster: bench\n    replica: {replica}\n"),
-        );
-        let mut sidecar = Process::start(&[
-            "sidecar".to_string(),
-            format!("--prometheus.url={}", p.url()),
-            format!("--tsdb.path={}", dir.path().display()),
-            "--log.level=warn".to_string(),
-        ]);
-        sidecar.wait_ready(Duration::from_secs(120));
-        sidecars.push(sidecar);
-        prometheus.push((dir, p));
-    }
+    let (prometheus, sidecars) = stack::replicas_with_sidecars(data);
     let bucket = tempfile::tempdir().expect("tmp");
     let objstore = bucket.path().join("objstore.yml");
     std::fs::write(
