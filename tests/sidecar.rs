@@ -1075,3 +1075,26 @@ async fn blocks_read_from_disk_answer_as_remote_read_does() {
         samples_by_series(&store_b, everything).await
     );
 }
+
+/// A Prometheus that accepts out-of-order samples keeps some, older than its head's first
+/// in-order sample, in an out-of-order head that no block has yet: its blocks are then read
+/// through remote read only.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_out_of_order_samples_on_blocks_are_read_through_remote_read() {
+    let config = format!("{EXTERNAL}storage:\n  tsdb:\n    out_of_order_time_window: 1h\n");
+    let setup = setup(&small_spec(), &config);
+    let mut sidecar = Process::start(&sidecar_args(&setup.prometheus, setup.data.path(), &[]));
+    sidecar.wait_ready(Duration::from_secs(60));
+    let store = client(&sidecar);
+    // Long enough for the sidecar's first listing of the directory (right after ready).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let request = SeriesRequest {
+        min_time: 1_700_000_000_000,
+        max_time: 1_700_003_600_000,
+        matchers: vec![matcher(2, "__name__", ".+")],
+        ..Default::default()
+    };
+    let before = remote_reads(&setup.prometheus);
+    assert!(!samples_by_series(&store, request).await.is_empty());
+    assert_eq!(remote_reads(&setup.prometheus), before + 1);
+}

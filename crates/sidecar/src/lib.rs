@@ -314,9 +314,10 @@ struct Heartbeat {
 
 impl Heartbeat {
     async fn beat(&self) -> Result<(), SidecarError> {
-        match self.prometheus.external_labels(self.timeout).await {
-            Ok(labels) => {
-                self.metadata.set_external_labels(labels);
+        match self.prometheus.config(self.timeout).await {
+            Ok(config) => {
+                self.metadata.set_external_labels(config.external_labels);
+                self.metadata.set_out_of_order(config.out_of_order);
                 self.metadata.set_up(true);
                 self.prometheus_up.set(1);
                 let now = SystemTime::now()

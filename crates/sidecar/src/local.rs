@@ -9,9 +9,10 @@
 //!
 //! The blocks answer only while they are provably what Prometheus has: the oldest block
 //! starts at Prometheus's lowest timestamp (so the directory is this Prometheus's), the newest
-//! ends at or before the head's first sample (so nothing below it lives only in the head), and
-//! no block has tombstones (deletions that remote read would apply). Otherwise, and until the
-//! first sync, everything goes through remote read, as in Thanos. Blocks are listed again
+//! ends at or before the head's first sample (so nothing below it lives only in the head), no
+//! block has tombstones (deletions that remote read would apply), and Prometheus takes no
+//! out-of-order samples (its out-of-order head holds samples older than the head's first
+//! in-order one). Otherwise, and until the first sync, everything goes through remote read, as in Thanos. Blocks are listed again
 //! every [`SYNC_INTERVAL`]; Prometheus's compaction (a block and its sources side by side for
 //! a moment) and retention (a block gone) are what the store gateway's sync already handles.
 
@@ -159,6 +160,9 @@ impl LocalBlocks {
     /// (see the module's doc).
     pub fn boundary(&self, metadata: &Metadata) -> Option<i64> {
         let covered = self.covered.read().ok().and_then(|c| *c)?;
+        if metadata.out_of_order() {
+            return None;
+        }
         boundary(
             covered,
             metadata.lowest_timestamp()?,

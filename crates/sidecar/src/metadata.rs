@@ -13,6 +13,7 @@ use rthanos_model::{Labels, TimeOrDuration};
 pub struct Metadata {
     external_labels: RwLock<Option<Labels>>,
     up: AtomicBool,
+    out_of_order: AtomicBool,
     lowest_timestamp: AtomicI64,
     head_min_time: AtomicI64,
     min_time_flag: TimeOrDuration,
@@ -24,6 +25,7 @@ impl Metadata {
         Self {
             external_labels: RwLock::new(None),
             up: AtomicBool::new(false),
+            out_of_order: AtomicBool::new(false),
             lowest_timestamp: AtomicI64::new(i64::MIN),
             head_min_time: AtomicI64::new(i64::MAX),
             min_time_flag,
@@ -43,6 +45,17 @@ impl Metadata {
         if let Ok(mut current) = self.external_labels.write() {
             *current = Some(labels);
         }
+    }
+
+    /// Records whether Prometheus accepts out-of-order samples
+    /// (`storage.tsdb.out_of_order_time_window`).
+    pub fn set_out_of_order(&self, out_of_order: bool) {
+        self.out_of_order.store(out_of_order, Ordering::Relaxed);
+    }
+
+    /// Whether Prometheus accepts out-of-order samples, as its configuration last said.
+    pub fn out_of_order(&self) -> bool {
+        self.out_of_order.load(Ordering::Relaxed)
     }
 
     /// Records whether the last heartbeat reached Prometheus.

@@ -18,6 +18,59 @@ use serde::Deserialize;
 use crate::SidecarError;
 use rthanos_httpclient::HttpClientConfig;
 
+/// What the sidecar reads from Prometheus's loaded configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrometheusConfig {
+    /// `global.external_labels`.
+    pub external_labels: Labels,
+    /// `storage.tsdb.out_of_order_time_window` is set: the head may hold samples older than
+    /// its first in-order one, below the newest block's end.
+    pub out_of_order: bool,
+}
+
+impl PrometheusConfig {
+    fn parse(yaml: &str) -> Result<Self, SidecarError> {
+        #[derive(Deserialize, Default)]
+        struct Global {
+            #[serde(default)]
+            external_labels: BTreeMap<String, String>,
+        }
+        #[derive(Deserialize, Default)]
+        struct Tsdb {
+            #[serde(default)]
+            out_of_order_time_window: Option<String>,
+        }
+        #[derive(Deserialize, Default)]
+        struct Storage {
+            #[serde(default)]
+            tsdb: Option<Tsdb>,
+        }
+        #[derive(Deserialize)]
+        struct Config {
+            #[serde(default)]
+            global: Option<Global>,
+            #[serde(default)]
+            storage: Option<Storage>,
+        }
+        let config: Config = serde_yaml::from_str(yaml).map_err(|e| {
+            SidecarError::Prometheus(format!("parsing the config Prometheus returned: {e}"))
+        })?;
+        let window = config
+            .storage
+            .and_then(|s| s.tsdb)
+            .and_then(|t| t.out_of_order_time_window);
+        // A window that does not read as zero counts as set: the safe side.
+        let out_of_order = window.is_some_and(|w| {
+            w.parse::<rthanos_model::PromDuration>()
+                .map_or(true, |d| !d.as_std().is_zero())
+        });
+        Ok(Self {
+            external_labels: Labels::from_pairs(config.global.unwrap_or_default().external_labels),
+            out_of_order,
+        })
+    }
+}
+
 /// Times Prometheus's TSDB reports about itself (ms).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TsdbTimes {
@@ -90,31 +143,17 @@ impl PrometheusClient {
         Ok(self.auth.apply(self.http.get(self.url_for(path)?)))
     }
 
-    /// The external labels of the loaded configuration (`global.external_labels`).
-    pub async fn external_labels(&self, timeout: Duration) -> Result<Labels, SidecarError> {
+    /// What the sidecar needs of the loaded configuration: its external labels, and whether
+    /// out-of-order samples are accepted.
+    pub async fn config(&self, timeout: Duration) -> Result<PrometheusConfig, SidecarError> {
         #[derive(Deserialize)]
         struct ConfigData {
             yaml: String,
         }
-        #[derive(Deserialize, Default)]
-        struct Global {
-            #[serde(default)]
-            external_labels: BTreeMap<String, String>,
-        }
-        #[derive(Deserialize)]
-        struct Config {
-            #[serde(default)]
-            global: Option<Global>,
-        }
         let data: ConfigData = self
             .api(self.get("api/v1/status/config")?.timeout(timeout))
             .await?;
-        let config: Config = serde_yaml::from_str(&data.yaml).map_err(|e| {
-            SidecarError::Prometheus(format!("parsing the config Prometheus returned: {e}"))
-        })?;
-        Ok(Labels::from_pairs(
-            config.global.unwrap_or_default().external_labels,
-        ))
+        PrometheusConfig::parse(&data.yaml)
     }
 
     /// Prometheus's command-line flags (`/api/v1/status/flags`).
@@ -540,6 +579,35 @@ mod tests {
         buffer.push(corrupt.into());
         let err = buffer.next_frame().expect_err("bad CRC");
         assert!(err.to_string().contains("CRC32C"), "{err}");
+    }
+
+    #[test]
+    fn the_config_gives_external_labels_and_the_out_of_order_window() {
+        let config = PrometheusConfig::parse(
+            "global:\n  scrape_interval: 15s\n  external_labels:\n    cluster: eu1\n    replica: a\nstorage:\n  tsdb:\n    out_of_order_time_window: 30m\n",
+        )
+        .expect("config");
+        assert_eq!(
+            config.external_labels,
+            Labels::from_pairs([("cluster", "eu1"), ("replica", "a")])
+        );
+        assert!(config.out_of_order);
+        for (yaml, out_of_order) in [
+            ("global:\n  scrape_interval: 15s\n", false),
+            (
+                "storage:\n  tsdb:\n    out_of_order_time_window: 0s\n",
+                false,
+            ),
+            ("storage:\n  exemplars:\n    max_exemplars: 10\n", false),
+            (
+                "storage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+                true,
+            ),
+        ] {
+            let config = PrometheusConfig::parse(yaml).expect("config");
+            assert_eq!(config.out_of_order, out_of_order, "{yaml}");
+            assert!(config.external_labels.is_empty());
+        }
     }
 
     #[test]
