@@ -61,6 +61,8 @@ pub struct LocalBlocks {
     store: OnceLock<Arc<BucketStore>>,
     /// A store could not be made: said once, not at every sync.
     refused: AtomicBool,
+    /// The last listing failed: said once until one succeeds.
+    listing_failed: AtomicBool,
     covered: RwLock<Option<Covered>>,
 }
 
@@ -73,6 +75,7 @@ impl LocalBlocks {
             header_dir,
             store: OnceLock::new(),
             refused: AtomicBool::new(false),
+            listing_failed: AtomicBool::new(false),
             covered: RwLock::new(None),
         }
     }
@@ -132,9 +135,19 @@ impl LocalBlocks {
         let covered = match self.store() {
             None => None,
             Some(store) => match store.sync().await {
-                Ok(_) => covered_now(store, &self.tsdb_path),
+                Ok(_) => {
+                    if self.listing_failed.swap(false, Ordering::Relaxed) {
+                        tracing::info!(
+                            "Prometheus's blocks are listed again and read from the disk"
+                        );
+                    }
+                    covered_now(store, &self.tsdb_path)
+                }
                 Err(e) => {
-                    tracing::warn!(err = %e, "listing Prometheus's blocks failed; remote read serves them");
+                    // Said when listing starts failing, not at every sync of the failure.
+                    if !self.listing_failed.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(err = %e, "listing Prometheus's blocks failed; remote read serves them");
+                    }
                     None
                 }
             },
